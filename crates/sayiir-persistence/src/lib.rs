@@ -1,0 +1,40 @@
+#![deny(missing_docs)]
+//! Storage traits of the [Sayiir](https://crates.io/crates/sayiir-core) durable workflow
+//! engine, and the pure rules every backend shares.
+//!
+//! The Sayiir runtime checkpoints every workflow step through four traits:
+//! [`SnapshotStore`], [`SignalStore`], [`TaskClaimStore`] and [`TaskResultStore`]
+//! ([`PersistentBackend`] is implemented for every type that has the first two). Their API is
+//! exactly that of sayiir-persistence 0.4.0.
+//!
+//! This crate does no I/O. Backends live in their own crates and re-export this one:
+//!
+//! | crate | backend |
+//! |---|---|
+//! | `sayiir-persistence-memory` | in-process, for tests and single-process runs |
+//! | `sayiir-persistence-sqlite` | one embedded file (the default) |
+//! | `sayiir-persistence-postgres` | PostgreSQL, for many workers on many machines |
+//! | `sayiir-persistence-redis` | Redis |
+//!
+//! Beside the traits it holds what all backends must agree on, so they agree by construction:
+//! [`validation`] (ids and signal rules), [`codec`] (the snapshot blob format),
+//! [`schedule`] (the rules of `find_available_tasks`), [`results`] (the results archive) and
+//! [`claims`] (claim expiry arithmetic).
+
+mod error;
+mod traits;
+
+pub mod claims;
+pub mod codec;
+pub mod results;
+pub mod schedule;
+pub mod validation;
+
+#[cfg(test)]
+mod testing;
+
+pub use error::BackendError;
+pub use traits::{PersistentBackend, SignalStore, SnapshotStore, TaskClaimStore, TaskResultStore};
+
+/// The Sayiir core types the traits speak in, re-exported so one dependency is enough.
+pub use sayiir_core;

@@ -1,0 +1,64 @@
+//! Which task results a snapshot holds, and the archive kept after completion (D5).
+//!
+//! `Completed` and `Failed` snapshots discard their `completed_tasks`; `load_task_result` must
+//! still serve them. So when a save turns a snapshot that held results into `Completed` or
+//! `Failed`, backends copy those results into an archive; they serve it while the snapshot is
+//! `Completed`/`Failed`, and drop it on delete.
+
+use std::collections::HashMap;
+
+use sayiir_core::snapshot::{TaskResult, WorkflowSnapshotState};
+
+/// The `completed_tasks` of a state that holds them (InProgress, Paused, Cancelled).
+#[must_use]
+pub fn held_results(state: &WorkflowSnapshotState) -> Option<&HashMap<String, TaskResult>> {
+    match state {
+        WorkflowSnapshotState::InProgress { completed_tasks, .. }
+        | WorkflowSnapshotState::Paused { completed_tasks, .. }
+        | WorkflowSnapshotState::Cancelled { completed_tasks, .. } => Some(completed_tasks),
+        WorkflowSnapshotState::Completed { .. } | WorkflowSnapshotState::Failed { .. } => None,
+    }
+}
+
+/// Mutable access to the `completed_tasks` of a state that holds them.
+pub fn held_results_mut(
+    state: &mut WorkflowSnapshotState,
+) -> Option<&mut HashMap<String, TaskResult>> {
+    match state {
+        WorkflowSnapshotState::InProgress { completed_tasks, .. }
+        | WorkflowSnapshotState::Paused { completed_tasks, .. }
+        | WorkflowSnapshotState::Cancelled { completed_tasks, .. } => Some(completed_tasks),
+        WorkflowSnapshotState::Completed { .. } | WorkflowSnapshotState::Failed { .. } => None,
+    }
+}
+
+/// Whether `load_task_result` reads the archive rather than the snapshot for this state.
+#[must_use]
+pub fn reads_archive(state: &WorkflowSnapshotState) -> bool {
+    held_results(state).is_none()
+}
+
+/// What a save does to the archive of its instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveAction {
+    /// Leave it as it is (terminal re-save, or nothing stored before).
+    Keep,
+    /// Replace it with the results the previous state held (the transition to
+    /// Completed/Failed).
+    ArchivePrevious,
+    /// Drop it: the new state holds its own results.
+    Clear,
+}
+
+/// The archive action of saving `new` over `previous` (`None`: nothing stored before).
+#[must_use]
+pub fn archive_action(
+    previous: Option<&WorkflowSnapshotState>,
+    new: &WorkflowSnapshotState,
+) -> ArchiveAction {
+    match (previous.and_then(held_results), reads_archive(new)) {
+        (_, false) => ArchiveAction::Clear,
+        (Some(_), true) => ArchiveAction::ArchivePrevious,
+        (None, true) => ArchiveAction::Keep,
+    }
+}
