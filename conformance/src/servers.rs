@@ -1,0 +1,122 @@
+//! Finding the PostgreSQL and Redis servers that network backends are tested against.
+//!
+//! Order: the environment variable (`SAYIIR_POSTGRES_URL`, `SAYIIR_REDIS_URL`); then the
+//! ports `docker-compose.yml` publishes on localhost, if a server answers there; then, with
+//! the cargo feature `containers`, a container started with testcontainers. With none of
+//! these the call panics with instructions: a test without its server fails, it never skips.
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The variable that names the PostgreSQL server to test against.
+pub const POSTGRES_URL_VAR: &str = "SAYIIR_POSTGRES_URL";
+/// The variable that names the Redis server to test against.
+pub const REDIS_URL_VAR: &str = "SAYIIR_REDIS_URL";
+/// The PostgreSQL URL of the docker-compose service (also the CI machine's local server).
+pub const COMPOSE_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// The Redis URL of the docker-compose service (also the CI machine's local server).
+pub const COMPOSE_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+const HOW_TO_START: &str = "start one with `docker compose up -d --wait` (repository root) or \
+`../shared/services.sh`, or point the variable at a server you have, or enable the \
+`containers` feature of sayiir-persistence-conformance to start one in Docker";
+
+/// The PostgreSQL URL to test against.
+///
+/// # Panics
+/// When no server can be found, with a message that says how to start one.
+pub fn postgres_url() -> String {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| resolve(POSTGRES_URL_VAR, COMPOSE_POSTGRES_URL, 5432, Service::Postgres))
+        .clone()
+}
+
+/// The Redis URL to test against.
+///
+/// # Panics
+/// When no server can be found, with a message that says how to start one.
+pub fn redis_url() -> String {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| resolve(REDIS_URL_VAR, COMPOSE_REDIS_URL, 6379, Service::Redis))
+        .clone()
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Service {
+    Postgres,
+    Redis,
+}
+
+fn resolve(var: &str, compose_url: &str, port: u16, service: Service) -> String {
+    if let Ok(url) = std::env::var(var)
+        && !url.trim().is_empty()
+    {
+        return url;
+    }
+    if answers(port) {
+        return compose_url.to_string();
+    }
+    match containers::start(service) {
+        Ok(url) => url,
+        Err(why) => panic!(
+            "no {service:?} server for the tests: {var} is not set, nothing answers on \
+             127.0.0.1:{port}, and {why}. To fix: {HOW_TO_START}."
+        ),
+    }
+}
+
+fn answers(port: u16) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
+}
+
+#[cfg(not(feature = "containers"))]
+mod containers {
+    pub(super) fn start(_: super::Service) -> Result<String, String> {
+        Err("the `containers` feature is off".to_string())
+    }
+}
+
+#[cfg(feature = "containers")]
+mod containers {
+    use testcontainers_modules::testcontainers::runners::SyncRunner;
+    use testcontainers_modules::testcontainers::{Container, ImageExt};
+    use testcontainers_modules::{postgres::Postgres, redis::Redis};
+
+    /// Containers live as long as the test process.
+    static KEEP: std::sync::Mutex<Vec<Box<dyn std::any::Any + Send>>> =
+        std::sync::Mutex::new(Vec::new());
+
+    pub(super) fn start(service: super::Service) -> Result<String, String> {
+        // The sync runner builds its own runtime, which cannot nest inside the test's one.
+        std::thread::spawn(move || start_here(service))
+            .join()
+            .map_err(|_| "starting the container panicked".to_string())?
+    }
+
+    fn start_here(service: super::Service) -> Result<String, String> {
+        let failed = |e: &dyn std::fmt::Display| format!("starting a container failed: {e}");
+        let (url, container): (String, Box<dyn std::any::Any + Send>) = match service {
+            super::Service::Postgres => {
+                let c: Container<Postgres> = Postgres::default()
+                    .with_db_name("test")
+                    .with_user("postgres")
+                    .with_password("postgres")
+                    .with_tag("17-alpine")
+                    .start()
+                    .map_err(|e| failed(&e))?;
+                let port = c.get_host_port_ipv4(5432).map_err(|e| failed(&e))?;
+                (format!("postgres://postgres:postgres@127.0.0.1:{port}/test"), Box::new(c))
+            }
+            super::Service::Redis => {
+                let c: Container<Redis> =
+                    Redis::default().with_tag("7.4-alpine").start().map_err(|e| failed(&e))?;
+                let port = c.get_host_port_ipv4(6379).map_err(|e| failed(&e))?;
+                (format!("redis://127.0.0.1:{port}"), Box::new(c))
+            }
+        };
+        KEEP.lock().map_err(|e| e.to_string())?.push(container);
+        Ok(url)
+    }
+}
