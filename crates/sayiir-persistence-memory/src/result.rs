@@ -1,0 +1,31 @@
+//! `TaskResultStore` for the in-memory backend.
+
+use bytes::Bytes;
+use sayiir_persistence::results::reads_archive;
+use sayiir_persistence::validation::{IdKind, validate_ids};
+use sayiir_persistence::{BackendError, TaskResultStore};
+
+use crate::{InMemoryBackend, span};
+
+impl TaskResultStore for InMemoryBackend {
+    async fn load_task_result(
+        &self,
+        instance_id: &str,
+        task_id: &str,
+    ) -> Result<Option<Bytes>, BackendError> {
+        let _span = span("load_task_result", instance_id).entered();
+        validate_ids(&[(IdKind::Instance, instance_id), (IdKind::Task, task_id)])?;
+        let state = self.lock()?;
+        let workflow = state
+            .workflows
+            .get(instance_id)
+            .ok_or_else(|| BackendError::NotFound(instance_id.to_string()))?;
+        let snapshot = workflow.snapshot(instance_id)?;
+        let result = if reads_archive(&snapshot.state) {
+            workflow.archive.get(task_id)
+        } else {
+            snapshot.get_task_result(task_id)
+        };
+        Ok(result.map(|r| r.output.clone()))
+    }
+}

@@ -1,0 +1,86 @@
+//! `SnapshotStore` for the in-memory backend.
+
+use bytes::Bytes;
+use sayiir_persistence::results::{ArchiveAction, archive_action, held_results};
+use sayiir_persistence::sayiir_core::snapshot::WorkflowSnapshot;
+use sayiir_persistence::validation::{IdKind, validate_id, validate_ids};
+use sayiir_persistence::{BackendError, SnapshotStore};
+
+use crate::state::{Stored, Workflow};
+use crate::{InMemoryBackend, span};
+
+impl SnapshotStore for InMemoryBackend {
+    async fn save_snapshot(&self, snapshot: &WorkflowSnapshot) -> Result<(), BackendError> {
+        let id = snapshot.instance_id.as_str();
+        let _span = span("save_snapshot", id).entered();
+        validate_id(IdKind::Instance, id)?;
+        let mut state = self.lock()?;
+        let previous = state.workflows.get_mut(id);
+        let archive = match previous {
+            None => Default::default(),
+            Some(previous) => {
+                let previous_state = match &previous.stored {
+                    Stored::Snapshot(s) => Some(&s.state),
+                    Stored::Undecodable(_) => None,
+                };
+                match archive_action(previous_state, &snapshot.state) {
+                    ArchiveAction::Keep => std::mem::take(&mut previous.archive),
+                    ArchiveAction::Clear => Default::default(),
+                    ArchiveAction::ArchivePrevious => {
+                        previous_state.and_then(held_results).cloned().unwrap_or_default()
+                    }
+                }
+            }
+        };
+        let stored = Stored::Snapshot(Box::new(snapshot.clone()));
+        state.put(id, Workflow { stored, archive });
+        Ok(())
+    }
+
+    async fn save_task_result(
+        &self,
+        instance_id: &str,
+        task_id: &str,
+        output: Bytes,
+    ) -> Result<(), BackendError> {
+        let _span = span("save_task_result", instance_id).entered();
+        validate_ids(&[(IdKind::Instance, instance_id), (IdKind::Task, task_id)])?;
+        let mut state = self.lock()?;
+        state
+            .workflows
+            .get(instance_id)
+            .ok_or_else(|| BackendError::NotFound(instance_id.to_string()))?
+            .snapshot(instance_id)?;
+        state.modify(instance_id, |snapshot| {
+            snapshot.mark_task_completed(task_id.to_string(), output);
+        });
+        Ok(())
+    }
+
+    async fn load_snapshot(&self, instance_id: &str) -> Result<WorkflowSnapshot, BackendError> {
+        let _span = span("load_snapshot", instance_id).entered();
+        validate_id(IdKind::Instance, instance_id)?;
+        let state = self.lock()?;
+        state
+            .workflows
+            .get(instance_id)
+            .ok_or_else(|| BackendError::NotFound(instance_id.to_string()))?
+            .snapshot(instance_id)
+            .cloned()
+    }
+
+    async fn delete_snapshot(&self, instance_id: &str) -> Result<(), BackendError> {
+        let _span = span("delete_snapshot", instance_id).entered();
+        validate_id(IdKind::Instance, instance_id)?;
+        if self.lock()?.delete(instance_id) {
+            Ok(())
+        } else {
+            Err(BackendError::NotFound(instance_id.to_string()))
+        }
+    }
+
+    async fn list_snapshots(&self) -> Result<Vec<String>, BackendError> {
+        let _span = span("list_snapshots", "").entered();
+        Ok(self.lock()?.workflows.keys().cloned().collect())
+    }
+}

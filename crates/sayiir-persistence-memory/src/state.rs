@@ -1,0 +1,221 @@
+//! The backend's data, and the indexes `find_available_tasks` reads, kept in step.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use bytes::Bytes;
+use sayiir_persistence::BackendError;
+use sayiir_persistence::codec::decode_snapshot;
+use sayiir_persistence::sayiir_core::snapshot::{SignalRequest, TaskResult, WorkflowSnapshot};
+use sayiir_persistence::schedule::{Schedule, schedule_of};
+
+/// One stored workflow.
+#[derive(Debug)]
+pub(crate) struct Workflow {
+    pub(crate) stored: Stored,
+    /// Results kept after a transition to Completed/Failed (D5).
+    pub(crate) archive: HashMap<String, TaskResult>,
+}
+
+/// A snapshot, or bytes that did not decode (written through the raw test hook).
+#[derive(Debug)]
+pub(crate) enum Stored {
+    Snapshot(Box<WorkflowSnapshot>),
+    Undecodable(Vec<u8>),
+}
+
+impl Workflow {
+    /// The snapshot, or the `Serialization` error of the bytes that stand in for it.
+    pub(crate) fn snapshot(&self, instance_id: &str) -> Result<&WorkflowSnapshot, BackendError> {
+        match &self.stored {
+            Stored::Snapshot(snapshot) => Ok(snapshot),
+            Stored::Undecodable(blob) => Err(decode_snapshot(instance_id, blob)
+                .err()
+                .unwrap_or_else(|| BackendError::Serialization(instance_id.to_string()))),
+        }
+    }
+
+    fn schedule(&self) -> Schedule {
+        match &self.stored {
+            Stored::Snapshot(snapshot) => schedule_of(snapshot),
+            Stored::Undecodable(_) => Schedule::Idle,
+        }
+    }
+}
+
+/// Pending cancel and pause requests of one instance.
+#[derive(Debug, Default)]
+pub(crate) struct Signals {
+    pub(crate) cancel: Option<SignalRequest>,
+    pub(crate) pause: Option<SignalRequest>,
+}
+
+impl Signals {
+    pub(crate) fn any(&self) -> bool {
+        self.cancel.is_some() || self.pause.is_some()
+    }
+}
+
+/// A live or expired claim; times in Unix milliseconds.
+#[derive(Debug, Clone)]
+pub(crate) struct Claim {
+    pub(crate) worker_id: String,
+    pub(crate) expires_ms: Option<i64>,
+}
+
+/// Entry of the ready index: best first within a priority level.
+pub(crate) type ReadyKey = (u8, u64, String);
+
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub(crate) workflows: HashMap<String, Workflow>,
+    pub(crate) signals: HashMap<String, Signals>,
+    /// instance → signal name → FIFO queue.
+    pub(crate) events: HashMap<String, HashMap<String, VecDeque<Bytes>>>,
+    /// instance → task → claim.
+    pub(crate) claims: HashMap<String, HashMap<String, Claim>>,
+    /// Claims with an expiry, by expiry, to purge without a scan.
+    pub(crate) claim_expiries: BTreeSet<(i64, String, String)>,
+    /// Workflows at a runnable task, ordered `(priority, updated_at, instance_id)`.
+    pub(crate) ready: BTreeSet<ReadyKey>,
+    /// Parked workflows with a wake time (delays, signal timeouts), by wake time in ms.
+    pub(crate) timers: BTreeSet<(i64, String)>,
+    /// Workflows waiting at a signal whose event queue is not empty.
+    pub(crate) woken: BTreeSet<String>,
+}
+
+impl State {
+    /// Stores `workflow` under `instance_id`, replacing any previous one, and re-indexes it.
+    pub(crate) fn put(&mut self, instance_id: &str, workflow: Workflow) {
+        self.unindex(instance_id);
+        self.workflows.insert(instance_id.to_string(), workflow);
+        self.index(instance_id);
+    }
+
+    /// Removes the workflow from every index (before it changes or goes).
+    pub(crate) fn unindex(&mut self, instance_id: &str) {
+        let Some(workflow) = self.workflows.get(instance_id) else { return };
+        match workflow.schedule() {
+            Schedule::Ready(task) => {
+                self.ready.remove(&(task.priority, task.updated_at, instance_id.to_string()));
+            }
+            Schedule::Delay { wake_at } => {
+                self.timers.remove(&(wake_at.timestamp_millis(), instance_id.to_string()));
+            }
+            Schedule::Signal { wake_at, .. } => {
+                if let Some(wake_at) = wake_at {
+                    self.timers.remove(&(wake_at.timestamp_millis(), instance_id.to_string()));
+                }
+                self.woken.remove(instance_id);
+            }
+            Schedule::Idle => {}
+        }
+    }
+
+    /// Adds the workflow to the indexes its schedule calls for.
+    pub(crate) fn index(&mut self, instance_id: &str) {
+        let Some(workflow) = self.workflows.get(instance_id) else { return };
+        match workflow.schedule() {
+            Schedule::Ready(task) => {
+                self.ready.insert((task.priority, task.updated_at, instance_id.to_string()));
+            }
+            Schedule::Delay { wake_at } => {
+                self.timers.insert((wake_at.timestamp_millis(), instance_id.to_string()));
+            }
+            Schedule::Signal { signal_name, wake_at } => {
+                if let Some(wake_at) = wake_at {
+                    self.timers.insert((wake_at.timestamp_millis(), instance_id.to_string()));
+                }
+                if self.has_event(instance_id, &signal_name) {
+                    self.woken.insert(instance_id.to_string());
+                }
+            }
+            Schedule::Idle => {}
+        }
+    }
+
+    /// Applies `change` to a stored, decodable snapshot and re-indexes it.
+    pub(crate) fn modify<R>(
+        &mut self,
+        instance_id: &str,
+        change: impl FnOnce(&mut WorkflowSnapshot) -> R,
+    ) -> Option<R> {
+        self.unindex(instance_id);
+        let result = match self.workflows.get_mut(instance_id).map(|w| &mut w.stored) {
+            Some(Stored::Snapshot(snapshot)) => Some(change(snapshot)),
+            _ => None,
+        };
+        self.index(instance_id);
+        result
+    }
+
+    pub(crate) fn has_event(&self, instance_id: &str, signal_name: &str) -> bool {
+        self.events
+            .get(instance_id)
+            .and_then(|queues| queues.get(signal_name))
+            .is_some_and(|q| !q.is_empty())
+    }
+
+    pub(crate) fn has_signal(&self, instance_id: &str) -> bool {
+        self.signals.get(instance_id).is_some_and(Signals::any)
+    }
+
+    /// The claim on `(instance, task)` if it is live at `now_ms`.
+    pub(crate) fn live_claim(&self, instance_id: &str, task_id: &str, now_ms: i64) -> Option<&Claim> {
+        self.claims
+            .get(instance_id)
+            .and_then(|tasks| tasks.get(task_id))
+            .filter(|c| sayiir_persistence::claims::is_live(c.expires_ms, now_ms))
+    }
+
+    pub(crate) fn insert_claim(&mut self, instance_id: &str, task_id: &str, claim: Claim) {
+        self.remove_claim(instance_id, task_id);
+        if let Some(ms) = claim.expires_ms {
+            self.claim_expiries.insert((ms, instance_id.to_string(), task_id.to_string()));
+        }
+        self.claims
+            .entry(instance_id.to_string())
+            .or_default()
+            .insert(task_id.to_string(), claim);
+    }
+
+    pub(crate) fn remove_claim(&mut self, instance_id: &str, task_id: &str) -> Option<Claim> {
+        let tasks = self.claims.get_mut(instance_id)?;
+        let claim = tasks.remove(task_id)?;
+        if tasks.is_empty() {
+            self.claims.remove(instance_id);
+        }
+        if let Some(ms) = claim.expires_ms {
+            self.claim_expiries.remove(&(ms, instance_id.to_string(), task_id.to_string()));
+        }
+        Some(claim)
+    }
+
+    /// Drops every claim that has expired at `now_ms`.
+    pub(crate) fn purge_expired_claims(&mut self, now_ms: i64) {
+        while let Some((ms, instance_id, task_id)) = self.claim_expiries.first().cloned() {
+            if ms > now_ms {
+                break;
+            }
+            self.remove_claim(&instance_id, &task_id);
+        }
+    }
+
+    /// Removes the workflow and everything stored for the instance (D1).
+    pub(crate) fn delete(&mut self, instance_id: &str) -> bool {
+        self.unindex(instance_id);
+        if self.workflows.remove(instance_id).is_none() {
+            return false;
+        }
+        self.signals.remove(instance_id);
+        self.events.remove(instance_id);
+        let tasks: Vec<String> = self
+            .claims
+            .get(instance_id)
+            .map(|t| t.keys().cloned().collect())
+            .unwrap_or_default();
+        for task_id in tasks {
+            self.remove_claim(instance_id, &task_id);
+        }
+        true
+    }
+}

@@ -1,0 +1,29 @@
+//! The whole conformance suite against `InMemoryBackend`.
+
+use sayiir_persistence_conformance::Harness;
+use sayiir_persistence_memory::InMemoryBackend;
+
+/// A fresh backend per case; nothing to clean up beyond dropping it.
+struct MemoryHarness(InMemoryBackend);
+
+impl Harness for MemoryHarness {
+    type Backend = InMemoryBackend;
+
+    async fn setup() -> Self {
+        Self(InMemoryBackend::new())
+    }
+
+    fn backend(&self) -> &InMemoryBackend {
+        &self.0
+    }
+
+    async fn write_raw_snapshot(&self, instance_id: &str, blob: &[u8]) {
+        self.0
+            .write_raw_snapshot(instance_id, blob)
+            .expect("the instance to corrupt must exist");
+    }
+
+    async fn teardown(&self) {}
+}
+
+sayiir_persistence_conformance::conformance_suite!(MemoryHarness);
