@@ -1,15 +1,19 @@
 //! Builders the cases share: unique ids and snapshots in every shape.
 
 use std::collections::HashMap;
+use std::fmt::Debug;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
 use sayiir_persistence::sayiir_core::snapshot::{
-    ExecutionPosition, SignalRequest, TaskDeadline, TaskRetryState, WorkflowSnapshot,
+    ExecutionPosition, PauseRequest, SignalRequest, TaskDeadline, TaskRetryState, WorkflowSnapshot,
     WorkflowSnapshotState,
 };
 use sayiir_persistence::sayiir_core::task::RetryPolicy;
+use sayiir_persistence::sayiir_core::task_claim::AvailableTask;
+use sayiir_persistence::{BackendError, TaskClaimStore};
 
 /// An id no other case, run or process uses: `prefix`, the process id, a counter and the
 /// clock in nanoseconds.
@@ -132,8 +136,7 @@ pub fn failed_once(
 /// A snapshot with every optional field set, backdated timestamps and a trace parent.
 #[must_use]
 pub fn fully_populated(instance_id: &str) -> WorkflowSnapshot {
-    let mut snapshot =
-        with_results(instance_id, &[("a", b"out-a"), ("b", &[0, 159, 255, 0])], "c");
+    let mut snapshot = with_results(instance_id, &[("a", b"out-a"), ("b", &[0, 159, 255, 0])], "c");
     let base = failed_once(instance_id, "c", "worker-9", Utc::now() + Duration::seconds(30));
     snapshot.task_retries = base.task_retries;
     snapshot.task_deadline = Some(TaskDeadline {
@@ -189,4 +192,215 @@ pub fn completed(state: &WorkflowSnapshotState) -> HashMap<String, Bytes> {
     sayiir_persistence::results::held_results(state)
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.output.clone())).collect())
         .unwrap_or_default()
+}
+
+/// One hour: the offset used for far-future and far-past times (delays, backoff, timeouts).
+#[must_use]
+pub fn hour() -> Duration {
+    Duration::hours(1)
+}
+
+/// The runtime's default aging interval (300 s).
+#[must_use]
+pub fn aging() -> Duration {
+    Duration::seconds(300)
+}
+
+/// A `limit` large enough to return every ready task a case can have made.
+pub const ALL: usize = 100_000;
+
+/// A worker id no case shares.
+#[must_use]
+pub fn worker() -> String {
+    unique_id("worker")
+}
+
+/// Calls `find_available_tasks(worker, ALL, aging(), [])` and unwraps it.
+///
+/// A plain `fn` on purpose: `pub async fn` marks the cases of the group modules.
+#[allow(clippy::manual_async_fn)]
+pub fn find_all<'a, B: TaskClaimStore>(
+    backend: &'a B,
+    worker_id: &'a str,
+) -> impl Future<Output = Vec<AvailableTask>> + Send + 'a {
+    async move {
+        backend
+            .find_available_tasks(worker_id, ALL, aging(), &[])
+            .await
+            .expect("find_available_tasks failed")
+    }
+}
+
+/// The returned task of `instance_id`, if any (panics if it was returned twice).
+#[must_use]
+pub fn task_of<'a>(found: &'a [AvailableTask], instance_id: &str) -> Option<&'a AvailableTask> {
+    let mut hits = found.iter().filter(|t| t.instance_id == instance_id);
+    let first = hits.next();
+    assert!(hits.next().is_none(), "instance {instance_id:?} returned more than once");
+    first
+}
+
+/// The instance ids of `found`, in order, keeping only those in `mine`.
+#[must_use]
+pub fn order_of(found: &[AvailableTask], mine: &[&str]) -> Vec<String> {
+    found
+        .iter()
+        .filter(|t| mine.contains(&t.instance_id.as_str()))
+        .map(|t| t.instance_id.clone())
+        .collect()
+}
+
+/// An in-progress snapshot that completed task `a` (output `out-a`) and is at `AtTask{b}`.
+#[must_use]
+pub fn in_progress(instance_id: &str) -> WorkflowSnapshot {
+    with_results(instance_id, &[("a", b"out-a")], "b")
+}
+
+/// [`in_progress`] after `mark_completed(b"final")` (its results are discarded).
+#[must_use]
+pub fn completed_snapshot(instance_id: &str) -> WorkflowSnapshot {
+    let mut snapshot = in_progress(instance_id);
+    snapshot.mark_completed(Bytes::from_static(b"final"));
+    snapshot
+}
+
+/// [`in_progress`] after `mark_failed("boom")`.
+#[must_use]
+pub fn failed_snapshot(instance_id: &str) -> WorkflowSnapshot {
+    let mut snapshot = in_progress(instance_id);
+    snapshot.mark_failed("boom".to_string());
+    snapshot
+}
+
+/// [`in_progress`] after `mark_cancelled` (keeps result `a`, interrupted at `b`).
+#[must_use]
+pub fn cancelled_snapshot(instance_id: &str) -> WorkflowSnapshot {
+    let mut snapshot = in_progress(instance_id);
+    snapshot.mark_cancelled(
+        Some("stop".to_string()),
+        Some("admin".to_string()),
+        Some("b".to_string()),
+    );
+    snapshot
+}
+
+/// [`in_progress`] after `mark_paused` (keeps result `a` and position `AtTask{b}`).
+#[must_use]
+pub fn paused_snapshot(instance_id: &str) -> WorkflowSnapshot {
+    let mut snapshot = in_progress(instance_id);
+    snapshot.mark_paused(&PauseRequest::new(Some("hold".to_string()), Some("ops".to_string())));
+    snapshot
+}
+
+/// The position of an in-progress snapshot.
+///
+/// # Panics
+/// When the snapshot is not in progress.
+#[must_use]
+#[track_caller]
+pub fn position(snapshot: &WorkflowSnapshot) -> &ExecutionPosition {
+    match &snapshot.state {
+        WorkflowSnapshotState::InProgress { position, .. } => position,
+        other => panic!("expected InProgress, got {}", other.as_ref()),
+    }
+}
+
+/// The task id of an `AtTask` position (panics on any other position or state).
+#[must_use]
+#[track_caller]
+pub fn at_task_id(snapshot: &WorkflowSnapshot) -> &str {
+    match position(snapshot) {
+        ExecutionPosition::AtTask { task_id } => task_id,
+        other => panic!("expected AtTask, got {}", other.as_ref()),
+    }
+}
+
+/// Asserts that `result` is `NotFound`.
+///
+/// # Panics
+/// When it is anything else.
+#[track_caller]
+pub fn assert_not_found<T: Debug>(result: Result<T, BackendError>, what: &str) {
+    match result {
+        Err(BackendError::NotFound(_)) => {}
+        other => panic!("{what}: expected NotFound, got {other:?}"),
+    }
+}
+
+/// Asserts that `result` is a `Backend` error whose message contains `needle`.
+///
+/// # Panics
+/// When it is anything else.
+#[track_caller]
+pub fn assert_backend_error<T: Debug>(result: Result<T, BackendError>, needle: &str, what: &str) {
+    match result {
+        Err(BackendError::Backend(message)) => assert!(
+            message.contains(needle),
+            "{what}: Backend error should mention {needle:?}, got {message:?}"
+        ),
+        other => panic!("{what}: expected a Backend error mentioning {needle:?}, got {other:?}"),
+    }
+}
+
+/// Ids every backend must reject (D7), with a label: empty, containing NUL, 1025 bytes.
+#[must_use]
+pub fn bad_ids() -> Vec<(&'static str, String)> {
+    vec![
+        ("empty", String::new()),
+        ("NUL", "bad\0id".to_string()),
+        ("1025 bytes", "x".repeat(1025)),
+        ("1025 bytes of multi-byte characters", format!("{}x", "🦀".repeat(256))),
+    ]
+}
+
+/// Ids with characters that break naive key schemes, each made unique with `tag`; every
+/// backend must store and return them verbatim (D7).
+#[must_use]
+pub fn special_ids(tag: &str) -> Vec<String> {
+    [
+        "a:b:c",
+        ":leading and trailing:",
+        "quotes ' \" `",
+        "percent %s %d %%",
+        "glob * ? [x]",
+        "braces {x} {{y}}",
+        "  spaces  ",
+        "emoji 🦀 ünïcödé 中文",
+        "new\nline\r\ttab",
+        "'; DROP TABLE x; --",
+        "]]..redis.call('FLUSHALL')..[[",
+        "back\\slash /slash",
+    ]
+    .iter()
+    .map(|s| format!("{s}|{}", unique_id(tag)))
+    .collect()
+}
+
+/// Every byte value 0..=255, twice, then a NUL: a payload no text encoding survives.
+#[must_use]
+pub fn binary_payload() -> Bytes {
+    let mut bytes: Vec<u8> = (0..=255u8).chain(0..=255u8).collect();
+    bytes.push(0);
+    Bytes::from(bytes)
+}
+
+/// A 16 MiB payload with a non-repeating-looking pattern (D8: at least 16 MiB works).
+#[must_use]
+pub fn large_payload() -> Bytes {
+    const SIZE: usize = 16 * 1024 * 1024;
+    #[allow(clippy::cast_possible_truncation)]
+    let bytes: Vec<u8> = (0..SIZE).map(|i| (i.wrapping_mul(31) ^ (i >> 11)) as u8).collect();
+    Bytes::from(bytes)
+}
+
+/// Asserts two payloads are equal without printing megabytes on failure.
+///
+/// # Panics
+/// When they differ.
+#[track_caller]
+pub fn assert_bytes(actual: &[u8], expected: &[u8], what: &str) {
+    assert_eq!(actual.len(), expected.len(), "{what}: length differs");
+    if let Some(i) = actual.iter().zip(expected).position(|(a, b)| a != b) {
+        panic!("{what}: first difference at byte {i}");
+    }
 }

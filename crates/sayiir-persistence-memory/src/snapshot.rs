@@ -23,7 +23,7 @@ impl SnapshotStore for InMemoryBackend {
                     Stored::Snapshot(s) => Some(&s.state),
                     Stored::Undecodable(_) => None,
                 };
-                match archive_action(previous_state, &snapshot.state) {
+                match archive_action(previous_state.map(AsRef::as_ref), &snapshot.state) {
                     ArchiveAction::Keep => std::mem::take(&mut previous.archive),
                     ArchiveAction::Clear => Default::default(),
                     ArchiveAction::ArchivePrevious => {

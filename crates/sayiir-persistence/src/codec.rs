@@ -67,6 +67,40 @@ pub fn decode_snapshot(instance_id: &str, blob: &[u8]) -> Result<WorkflowSnapsho
     }
 }
 
+/// Encodes a snapshot without its `completed_tasks`, for backends that keep task results in
+/// rows of their own (so recording one result never rewrites the blob).
+///
+/// # Errors
+/// As [`encode_snapshot`].
+pub fn encode_snapshot_without_results(
+    snapshot: &WorkflowSnapshot,
+) -> Result<Vec<u8>, BackendError> {
+    let mut stripped = snapshot.clone();
+    if let Some(results) = crate::results::held_results_mut(&mut stripped.state) {
+        results.clear();
+    }
+    encode_snapshot(&stripped)
+}
+
+/// Decodes a blob written by [`encode_snapshot_without_results`] and puts the task results
+/// `(task_id, output)` back into the states that hold them.
+///
+/// # Errors
+/// As [`decode_snapshot`].
+pub fn decode_snapshot_with_results(
+    instance_id: &str,
+    blob: &[u8],
+    results: impl IntoIterator<Item = (String, bytes::Bytes)>,
+) -> Result<WorkflowSnapshot, BackendError> {
+    let mut snapshot = decode_snapshot(instance_id, blob)?;
+    if let Some(held) = crate::results::held_results_mut(&mut snapshot.state) {
+        held.extend(results.into_iter().map(|(task_id, output)| {
+            (task_id.clone(), sayiir_core::snapshot::TaskResult { task_id, output })
+        }));
+    }
+    Ok(snapshot)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,15 +50,43 @@ pub enum ArchiveAction {
     Clear,
 }
 
-/// The archive action of saving `new` over `previous` (`None`: nothing stored before).
+/// Whether a state with status text `status` holds its own `completed_tasks`
+/// (InProgress, Paused, Cancelled).
 #[must_use]
-pub fn archive_action(
-    previous: Option<&WorkflowSnapshotState>,
-    new: &WorkflowSnapshotState,
-) -> ArchiveAction {
-    match (previous.and_then(held_results), reads_archive(new)) {
+pub fn status_holds_results(status: &str) -> bool {
+    matches!(status, "InProgress" | "Paused" | "Cancelled")
+}
+
+/// The archive action of saving `new` over a stored snapshot whose status text is
+/// `previous_status` (`None`: nothing stored before, or a status that cannot be read).
+#[must_use]
+pub fn archive_action(previous_status: Option<&str>, new: &WorkflowSnapshotState) -> ArchiveAction {
+    let previous_held = previous_status.is_some_and(status_holds_results);
+    match (previous_held, reads_archive(new)) {
         (_, false) => ArchiveAction::Clear,
-        (Some(_), true) => ArchiveAction::ArchivePrevious,
-        (None, true) => ArchiveAction::Keep,
+        (true, true) => ArchiveAction::ArchivePrevious,
+        (false, true) => ArchiveAction::Keep,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn archive_rules() {
+        let completed = WorkflowSnapshotState::Completed { final_output: Bytes::new() };
+        let failed = WorkflowSnapshotState::Failed { error: "e".into() };
+        assert_eq!(archive_action(Some("InProgress"), &completed), ArchiveAction::ArchivePrevious);
+        assert_eq!(archive_action(Some("Paused"), &failed), ArchiveAction::ArchivePrevious);
+        assert_eq!(archive_action(Some("Completed"), &completed), ArchiveAction::Keep);
+        assert_eq!(archive_action(None, &failed), ArchiveAction::Keep);
+        let running = WorkflowSnapshotState::InProgress {
+            position: sayiir_core::snapshot::ExecutionPosition::NotStarted,
+            completed_tasks: HashMap::new(),
+            last_completed_task_id: None,
+        };
+        assert_eq!(archive_action(Some("Completed"), &running), ArchiveAction::Clear);
     }
 }

@@ -1,0 +1,254 @@
+//! `TaskClaimStore` for SQLite, and `find_available_tasks`.
+
+use chrono::{DateTime, Duration, Utc};
+use rusqlite::{OptionalExtension, Transaction, params};
+use sayiir_persistence::sayiir_core::task_claim::{AvailableTask, TaskClaim};
+use sayiir_persistence::schedule::{
+    Advance, RankKey, ReadyTask, Schedule, advance_parked, aging_seconds, backoff_elapsed,
+    best_by_rank, schedule_of, tags_accepted, task_input, unix_seconds,
+};
+use sayiir_persistence::validation::{IdKind, validate_id};
+use sayiir_persistence::{BackendError, TaskClaimStore};
+use tracing::Instrument;
+
+use crate::error::SqlResultExt;
+use crate::row::{read_snapshot, write_snapshot};
+use crate::signal::pop_event;
+use crate::{SqliteBackend, span};
+
+const OP: &str = "find_available_tasks";
+
+/// Now in whole Unix seconds, the clock snapshots carry.
+pub(crate) fn now_secs() -> i64 {
+    Utc::now().timestamp()
+}
+
+impl TaskClaimStore for SqliteBackend {
+    async fn claim_task(
+        &self,
+        instance_id: &str,
+        task_id: &str,
+        worker_id: &str,
+        ttl: Option<Duration>,
+    ) -> Result<Option<TaskClaim>, BackendError> {
+        self.claim(instance_id, task_id, worker_id, ttl).await
+    }
+
+    async fn release_task_claim(
+        &self,
+        instance_id: &str,
+        task_id: &str,
+        worker_id: &str,
+    ) -> Result<(), BackendError> {
+        self.release(instance_id, task_id, worker_id).await
+    }
+
+    async fn extend_task_claim(
+        &self,
+        instance_id: &str,
+        task_id: &str,
+        worker_id: &str,
+        additional_duration: Duration,
+    ) -> Result<(), BackendError> {
+        self.extend(instance_id, task_id, worker_id, additional_duration).await
+    }
+
+    async fn find_available_tasks(
+        &self,
+        worker_id: &str,
+        limit: usize,
+        aging_interval: Duration,
+        worker_tags: &[String],
+    ) -> Result<Vec<AvailableTask>, BackendError> {
+        validate_id(IdKind::Worker, worker_id)?;
+        let worker_id = worker_id.to_string();
+        let worker_tags = worker_tags.to_vec();
+        let aging_secs = aging_seconds(aging_interval);
+        self.threads
+            .write(OP, move |tx| {
+                let now = Utc::now();
+                tx.prepare_cached(
+                    "DELETE FROM claims WHERE expires_ms IS NOT NULL AND expires_ms <= ?1",
+                )
+                .and_then(|mut s| s.execute([now.timestamp_millis()]))
+                .during(OP, "purge expired claims")?;
+                advance_due(tx, now)?;
+                if limit == 0 {
+                    return Ok(Vec::new());
+                }
+                let query = Query { worker_id: &worker_id, worker_tags: &worker_tags, limit, now, aging_secs };
+                best_ready(tx, &query)
+            })
+            .instrument(span(OP, ""))
+            .await
+    }
+}
+
+struct Query<'a> {
+    worker_id: &'a str,
+    worker_tags: &'a [String],
+    limit: usize,
+    now: DateTime<Utc>,
+    aging_secs: f64,
+}
+
+/// Advances every parked workflow that is due (6.1), inside find's transaction, so the
+/// compare-and-set is implicit: no other writer can move it in between.
+fn advance_due(tx: &Transaction<'_>, now: DateTime<Utc>) -> Result<(), BackendError> {
+    let due: Vec<String> = {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT instance_id FROM workflows w
+                 WHERE (w.wake_ms <= ?1 OR w.woken = 1)
+                   AND NOT EXISTS (SELECT 1 FROM signals s WHERE s.instance_id = w.instance_id)",
+            )
+            .during(OP, "find due workflows")?;
+        let rows = stmt
+            .query_map([now.timestamp_millis()], |r| r.get(0))
+            .during(OP, "find due workflows")?;
+        rows.collect::<rusqlite::Result<_>>().during(OP, "find due workflows")?
+    };
+    for id in due {
+        // One broken row must not stop every worker: skip it and say so.
+        if let Err(error) = advance_one(tx, now, &id) {
+            tracing::warn!(instance_id = %id, %error, "cannot advance a parked workflow; skipped");
+        }
+    }
+    Ok(())
+}
+
+fn advance_one(tx: &Transaction<'_>, now: DateTime<Utc>, id: &str) -> Result<(), BackendError> {
+    let Some(mut snapshot) = read_snapshot(tx, OP, id)? else { return Ok(()) };
+    let signal_name = match schedule_of(&snapshot) {
+        Schedule::Signal { signal_name, .. } => Some(signal_name),
+        _ => None,
+    };
+    let event = match &signal_name {
+        Some(name) => tx
+            .prepare_cached(
+                "SELECT payload FROM events WHERE instance_id = ?1 AND signal_name = ?2
+                 ORDER BY seq LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row([id, name], |r| r.get::<_, Vec<u8>>(0)).optional())
+            .during(OP, "peek event")?
+            .map(bytes::Bytes::from),
+        None => None,
+    };
+    let consumed = match advance_parked(&mut snapshot, now, event) {
+        Advance::NotDue => return Ok(()),
+        Advance::ToTask { consumed_event } => consumed_event,
+        Advance::Completed { consumed_event, archive } => {
+            // The completed snapshot no longer holds its results: the rows are its archive,
+            // and must include what the advancement itself just recorded.
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO task_results (instance_id, task_id, output) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (instance_id, task_id) DO UPDATE SET output = excluded.output",
+                )
+                .during(OP, "archive results")?;
+            for (task_id, result) in &archive {
+                upsert.execute(params![id, task_id, result.output.as_ref()]).during(OP, "archive")?;
+            }
+            consumed_event
+        }
+    };
+    if consumed && let Some(name) = &signal_name {
+        pop_event(tx, OP, id, name)?;
+    }
+    write_snapshot(tx, OP, &snapshot)
+}
+
+/// The best `limit` eligible tasks, reading each priority level oldest first and stopping
+/// once `limit` tasks that did not fail on this worker are found in it.
+fn best_ready(tx: &Transaction<'_>, query: &Query<'_>) -> Result<Vec<AvailableTask>, BackendError> {
+    let now_ms = query.now.timestamp_millis();
+    let now_secs = unix_seconds(query.now);
+    let mut next_level = tx
+        .prepare_cached("SELECT min(ready_priority) FROM workflows WHERE ready_priority > ?1")
+        .during(OP, "prepare")?;
+    let mut level_rows = tx
+        .prepare_cached(
+            "SELECT w.instance_id, w.current_task_id, w.updated_at, w.task_tags,
+                    w.retry_not_before_ms, w.failed_worker
+             FROM workflows w
+             WHERE w.ready_priority = ?1
+               AND NOT EXISTS (SELECT 1 FROM signals s WHERE s.instance_id = w.instance_id)
+               AND NOT EXISTS (SELECT 1 FROM claims c
+                               WHERE c.instance_id = w.instance_id
+                                 AND c.task_id = w.current_task_id
+                                 AND (c.expires_ms IS NULL OR c.expires_ms > ?2))
+             ORDER BY w.updated_at, w.instance_id",
+        )
+        .during(OP, "prepare")?;
+    let mut ranked: Vec<(String, ReadyTask)> = Vec::new();
+    let mut level: i64 = -1;
+    while let Some(priority) = next_level
+        .query_row([level], |r| r.get::<_, Option<i64>>(0))
+        .during(OP, "next priority level")?
+    {
+        level = priority;
+        let mut rows = level_rows.query(params![priority, now_ms]).during(OP, "read level")?;
+        let mut fair = 0;
+        while fair < query.limit {
+            let Some(row) = rows.next().during(OP, "read level")? else { break };
+            let (id, task) = match ready_task(row, priority) {
+                Ok(found) => found,
+                Err(error) => {
+                    tracing::warn!(%error, "skipping an unreadable workflow row");
+                    continue;
+                }
+            };
+            if !backoff_elapsed(task.not_before, query.now) || !tags_accepted(&task.tags, query.worker_tags) {
+                continue;
+            }
+            if task.failed_worker.as_deref() != Some(query.worker_id) {
+                fair += 1;
+            }
+            ranked.push((id, task));
+        }
+    }
+    let keyed = ranked
+        .iter()
+        .map(|(id, task)| (RankKey::new(id, task, query.worker_id, now_secs, query.aging_secs), id))
+        .collect();
+    let mut tasks = Vec::new();
+    for id in best_by_rank(keyed, query.limit) {
+        match read_snapshot(tx, OP, id) {
+            Ok(Some(snapshot)) => tasks.extend(available(snapshot)),
+            Ok(None) => {}
+            Err(error) => tracing::warn!(instance_id = %id, %error, "skipping an undecodable workflow"),
+        }
+    }
+    Ok(tasks)
+}
+
+fn ready_task(row: &rusqlite::Row<'_>, priority: i64) -> Result<(String, ReadyTask), BackendError> {
+    let read = |e: rusqlite::Error| BackendError::Serialization(format!("workflow row: {e}"));
+    let id: String = row.get(0).map_err(read)?;
+    let tags: String = row.get(3).map_err(read)?;
+    let task = ReadyTask {
+        task_id: row.get::<_, Option<String>>(1).map_err(read)?.unwrap_or_default(),
+        priority: u8::try_from(priority).unwrap_or(u8::MAX),
+        tags: serde_json::from_str(&tags).map_err(|e| {
+            BackendError::Serialization(format!("task_tags of {id:?} are unreadable: {e}"))
+        })?,
+        updated_at: u64::try_from(row.get::<_, i64>(2).map_err(read)?).unwrap_or_default(),
+        not_before: row
+            .get::<_, Option<i64>>(4)
+            .map_err(read)?
+            .and_then(DateTime::from_timestamp_millis),
+        failed_worker: row.get(5).map_err(read)?,
+    };
+    Ok((id, task))
+}
+
+fn available(snapshot: sayiir_persistence::sayiir_core::snapshot::WorkflowSnapshot) -> Option<AvailableTask> {
+    let task_id = snapshot.current_task_id()?.to_string();
+    Some(AvailableTask {
+        input: task_input(&snapshot)?,
+        task_id,
+        instance_id: snapshot.instance_id,
+        workflow_definition_hash: snapshot.definition_hash,
+        trace_parent: snapshot.trace_parent,
+    })
+}

@@ -1,0 +1,142 @@
+#![deny(missing_docs)]
+//! Embedded SQLite backend for [`sayiir_persistence`]: one durable file, no server.
+//!
+//! ```no_run
+//! use sayiir_persistence_sqlite::{SqliteBackend, SnapshotStore};
+//! use sayiir_persistence_sqlite::sayiir_core::snapshot::WorkflowSnapshot;
+//!
+//! # async fn demo() -> Result<(), sayiir_persistence_sqlite::BackendError> {
+//! let backend = SqliteBackend::open("workflows.db").await?;
+//! let snapshot = WorkflowSnapshot::new("order-42".into(), "definition-hash".into());
+//! backend.save_snapshot(&snapshot).await?;
+//! let loaded = backend.load_snapshot("order-42").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Design
+//! - One writer connection on its own thread runs every write as a `BEGIN IMMEDIATE`
+//!   transaction; reader connections on their own threads serve reads, and in WAL mode never
+//!   wait for the writer. No SQLite call runs on a tokio worker thread.
+//! - Each trait call is one job on one connection: one "round trip", one transaction.
+//!   Composites (claim, cancel, pause, unpause, find's advancement) are single transactions,
+//!   so they are atomic across threads and across processes sharing the file.
+//! - Task results are rows of their own: `save_task_result` writes one row and updates a few
+//!   columns, never the snapshot blob. The blob is the shared codec's format.
+//! - `find_available_tasks` reads a partial index of runnable workflows ordered by
+//!   `(priority, updated_at, instance_id)` level by level, and a partial index of parked
+//!   workflows by wake time: its cost follows `limit`, not the number of workflows.
+//! - The schema version is `PRAGMA user_version`, migrations are `.sql` files, and the file
+//!   is marked with `PRAGMA application_id`, so a file that is not a Sayiir database is
+//!   refused without being modified.
+
+mod claim;
+mod conn;
+mod error;
+mod find;
+mod options;
+mod result;
+mod row;
+mod schema;
+mod signal;
+mod snapshot;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use options::{JournalMode, SqliteOptions, Synchronous};
+pub use sayiir_persistence::*;
+
+use conn::Threads;
+use schema::Location;
+
+/// Workflow state in one SQLite database. Cloning gives another handle on the same
+/// connections; the connections close when the last handle is dropped.
+#[derive(Debug, Clone)]
+pub struct SqliteBackend {
+    threads: Arc<Threads>,
+}
+
+impl SqliteBackend {
+    /// Opens (creating if absent) the database file at `path`, with default options.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or created, is not a Sayiir database, or was written
+    /// by a newer version of this crate.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, BackendError> {
+        Self::open_with(path, SqliteOptions::default()).await
+    }
+
+    /// Opens (creating if absent) the database file at `path`.
+    ///
+    /// # Errors
+    /// As [`SqliteBackend::open`].
+    pub async fn open_with(
+        path: impl AsRef<Path>,
+        options: SqliteOptions,
+    ) -> Result<Self, BackendError> {
+        Self::start(Location::File(path.as_ref().to_path_buf()), options).await
+    }
+
+    /// A private database in memory, gone when the backend is dropped. Its connections
+    /// (the writer and `options.readers` readers) all see the same data.
+    ///
+    /// # Errors
+    /// When SQLite cannot create it.
+    pub async fn in_memory() -> Result<Self, BackendError> {
+        Self::in_memory_with(SqliteOptions::default()).await
+    }
+
+    /// [`SqliteBackend::in_memory`] with options (the journal mode is always in memory).
+    ///
+    /// # Errors
+    /// When SQLite cannot create it.
+    pub async fn in_memory_with(options: SqliteOptions) -> Result<Self, BackendError> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "sayiir-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        Self::start(Location::Memory(name), options).await
+    }
+
+    async fn start(location: Location, options: SqliteOptions) -> Result<Self, BackendError> {
+        // Opening touches the disk: keep it off the async worker threads.
+        let open = move || -> Result<Threads, BackendError> {
+            let writer = schema::open_writer(&location, &options)?;
+            let readers = (0..options.readers)
+                .map(|_| schema::open_reader(&location, &options))
+                .collect::<Result<Vec<_>, _>>()?;
+            Threads::start(writer, readers)
+        };
+        let threads = tokio::task::spawn_blocking(open).await.map_err(|e| {
+            BackendError::Backend(format!("sqlite open: the opening thread failed: {e}"))
+        })??;
+        Ok(Self { threads: Arc::new(threads) })
+    }
+
+    /// Overwrites the stored snapshot blob of an existing instance with `blob`, as corrupted
+    /// storage would. For tests of corrupted data.
+    ///
+    /// # Errors
+    /// `NotFound` when the instance does not exist.
+    #[doc(hidden)]
+    pub async fn write_raw_snapshot(&self, instance_id: &str, blob: &[u8]) -> Result<(), BackendError> {
+        let id = instance_id.to_string();
+        let blob = blob.to_vec();
+        self.threads
+            .write("write_raw_snapshot", move |tx| {
+                let changed = tx
+                    .execute("UPDATE workflows SET blob = ?2 WHERE instance_id = ?1", rusqlite::params![id, blob])
+                    .map_err(|e| error::sql_error("write_raw_snapshot", "update", &e))?;
+                if changed == 0 { Err(row::not_found(&id)) } else { Ok(()) }
+            })
+            .await
+    }
+}
+
+/// The tracing span of one operation.
+fn span(operation: &'static str, instance_id: &str) -> tracing::Span {
+    tracing::debug_span!("sayiir_persistence", db.system = "sqlite", operation, instance_id)
+}

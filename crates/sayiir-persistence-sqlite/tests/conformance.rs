@@ -1,0 +1,37 @@
+//! The whole conformance suite against `SqliteBackend`, one fresh database file per case.
+
+use sayiir_persistence_conformance::Harness;
+use sayiir_persistence_sqlite::SqliteBackend;
+
+struct SqliteHarness {
+    backend: SqliteBackend,
+    // Removed (with the database file) when the harness is dropped.
+    _dir: tempfile::TempDir,
+}
+
+impl Harness for SqliteHarness {
+    type Backend = SqliteBackend;
+
+    async fn setup() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory for the database file");
+        let backend = SqliteBackend::open(dir.path().join("conformance.db"))
+            .await
+            .expect("open a fresh SQLite database");
+        Self { backend, _dir: dir }
+    }
+
+    fn backend(&self) -> &SqliteBackend {
+        &self.backend
+    }
+
+    async fn write_raw_snapshot(&self, instance_id: &str, blob: &[u8]) {
+        self.backend
+            .write_raw_snapshot(instance_id, blob)
+            .await
+            .expect("the instance to corrupt must exist");
+    }
+
+    async fn teardown(&self) {}
+}
+
+sayiir_persistence_conformance::conformance_suite!(SqliteHarness);
