@@ -399,3 +399,27 @@ pub async fn corrupted_snapshot_can_be_overwritten_or_deleted<H: Harness>(h: Arc
     h.backend().delete_snapshot(&id).await.unwrap();
     assert!(matches!(h.backend().load_snapshot(&id).await, Err(BackendError::NotFound(_))));
 }
+
+/// D9: a blob in the shared codec format, written straight into storage (as another backend
+/// would have written it), loads as the snapshot it encodes.
+pub async fn shared_codec_blob_loads<H: Harness>(h: Arc<H>) {
+    let id = unique_id("codec");
+    let mut snapshot = crate::fixtures::fully_populated(&id);
+    h.backend().save_snapshot(&snapshot).await.unwrap();
+    let blob = sayiir_persistence::codec::encode_snapshot(&snapshot).unwrap();
+    h.write_raw_snapshot(&id, &blob).await;
+    let loaded = h.backend().load_snapshot(&id).await.unwrap();
+    snapshot.trace_parent = loaded.trace_parent.clone();
+    assert_eq!(json(&loaded), json(&snapshot));
+}
+
+/// D9: a JSON blob (the format Sayiir 0.4's PostgreSQL backend stores) loads too.
+pub async fn legacy_json_blob_loads<H: Harness>(h: Arc<H>) {
+    let id = unique_id("codec-json");
+    let snapshot = with_results(&id, &[("a", &[0, 255, 7])], "b");
+    h.backend().save_snapshot(&snapshot).await.unwrap();
+    let blob = serde_json::to_vec(&snapshot).unwrap();
+    h.write_raw_snapshot(&id, &blob).await;
+    let loaded = h.backend().load_snapshot(&id).await.unwrap();
+    assert_eq!(json(&loaded), json(&snapshot));
+}

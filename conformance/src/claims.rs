@@ -6,6 +6,7 @@
 //! Claims have no getter, so extension is observed through liveness: a claim made with a TTL
 //! of one hour and extended by a *negative* amount is still live or already expired depending
 //! on whether the extension counts from the old expiry (the contract) or from now.
+//! Extending a claim that has already expired is left unasserted (a MAY in contract 5.3).
 
 use std::sync::Arc;
 
@@ -166,7 +167,7 @@ pub async fn release_by_other_is_backend_error<H: Harness>(h: Arc<H>) {
 
 /// Release of an expired claim by another worker is refused: a `Backend` error while the row
 /// is there (or `NotFound` if the backend already purged it), never `Ok`.
-pub async fn release_expired_by_other_is_backend_error<H: Harness>(h: Arc<H>) {
+pub async fn release_expired_by_other_is_refused<H: Harness>(h: Arc<H>) {
     let id = unique_id("release-exp-other");
     claim(&*h, &id, "t", "w1", Some(-hour())).await.unwrap();
     let result = h.backend().release_task_claim(&id, "t", "w2").await;

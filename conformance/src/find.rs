@@ -3,12 +3,13 @@
 //! the returned fields (6.5), the advancement of due delays and signal waits (6.1), and
 //! robustness against parked backlogs and corrupted rows (6.6).
 //!
-//! Eligibility cases share the store with nothing but still only look at their own instance
-//! ids (a large limit, then presence or absence of their ids), and each also checks that a
-//! plain ready control workflow is returned by the same call. Ordering and limit cases
-//! (`priority_order`, `aging_*`, `bias_*`, `tie_break_*`, `limit_*`, `many_parked_*`,
-//! `due_delay_returned_with_limit_one`) rely on the fresh backend every case gets: the
-//! workflows they save are the only ones in the store.
+//! Eligibility cases do not assume an empty store: they use a large limit and look only for
+//! their own instance ids, and each also checks that a plain ready control workflow is
+//! returned by the same call. Ordering and limit cases (`priority_order`,
+//! `aging_overtakes_priority`, `max_aging_keeps_priority_order`, `zero_and_negative_aging`,
+//! `bias_sinks_failed_here`, `tie_break_*`, `limit_one_*`, `limit_truncates_*`,
+//! `many_parked_*`, `due_delay_returned_with_limit_one`) call with a small limit and rely on
+//! the fresh backend every case gets: the workflows they save are the only ones in it.
 
 use std::sync::Arc;
 

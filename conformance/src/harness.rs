@@ -35,11 +35,8 @@ pub trait Harness: Send + Sync + Sized + 'static {
 
     /// Overwrites the stored snapshot blob of an existing instance with `blob`, bypassing the
     /// codec, so the suite can check how corrupted data is handled.
-    fn write_raw_snapshot(
-        &self,
-        instance_id: &str,
-        blob: &[u8],
-    ) -> impl Future<Output = ()> + Send;
+    fn write_raw_snapshot(&self, instance_id: &str, blob: &[u8])
+    -> impl Future<Output = ()> + Send;
 
     /// Removes everything `setup` created. Runs even when the case panicked.
     fn teardown(&self) -> impl Future<Output = ()> + Send;

@@ -38,8 +38,7 @@ pub fn postgres_url() -> String {
 /// When no server can be found, with a message that says how to start one.
 pub fn redis_url() -> String {
     static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| resolve(REDIS_URL_VAR, COMPOSE_REDIS_URL, 6379, Service::Redis))
-        .clone()
+    URL.get_or_init(|| resolve(REDIS_URL_VAR, COMPOSE_REDIS_URL, 6379, Service::Redis)).clone()
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -103,7 +102,7 @@ mod containers {
                     .with_db_name("test")
                     .with_user("postgres")
                     .with_password("postgres")
-                    .with_tag("17-alpine")
+                    .with_tag("18.1")
                     .start()
                     .map_err(|e| failed(&e))?;
                 let port = c.get_host_port_ipv4(5432).map_err(|e| failed(&e))?;
@@ -111,7 +110,7 @@ mod containers {
             }
             super::Service::Redis => {
                 let c: Container<Redis> =
-                    Redis::default().with_tag("7.4-alpine").start().map_err(|e| failed(&e))?;
+                    Redis::default().with_tag("7.4.2").start().map_err(|e| failed(&e))?;
                 let port = c.get_host_port_ipv4(6379).map_err(|e| failed(&e))?;
                 (format!("redis://127.0.0.1:{port}"), Box::new(c))
             }

@@ -153,7 +153,9 @@ impl State {
                 if fair >= query.limit {
                     break;
                 }
-                let Some(candidate) = self.candidate(instance_id, query) else { continue };
+                let Some(candidate) = self.candidate(instance_id, query) else {
+                    continue;
+                };
                 let count = if candidate.0.biased { &mut biased } else { &mut fair };
                 if *count < query.limit {
                     *count += 1;
@@ -177,17 +179,18 @@ impl State {
         let Stored::Snapshot(snapshot) = &self.workflows.get(instance_id)?.stored else {
             return None;
         };
-        let Schedule::Ready(task) = schedule_of(snapshot) else { return None };
+        let Schedule::Ready(task) = schedule_of(snapshot) else {
+            return None;
+        };
         if self.has_signal(instance_id)
-            || self
-                .live_claim(instance_id, &task.task_id, query.now.timestamp_millis())
-                .is_some()
+            || self.live_claim(instance_id, &task.task_id, query.now.timestamp_millis()).is_some()
             || !backoff_elapsed(task.not_before, query.now)
             || !tags_accepted(&task.tags, query.worker_tags)
         {
             return None;
         }
-        let rank = RankKey::new(instance_id, &task, query.worker_id, query.now_secs, query.aging_secs);
+        let rank =
+            RankKey::new(instance_id, &task, query.worker_id, query.now_secs, query.aging_secs);
         let available = AvailableTask {
             instance_id: instance_id.to_string(),
             input: task_input(snapshot)?,

@@ -27,10 +27,7 @@ fn take_request_for_in_progress(
     instance_id: &str,
     kind: SignalKind,
 ) -> Result<Option<SignalRequest>, BackendError> {
-    let pending = state
-        .signals
-        .get_mut(instance_id)
-        .is_some_and(|s| slot(s, kind).is_some());
+    let pending = state.signals.get_mut(instance_id).is_some_and(|s| slot(s, kind).is_some());
     if !pending {
         return Ok(None);
     }
@@ -136,7 +133,8 @@ impl SignalStore for InMemoryBackend {
             validate_id(IdKind::Task, task_id)?;
         }
         let mut state = self.lock()?;
-        let Some(request) = take_request_for_in_progress(&mut state, instance_id, SignalKind::Cancel)?
+        let Some(request) =
+            take_request_for_in_progress(&mut state, instance_id, SignalKind::Cancel)?
         else {
             return Ok(false);
         };
@@ -154,7 +152,8 @@ impl SignalStore for InMemoryBackend {
         let _span = span("check_and_pause", instance_id).entered();
         validate_id(IdKind::Instance, instance_id)?;
         let mut state = self.lock()?;
-        let Some(request) = take_request_for_in_progress(&mut state, instance_id, SignalKind::Pause)?
+        let Some(request) =
+            take_request_for_in_progress(&mut state, instance_id, SignalKind::Pause)?
         else {
             return Ok(false);
         };

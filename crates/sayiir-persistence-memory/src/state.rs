@@ -93,7 +93,9 @@ impl State {
 
     /// Removes the workflow from every index (before it changes or goes).
     pub(crate) fn unindex(&mut self, instance_id: &str) {
-        let Some(workflow) = self.workflows.get(instance_id) else { return };
+        let Some(workflow) = self.workflows.get(instance_id) else {
+            return;
+        };
         match workflow.schedule() {
             Schedule::Ready(task) => {
                 self.ready.remove(&(task.priority, task.updated_at, instance_id.to_string()));
@@ -113,7 +115,9 @@ impl State {
 
     /// Adds the workflow to the indexes its schedule calls for.
     pub(crate) fn index(&mut self, instance_id: &str) {
-        let Some(workflow) = self.workflows.get(instance_id) else { return };
+        let Some(workflow) = self.workflows.get(instance_id) else {
+            return;
+        };
         match workflow.schedule() {
             Schedule::Ready(task) => {
                 self.ready.insert((task.priority, task.updated_at, instance_id.to_string()));
@@ -160,7 +164,12 @@ impl State {
     }
 
     /// The claim on `(instance, task)` if it is live at `now_ms`.
-    pub(crate) fn live_claim(&self, instance_id: &str, task_id: &str, now_ms: i64) -> Option<&Claim> {
+    pub(crate) fn live_claim(
+        &self,
+        instance_id: &str,
+        task_id: &str,
+        now_ms: i64,
+    ) -> Option<&Claim> {
         self.claims
             .get(instance_id)
             .and_then(|tasks| tasks.get(task_id))
@@ -172,10 +181,7 @@ impl State {
         if let Some(ms) = claim.expires_ms {
             self.claim_expiries.insert((ms, instance_id.to_string(), task_id.to_string()));
         }
-        self.claims
-            .entry(instance_id.to_string())
-            .or_default()
-            .insert(task_id.to_string(), claim);
+        self.claims.entry(instance_id.to_string()).or_default().insert(task_id.to_string(), claim);
     }
 
     pub(crate) fn remove_claim(&mut self, instance_id: &str, task_id: &str) -> Option<Claim> {
@@ -208,11 +214,8 @@ impl State {
         }
         self.signals.remove(instance_id);
         self.events.remove(instance_id);
-        let tasks: Vec<String> = self
-            .claims
-            .get(instance_id)
-            .map(|t| t.keys().cloned().collect())
-            .unwrap_or_default();
+        let tasks: Vec<String> =
+            self.claims.get(instance_id).map(|t| t.keys().cloned().collect()).unwrap_or_default();
         for task_id in tasks {
             self.remove_claim(instance_id, &task_id);
         }

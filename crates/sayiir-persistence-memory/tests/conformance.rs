@@ -1,5 +1,7 @@
 //! The whole conformance suite against `InMemoryBackend`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
+
 use sayiir_persistence_conformance::Harness;
 use sayiir_persistence_memory::InMemoryBackend;
 
@@ -18,9 +20,7 @@ impl Harness for MemoryHarness {
     }
 
     async fn write_raw_snapshot(&self, instance_id: &str, blob: &[u8]) {
-        self.0
-            .write_raw_snapshot(instance_id, blob)
-            .expect("the instance to corrupt must exist");
+        self.0.write_raw_snapshot(instance_id, blob).expect("the instance to corrupt must exist");
     }
 
     async fn teardown(&self) {}

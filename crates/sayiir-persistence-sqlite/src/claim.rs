@@ -113,7 +113,9 @@ impl SqliteBackend {
                 tx.prepare_cached(
                     "UPDATE claims SET expires_ms = ?3 WHERE instance_id = ?1 AND task_id = ?2",
                 )
-                .and_then(|mut s| s.execute(params![id, task, extended_millis(expires_ms, additional)]))
+                .and_then(|mut s| {
+                    s.execute(params![id, task, extended_millis(expires_ms, additional)])
+                })
                 .during(OP, "update claim")
                 .map(drop)
             })
@@ -131,7 +133,9 @@ fn owner_check(
     worker: &str,
 ) -> Result<Option<i64>, BackendError> {
     let (owner, expires_ms): (String, Option<i64>) = tx
-        .prepare_cached("SELECT worker_id, expires_ms FROM claims WHERE instance_id = ?1 AND task_id = ?2")
+        .prepare_cached(
+            "SELECT worker_id, expires_ms FROM claims WHERE instance_id = ?1 AND task_id = ?2",
+        )
         .and_then(|mut s| s.query_row([id, task], |r| Ok((r.get(0)?, r.get(1)?))).optional())
         .during(operation, "read claim")?
         .ok_or_else(|| claim_not_found(id, task))?;

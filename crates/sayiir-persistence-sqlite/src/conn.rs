@@ -22,7 +22,10 @@ pub(crate) struct Threads {
 
 impl Threads {
     /// Starts one thread per connection. `readers` empty sends reads to the writer.
-    pub(crate) fn start(writer: Connection, readers: Vec<Connection>) -> Result<Self, BackendError> {
+    pub(crate) fn start(
+        writer: Connection,
+        readers: Vec<Connection>,
+    ) -> Result<Self, BackendError> {
         let (writer_tx, writer_rx) = crossbeam_channel::unbounded::<Job>();
         spawn("sayiir-sqlite-writer", writer, writer_rx)?;
         let readers_tx = if readers.is_empty() {
@@ -39,7 +42,11 @@ impl Threads {
 
     /// Runs `work` in one `BEGIN IMMEDIATE` transaction on the writer, committed if it
     /// returns `Ok`, rolled back otherwise.
-    pub(crate) async fn write<R, F>(&self, operation: &'static str, work: F) -> Result<R, BackendError>
+    pub(crate) async fn write<R, F>(
+        &self,
+        operation: &'static str,
+        work: F,
+    ) -> Result<R, BackendError>
     where
         R: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<R, BackendError> + Send + 'static,
@@ -56,7 +63,11 @@ impl Threads {
     }
 
     /// Runs `work` in one read transaction on a reader, so that it sees one consistent state.
-    pub(crate) async fn read<R, F>(&self, operation: &'static str, work: F) -> Result<R, BackendError>
+    pub(crate) async fn read<R, F>(
+        &self,
+        operation: &'static str,
+        work: F,
+    ) -> Result<R, BackendError>
     where
         R: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<R, BackendError> + Send + 'static,
@@ -99,5 +110,7 @@ fn spawn(name: &str, mut conn: Connection, jobs: Receiver<Job>) -> Result<(), Ba
             }
         })
         .map(drop)
-        .map_err(|e| BackendError::Backend(format!("sqlite: cannot start a connection thread: {e}")))
+        .map_err(|e| {
+            BackendError::Backend(format!("sqlite: cannot start a connection thread: {e}"))
+        })
 }

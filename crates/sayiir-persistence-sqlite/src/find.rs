@@ -18,6 +18,33 @@ use crate::{SqliteBackend, span};
 
 const OP: &str = "find_available_tasks";
 
+/// Parked workflows that are due: a passed wake time, or an event for their signal wait.
+const DUE_WORKFLOWS: &str = "
+SELECT instance_id FROM workflows w
+WHERE w.wake_ms <= ?1
+  AND NOT EXISTS (SELECT 1 FROM signals s WHERE s.instance_id = w.instance_id)
+UNION
+SELECT instance_id FROM workflows w
+WHERE w.woken = 1
+  AND NOT EXISTS (SELECT 1 FROM signals s WHERE s.instance_id = w.instance_id)";
+
+/// The next priority level that has a runnable workflow (one index probe).
+const NEXT_LEVEL: &str = "SELECT min(ready_priority) FROM workflows WHERE ready_priority > ?1";
+
+/// The runnable workflows of one level, oldest first, without a signal or a live claim;
+/// read lazily, so only as many index entries as needed are visited.
+const LEVEL_ROWS: &str = "
+SELECT w.instance_id, w.current_task_id, w.updated_at, w.task_tags,
+       w.retry_not_before_ms, w.failed_worker
+FROM workflows w
+WHERE w.ready_priority = ?1
+  AND NOT EXISTS (SELECT 1 FROM signals s WHERE s.instance_id = w.instance_id)
+  AND NOT EXISTS (SELECT 1 FROM claims c
+                  WHERE c.instance_id = w.instance_id
+                    AND c.task_id = w.current_task_id
+                    AND (c.expires_ms IS NULL OR c.expires_ms > ?2))
+ORDER BY w.updated_at, w.instance_id";
+
 /// Now in whole Unix seconds, the clock snapshots carry.
 pub(crate) fn now_secs() -> i64 {
     Utc::now().timestamp()
@@ -76,7 +103,13 @@ impl TaskClaimStore for SqliteBackend {
                 if limit == 0 {
                     return Ok(Vec::new());
                 }
-                let query = Query { worker_id: &worker_id, worker_tags: &worker_tags, limit, now, aging_secs };
+                let query = Query {
+                    worker_id: &worker_id,
+                    worker_tags: &worker_tags,
+                    limit,
+                    now,
+                    aging_secs,
+                };
                 best_ready(tx, &query)
             })
             .instrument(span(OP, ""))
@@ -96,13 +129,7 @@ struct Query<'a> {
 /// compare-and-set is implicit: no other writer can move it in between.
 fn advance_due(tx: &Transaction<'_>, now: DateTime<Utc>) -> Result<(), BackendError> {
     let due: Vec<String> = {
-        let mut stmt = tx
-            .prepare_cached(
-                "SELECT instance_id FROM workflows w
-                 WHERE (w.wake_ms <= ?1 OR w.woken = 1)
-                   AND NOT EXISTS (SELECT 1 FROM signals s WHERE s.instance_id = w.instance_id)",
-            )
-            .during(OP, "find due workflows")?;
+        let mut stmt = tx.prepare_cached(DUE_WORKFLOWS).during(OP, "find due workflows")?;
         let rows = stmt
             .query_map([now.timestamp_millis()], |r| r.get(0))
             .during(OP, "find due workflows")?;
@@ -118,7 +145,9 @@ fn advance_due(tx: &Transaction<'_>, now: DateTime<Utc>) -> Result<(), BackendEr
 }
 
 fn advance_one(tx: &Transaction<'_>, now: DateTime<Utc>, id: &str) -> Result<(), BackendError> {
-    let Some(mut snapshot) = read_snapshot(tx, OP, id)? else { return Ok(()) };
+    let Some(mut snapshot) = read_snapshot(tx, OP, id)? else {
+        return Ok(());
+    };
     let signal_name = match schedule_of(&snapshot) {
         Schedule::Signal { signal_name, .. } => Some(signal_name),
         _ => None,
@@ -147,7 +176,9 @@ fn advance_one(tx: &Transaction<'_>, now: DateTime<Utc>, id: &str) -> Result<(),
                 )
                 .during(OP, "archive results")?;
             for (task_id, result) in &archive {
-                upsert.execute(params![id, task_id, result.output.as_ref()]).during(OP, "archive")?;
+                upsert
+                    .execute(params![id, task_id, result.output.as_ref()])
+                    .during(OP, "archive")?;
             }
             consumed_event
         }
@@ -163,23 +194,8 @@ fn advance_one(tx: &Transaction<'_>, now: DateTime<Utc>, id: &str) -> Result<(),
 fn best_ready(tx: &Transaction<'_>, query: &Query<'_>) -> Result<Vec<AvailableTask>, BackendError> {
     let now_ms = query.now.timestamp_millis();
     let now_secs = unix_seconds(query.now);
-    let mut next_level = tx
-        .prepare_cached("SELECT min(ready_priority) FROM workflows WHERE ready_priority > ?1")
-        .during(OP, "prepare")?;
-    let mut level_rows = tx
-        .prepare_cached(
-            "SELECT w.instance_id, w.current_task_id, w.updated_at, w.task_tags,
-                    w.retry_not_before_ms, w.failed_worker
-             FROM workflows w
-             WHERE w.ready_priority = ?1
-               AND NOT EXISTS (SELECT 1 FROM signals s WHERE s.instance_id = w.instance_id)
-               AND NOT EXISTS (SELECT 1 FROM claims c
-                               WHERE c.instance_id = w.instance_id
-                                 AND c.task_id = w.current_task_id
-                                 AND (c.expires_ms IS NULL OR c.expires_ms > ?2))
-             ORDER BY w.updated_at, w.instance_id",
-        )
-        .during(OP, "prepare")?;
+    let mut next_level = tx.prepare_cached(NEXT_LEVEL).during(OP, "prepare")?;
+    let mut level_rows = tx.prepare_cached(LEVEL_ROWS).during(OP, "prepare")?;
     let mut ranked: Vec<(String, ReadyTask)> = Vec::new();
     let mut level: i64 = -1;
     while let Some(priority) = next_level
@@ -190,7 +206,9 @@ fn best_ready(tx: &Transaction<'_>, query: &Query<'_>) -> Result<Vec<AvailableTa
         let mut rows = level_rows.query(params![priority, now_ms]).during(OP, "read level")?;
         let mut fair = 0;
         while fair < query.limit {
-            let Some(row) = rows.next().during(OP, "read level")? else { break };
+            let Some(row) = rows.next().during(OP, "read level")? else {
+                break;
+            };
             let (id, task) = match ready_task(row, priority) {
                 Ok(found) => found,
                 Err(error) => {
@@ -198,7 +216,9 @@ fn best_ready(tx: &Transaction<'_>, query: &Query<'_>) -> Result<Vec<AvailableTa
                     continue;
                 }
             };
-            if !backoff_elapsed(task.not_before, query.now) || !tags_accepted(&task.tags, query.worker_tags) {
+            if !backoff_elapsed(task.not_before, query.now)
+                || !tags_accepted(&task.tags, query.worker_tags)
+            {
                 continue;
             }
             if task.failed_worker.as_deref() != Some(query.worker_id) {
@@ -216,7 +236,9 @@ fn best_ready(tx: &Transaction<'_>, query: &Query<'_>) -> Result<Vec<AvailableTa
         match read_snapshot(tx, OP, id) {
             Ok(Some(snapshot)) => tasks.extend(available(snapshot)),
             Ok(None) => {}
-            Err(error) => tracing::warn!(instance_id = %id, %error, "skipping an undecodable workflow"),
+            Err(error) => {
+                tracing::warn!(instance_id = %id, %error, "skipping an undecodable workflow")
+            }
         }
     }
     Ok(tasks)
@@ -242,7 +264,9 @@ fn ready_task(row: &rusqlite::Row<'_>, priority: i64) -> Result<(String, ReadyTa
     Ok((id, task))
 }
 
-fn available(snapshot: sayiir_persistence::sayiir_core::snapshot::WorkflowSnapshot) -> Option<AvailableTask> {
+fn available(
+    snapshot: sayiir_persistence::sayiir_core::snapshot::WorkflowSnapshot,
+) -> Option<AvailableTask> {
     let task_id = snapshot.current_task_id()?.to_string();
     Some(AvailableTask {
         input: task_input(&snapshot)?,
@@ -251,4 +275,52 @@ fn available(snapshot: sayiir_persistence::sayiir_core::snapshot::WorkflowSnapsh
         workflow_definition_hash: snapshot.definition_hash,
         trace_parent: snapshot.trace_parent,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::SqliteOptions;
+    use crate::schema::{Location, open_writer};
+
+    /// The query plan of `sql`, one detail line per step.
+    fn plan(conn: &rusqlite::Connection, sql: &str) -> Vec<String> {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let count = stmt.parameter_count();
+        let params: Vec<i64> = vec![0; count];
+        stmt.query_map(rusqlite::params_from_iter(params), |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// find reads index ranges, never the whole workflows table: its cost follows `limit`
+    /// and the number of due parks, not the number of stored workflows.
+    #[test]
+    fn find_queries_read_indexes_not_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = Location::File(dir.path().join("plan.db"));
+        let conn = open_writer(&location, &SqliteOptions::default()).unwrap();
+        conn.execute_batch("ANALYZE").unwrap();
+        for (sql, index) in [
+            (NEXT_LEVEL, "workflows_ready"),
+            (LEVEL_ROWS, "workflows_ready"),
+            (DUE_WORKFLOWS, "workflows_wake"),
+            (DUE_WORKFLOWS, "workflows_woken"),
+        ] {
+            let steps = plan(&conn, sql);
+            assert!(
+                steps.iter().any(|s| s.contains(index)),
+                "{sql}\nshould use {index}: {steps:?}"
+            );
+            assert!(
+                !steps.iter().any(|s| s == "SCAN w" || s == "SCAN workflows"),
+                "{sql}\nscans the table: {steps:?}"
+            );
+            assert!(
+                !steps.iter().any(|s| s.contains("TEMP B-TREE FOR ORDER BY")),
+                "{sql}\nsorts rows instead of reading them in index order: {steps:?}"
+            );
+        }
+    }
 }

@@ -93,11 +93,8 @@ impl SqliteBackend {
     /// When SQLite cannot create it.
     pub async fn in_memory_with(options: SqliteOptions) -> Result<Self, BackendError> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let name = format!(
-            "sayiir-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
+        let name =
+            format!("sayiir-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         Self::start(Location::Memory(name), options).await
     }
 
@@ -122,13 +119,20 @@ impl SqliteBackend {
     /// # Errors
     /// `NotFound` when the instance does not exist.
     #[doc(hidden)]
-    pub async fn write_raw_snapshot(&self, instance_id: &str, blob: &[u8]) -> Result<(), BackendError> {
+    pub async fn write_raw_snapshot(
+        &self,
+        instance_id: &str,
+        blob: &[u8],
+    ) -> Result<(), BackendError> {
         let id = instance_id.to_string();
         let blob = blob.to_vec();
         self.threads
             .write("write_raw_snapshot", move |tx| {
                 let changed = tx
-                    .execute("UPDATE workflows SET blob = ?2 WHERE instance_id = ?1", rusqlite::params![id, blob])
+                    .execute(
+                        "UPDATE workflows SET blob = ?2 WHERE instance_id = ?1",
+                        rusqlite::params![id, blob],
+                    )
                     .map_err(|e| error::sql_error("write_raw_snapshot", "update", &e))?;
                 if changed == 0 { Err(row::not_found(&id)) } else { Ok(()) }
             })

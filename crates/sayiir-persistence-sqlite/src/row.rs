@@ -24,9 +24,7 @@ pub(crate) fn write_snapshot(
     let priority = snapshot.task_priority.unwrap_or(DEFAULT_PRIORITY);
     let tags = serde_json::to_string(&snapshot.task_tags)
         .map_err(|e| BackendError::Serialization(format!("task_tags of {id:?}: {e}")))?;
-    let retry = snapshot
-        .current_task_id()
-        .and_then(|task| snapshot.task_retries.get(task));
+    let retry = snapshot.current_task_id().and_then(|task| snapshot.task_retries.get(task));
     let (ready_priority, wake_ms, signal_name) = match &schedule {
         Schedule::Ready(_) => (Some(priority), None, None),
         Schedule::Delay { wake_at } => (None, Some(wake_at.timestamp_millis()), None),
@@ -169,7 +167,9 @@ fn read_results(
         .prepare_cached("SELECT task_id, output FROM task_results WHERE instance_id = ?1")
         .during(operation, "read results")?;
     let rows = stmt
-        .query_map([id], |row| Ok((row.get::<_, String>(0)?, Bytes::from(row.get::<_, Vec<u8>>(1)?))))
+        .query_map([id], |row| {
+            Ok((row.get::<_, String>(0)?, Bytes::from(row.get::<_, Vec<u8>>(1)?)))
+        })
         .during(operation, "read results")?;
     rows.collect::<rusqlite::Result<Vec<_>>>().during(operation, "read results")
 }

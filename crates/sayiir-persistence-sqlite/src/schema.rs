@@ -150,8 +150,10 @@ fn migrate(conn: &Connection, what: &str) -> Result<(), BackendError> {
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(start) {
             conn.execute_batch(sql).during("migrate", &format!("schema version {}", i + 1))?;
         }
-        conn.pragma_update(None, "application_id", APPLICATION_ID).during("migrate", "application_id")?;
-        conn.pragma_update(None, "user_version", latest_version()).during("migrate", "user_version")?;
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .during("migrate", "application_id")?;
+        conn.pragma_update(None, "user_version", latest_version())
+            .during("migrate", "user_version")?;
         Ok(())
     })();
     let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };

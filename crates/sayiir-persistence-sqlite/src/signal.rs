@@ -59,13 +59,20 @@ fn delete_signal(
 
 impl SqliteBackend {
     /// The no-signal fast path: one indexed read on a reader connection.
-    async fn signal_pending(&self, operation: &'static str, id: &str, kind: SignalKind) -> Result<bool, BackendError> {
+    async fn signal_pending(
+        &self,
+        operation: &'static str,
+        id: &str,
+        kind: SignalKind,
+    ) -> Result<bool, BackendError> {
         let id = id.to_string();
         self.threads
             .read(operation, move |tx| {
-                tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM signals WHERE instance_id = ?1 AND kind = ?2)")
-                    .and_then(|mut s| s.query_row(params![id, kind.as_ref()], |r| r.get(0)))
-                    .during(operation, "probe signal")
+                tx.prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM signals WHERE instance_id = ?1 AND kind = ?2)",
+                )
+                .and_then(|mut s| s.query_row(params![id, kind.as_ref()], |r| r.get(0)))
+                .during(operation, "probe signal")
             })
             .await
     }
@@ -87,7 +94,8 @@ impl SqliteBackend {
                 let Some(request) = read_signal(tx, operation, &id, kind)? else {
                     return Ok(false);
                 };
-                let mut snapshot = read_snapshot(tx, operation, &id)?.ok_or_else(|| not_found(&id))?;
+                let mut snapshot =
+                    read_snapshot(tx, operation, &id)?.ok_or_else(|| not_found(&id))?;
                 if !snapshot.state.is_in_progress() {
                     return Ok(false);
                 }

@@ -105,9 +105,7 @@ impl SnapshotStore for SqliteBackend {
                 let mut stmt = tx
                     .prepare_cached("SELECT instance_id FROM workflows")
                     .during("list_snapshots", "prepare")?;
-                let ids = stmt
-                    .query_map([], |row| row.get(0))
-                    .during("list_snapshots", "query")?;
+                let ids = stmt.query_map([], |row| row.get(0)).during("list_snapshots", "query")?;
                 ids.collect::<rusqlite::Result<Vec<String>>>().during("list_snapshots", "read")
             })
             .instrument(span("list_snapshots", ""))

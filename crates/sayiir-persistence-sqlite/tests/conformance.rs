@@ -1,5 +1,7 @@
 //! The whole conformance suite against `SqliteBackend`, one fresh database file per case.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
+
 use sayiir_persistence_conformance::Harness;
 use sayiir_persistence_sqlite::SqliteBackend;
 

@@ -12,8 +12,7 @@ use crate::BackendError;
 /// (no TTL, or a TTL so large that the expiry overflows).
 #[must_use]
 pub fn expiry_millis(now: DateTime<Utc>, ttl: Option<Duration>) -> Option<i64> {
-    ttl.and_then(|ttl| now.checked_add_signed(ttl))
-        .map(|t| t.timestamp_millis())
+    ttl.and_then(|ttl| now.checked_add_signed(ttl)).map(|t| t.timestamp_millis())
 }
 
 /// The expiry after extending one at `expires_ms` by `additional` (from the old expiry, as in

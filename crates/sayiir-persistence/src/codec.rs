@@ -132,7 +132,8 @@ mod tests {
 
     #[test]
     fn reads_json_blobs() {
-        let snapshot = WorkflowSnapshot::with_initial_input("i".into(), "h".into(), Bytes::from("in"));
+        let snapshot =
+            WorkflowSnapshot::with_initial_input("i".into(), "h".into(), Bytes::from("in"));
         let json = serde_json::to_vec(&snapshot).unwrap();
         assert!(same(&decode_snapshot("i", &json).unwrap(), &snapshot));
     }

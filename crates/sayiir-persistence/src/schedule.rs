@@ -16,7 +16,9 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use sayiir_core::snapshot::{ExecutionPosition, TaskResult, WorkflowSnapshot, WorkflowSnapshotState};
+use sayiir_core::snapshot::{
+    ExecutionPosition, TaskResult, WorkflowSnapshot, WorkflowSnapshotState,
+};
 
 /// The priority a snapshot without `task_priority` runs at (Normal).
 pub const DEFAULT_PRIORITY: u8 = 3;
@@ -64,7 +66,8 @@ pub struct ReadyTask {
 /// Classifies a snapshot for the scheduler (contract 6.2 rules 1, 3, 4 and 8; 6.1).
 #[must_use]
 pub fn schedule_of(snapshot: &WorkflowSnapshot) -> Schedule {
-    let WorkflowSnapshotState::InProgress { position, completed_tasks, .. } = &snapshot.state else {
+    let WorkflowSnapshotState::InProgress { position, completed_tasks, .. } = &snapshot.state
+    else {
         return Schedule::Idle;
     };
     match position {
@@ -83,10 +86,9 @@ pub fn schedule_of(snapshot: &WorkflowSnapshot) -> Schedule {
             })
         }
         ExecutionPosition::AtDelay { wake_at, .. } => Schedule::Delay { wake_at: *wake_at },
-        ExecutionPosition::AtSignal { signal_name, wake_at, .. } => Schedule::Signal {
-            signal_name: signal_name.clone(),
-            wake_at: *wake_at,
-        },
+        ExecutionPosition::AtSignal { signal_name, wake_at, .. } => {
+            Schedule::Signal { signal_name: signal_name.clone(), wake_at: *wake_at }
+        }
         _ => Schedule::Idle,
     }
 }
@@ -263,7 +265,8 @@ pub fn advance_parked(
             Advance::ToTask { consumed_event }
         }
         None => {
-            let archive = crate::results::held_results(&snapshot.state).cloned().unwrap_or_default();
+            let archive =
+                crate::results::held_results(&snapshot.state).cloned().unwrap_or_default();
             snapshot.mark_completed(output);
             Advance::Completed { consumed_event, archive }
         }

@@ -45,9 +45,11 @@ fn position() -> impl Strategy<Value = ExecutionPosition> {
             join_id,
             completed_branches
         }),
-        (id(), time(), time(), option::of(id())).prop_map(|(delay_id, entered_at, wake_at, next)| {
-            ExecutionPosition::AtDelay { delay_id, entered_at, wake_at, next_task_id: next }
-        }),
+        (id(), time(), time(), option::of(id())).prop_map(
+            |(delay_id, entered_at, wake_at, next)| {
+                ExecutionPosition::AtDelay { delay_id, entered_at, wake_at, next_task_id: next }
+            }
+        ),
         (id(), id(), option::of(time()), option::of(id())).prop_map(|(sid, name, wake, next)| {
             ExecutionPosition::AtSignal {
                 signal_id: sid,
@@ -166,7 +168,10 @@ pub(crate) fn snapshot_with_results(tasks: usize, size: usize) -> WorkflowSnapsh
     let mut snapshot =
         WorkflowSnapshot::with_initial_input("bench".into(), "hash".into(), Bytes::from("input"));
     for i in 0..tasks {
-        snapshot.mark_task_completed(format!("task-{i}"), Bytes::from((0..size).map(|j| ((i * 31 + j * 7) % 256) as u8).collect::<Vec<_>>()));
+        snapshot.mark_task_completed(
+            format!("task-{i}"),
+            Bytes::from((0..size).map(|j| ((i * 31 + j * 7) % 256) as u8).collect::<Vec<_>>()),
+        );
     }
     snapshot.update_position(ExecutionPosition::AtTask { task_id: format!("task-{tasks}") });
     snapshot

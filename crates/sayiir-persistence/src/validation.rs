@@ -53,11 +53,7 @@ pub fn validate_id(kind: IdKind, id: &str) -> Result<(), BackendError> {
     } else {
         return Ok(());
     };
-    Err(BackendError::Backend(format!(
-        "invalid {} {}: {problem}",
-        kind.as_str(),
-        shorten(id)
-    )))
+    Err(BackendError::Backend(format!("invalid {} {}: {problem}", kind.as_str(), shorten(id))))
 }
 
 /// Checks several ids at once, in order.
