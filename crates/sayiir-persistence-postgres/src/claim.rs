@@ -1,0 +1,179 @@
+//! `TaskClaimStore`: leases on tasks, timed by the database clock in milliseconds so that
+//! every worker machine agrees on expiry whatever its own clock says.
+
+use chrono::{DateTime, Duration, Utc};
+use tracing::Instrument;
+
+use crate::claims::{claim_held_by_other, claim_not_found, task_claim};
+use crate::error::db;
+use crate::sayiir_core::task_claim::{AvailableTask, TaskClaim};
+use crate::validation::{IdKind, validate_ids};
+use crate::{BackendError, PostgresBackend, TaskClaimStore, span};
+
+/// Claims a task in one statement: inserts the claim, or replaces an expired one, unless the
+/// workflow is terminal or already holds the task's result (D12). The refusal is read in the
+/// same statement as the write. `$4` is the TTL in milliseconds (NULL: no expiry); an expiry
+/// outside `$5..=$6` (the range of `DateTime<Utc>`) means "never expires", as in
+/// `TaskClaim::new`.
+const CLAIM: &str = "WITH clock AS (
+        SELECT floor(extract(epoch FROM now()) * 1000)::bigint AS now_ms
+    ), refused AS (
+        SELECT 1 FROM {schema}.workflows w
+        WHERE w.instance_id = $1
+          AND (w.status IN ('Completed', 'Failed', 'Cancelled')
+               OR EXISTS (SELECT 1 FROM {schema}.task_results r
+                          WHERE r.instance_id = $1 AND r.task_id = $2))
+    )
+    INSERT INTO {schema}.claims AS c (instance_id, task_id, worker_id, claimed_ms, expires_ms)
+    SELECT $1, $2, $3, clock.now_ms,
+        CASE WHEN $4::bigint IS NULL THEN NULL
+             WHEN clock.now_ms::numeric + $4 NOT BETWEEN $5 AND $6 THEN NULL
+             ELSE clock.now_ms + $4 END
+    FROM clock
+    WHERE NOT EXISTS (SELECT 1 FROM refused)
+    ON CONFLICT (instance_id, task_id) DO UPDATE SET
+        worker_id = EXCLUDED.worker_id,
+        claimed_ms = EXCLUDED.claimed_ms,
+        expires_ms = EXCLUDED.expires_ms
+    WHERE c.expires_ms IS NOT NULL AND c.expires_ms <= EXCLUDED.claimed_ms
+    RETURNING claimed_ms, expires_ms";
+
+/// Deletes the caller's claim and, from the same snapshot, reads who held it otherwise.
+const RELEASE: &str = "WITH released AS (
+        DELETE FROM {schema}.claims
+        WHERE instance_id = $1 AND task_id = $2 AND worker_id = $3
+        RETURNING 1
+    )
+    SELECT EXISTS (SELECT 1 FROM released),
+        (SELECT worker_id FROM {schema}.claims WHERE instance_id = $1 AND task_id = $2)";
+
+/// Pushes the caller's expiry back by `$4` ms from the previous expiry; no expiry stays none,
+/// and an overflow means "never expires" (as `extended_millis`). Owner check and write are
+/// one statement.
+const EXTEND: &str = "WITH extended AS (
+        UPDATE {schema}.claims SET expires_ms = CASE
+            WHEN expires_ms IS NULL THEN NULL
+            WHEN expires_ms::numeric + $4 NOT BETWEEN -9223372036854775808 AND 9223372036854775807
+                THEN NULL
+            ELSE expires_ms + $4 END
+        WHERE instance_id = $1 AND task_id = $2 AND worker_id = $3
+        RETURNING 1
+    )
+    SELECT EXISTS (SELECT 1 FROM extended),
+        (SELECT worker_id FROM {schema}.claims WHERE instance_id = $1 AND task_id = $2)";
+
+/// `Ok` after a release or extend that matched; otherwise who held the claim, if anyone.
+fn owner_outcome(
+    instance_id: &str,
+    task_id: &str,
+    done: bool,
+    owner: Option<String>,
+) -> Result<(), BackendError> {
+    match (done, owner) {
+        (true, _) => Ok(()),
+        (false, Some(owner)) => Err(claim_held_by_other(instance_id, task_id, &owner)),
+        (false, None) => Err(claim_not_found(instance_id, task_id)),
+    }
+}
+
+impl TaskClaimStore for PostgresBackend {
+    async fn claim_task(
+        &self,
+        instance_id: &str,
+        task_id: &str,
+        worker_id: &str,
+        ttl: Option<Duration>,
+    ) -> Result<Option<TaskClaim>, BackendError> {
+        async {
+            validate_ids(&[
+                (IdKind::Instance, instance_id),
+                (IdKind::Task, task_id),
+                (IdKind::Worker, worker_id),
+            ])?;
+            let claimed: Option<(i64, Option<i64>)> = sqlx::query_as(self.sql(CLAIM))
+                .bind(instance_id)
+                .bind(task_id)
+                .bind(worker_id)
+                .bind(ttl.map(|ttl| ttl.num_milliseconds()))
+                .bind(DateTime::<Utc>::MIN_UTC.timestamp_millis())
+                .bind(DateTime::<Utc>::MAX_UTC.timestamp_millis())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db("claim_task", instance_id))?;
+            Ok(claimed.map(|(claimed_ms, expires_ms)| {
+                task_claim(instance_id, task_id, worker_id, claimed_ms, expires_ms)
+            }))
+        }
+        .instrument(span("claim_task", instance_id))
+        .await
+    }
+
+    async fn release_task_claim(
+        &self,
+        instance_id: &str,
+        task_id: &str,
+        worker_id: &str,
+    ) -> Result<(), BackendError> {
+        async {
+            validate_ids(&[
+                (IdKind::Instance, instance_id),
+                (IdKind::Task, task_id),
+                (IdKind::Worker, worker_id),
+            ])?;
+            let (released, owner): (bool, Option<String>) = sqlx::query_as(self.sql(RELEASE))
+                .bind(instance_id)
+                .bind(task_id)
+                .bind(worker_id)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db("release_task_claim", instance_id))?;
+            owner_outcome(instance_id, task_id, released, owner)
+        }
+        .instrument(span("release_task_claim", instance_id))
+        .await
+    }
+
+    async fn extend_task_claim(
+        &self,
+        instance_id: &str,
+        task_id: &str,
+        worker_id: &str,
+        additional_duration: Duration,
+    ) -> Result<(), BackendError> {
+        async {
+            validate_ids(&[
+                (IdKind::Instance, instance_id),
+                (IdKind::Task, task_id),
+                (IdKind::Worker, worker_id),
+            ])?;
+            let (extended, owner): (bool, Option<String>) = sqlx::query_as(self.sql(EXTEND))
+                .bind(instance_id)
+                .bind(task_id)
+                .bind(worker_id)
+                .bind(additional_duration.num_milliseconds())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db("extend_task_claim", instance_id))?;
+            owner_outcome(instance_id, task_id, extended, owner)
+        }
+        .instrument(span("extend_task_claim", instance_id))
+        .await
+    }
+
+    async fn find_available_tasks(
+        &self,
+        worker_id: &str,
+        limit: usize,
+        aging_interval: Duration,
+        worker_tags: &[String],
+    ) -> Result<Vec<AvailableTask>, BackendError> {
+        let span = tracing::info_span!(
+            "sayiir_persistence_postgres",
+            db.system = "postgresql",
+            db.operation = "find_available_tasks",
+            worker_id = worker_id,
+            limit = limit,
+        );
+        self.find(worker_id, limit, aging_interval, worker_tags).instrument(span).await
+    }
+}

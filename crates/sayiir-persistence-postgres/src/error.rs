@@ -1,0 +1,44 @@
+//! sqlx errors to [`BackendError`], in one place.
+
+use crate::BackendError;
+
+/// Maps a driver error of `operation` on `instance_id` into a `Backend` error that names both
+/// and keeps the driver's text (and the SQLSTATE code, when the server sent one).
+///
+/// Never `NotFound`: a missing row is decided by the caller from the query's answer, so a
+/// connection or timeout fault can never look like a missing workflow.
+pub(crate) fn db(
+    operation: &'static str,
+    instance_id: &str,
+) -> impl FnOnce(sqlx::Error) -> BackendError {
+    let instance_id = instance_id.to_string();
+    move |error| {
+        let code = error
+            .as_database_error()
+            .and_then(|e| e.code())
+            .map(|code| format!(" (SQLSTATE {code})"))
+            .unwrap_or_default();
+        BackendError::Backend(format!(
+            "PostgreSQL {operation} of instance {instance_id:?} failed{code}: {error}"
+        ))
+    }
+}
+
+/// As [`db`], for operations that concern no single instance.
+pub(crate) fn db_all(operation: &'static str) -> impl FnOnce(sqlx::Error) -> BackendError {
+    move |error| {
+        let code = error
+            .as_database_error()
+            .and_then(|e| e.code())
+            .map(|code| format!(" (SQLSTATE {code})"))
+            .unwrap_or_default();
+        BackendError::Backend(format!("PostgreSQL {operation} failed{code}: {error}"))
+    }
+}
+
+/// `Serialization` for a stored value that is out of range or inconsistent.
+pub(crate) fn corrupt(instance_id: &str, what: &str) -> BackendError {
+    BackendError::Serialization(format!(
+        "stored data of instance {instance_id:?} is inconsistent: {what}"
+    ))
+}

@@ -1,0 +1,251 @@
+#![deny(missing_docs)]
+//! PostgreSQL storage backend of the [Sayiir](https://crates.io/crates/sayiir-core) durable
+//! workflow engine, for many workers on many machines sharing one database.
+//!
+//! ```no_run
+//! use sayiir_persistence_postgres::{PostgresBackend, PostgresOptions, SnapshotStore};
+//!
+//! # async fn run() -> Result<(), sayiir_persistence_postgres::BackendError> {
+//! let backend = PostgresBackend::connect_with(
+//!     "postgres://app@db.example.com/app?sslmode=require",
+//!     PostgresOptions::default().schema("sayiir").max_connections(20),
+//! )
+//! .await?;
+//! let ids = backend.list_snapshots().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Every table lives in one schema (default `sayiir`), created and migrated on connect unless
+//! [`PostgresOptions::auto_migrate`] is off. The hot paths (`load_snapshot`, `save_snapshot`,
+//! `save_task_result`, `claim_task`, `release_task_claim`, and the signal checks when no signal
+//! is pending) cost one round trip each; `find_available_tasks` reads a number of index
+//! entries that grows with its `limit`, not with the number of stored workflows. The crate's
+//! README describes the storage layout and the clocks.
+//!
+//! This crate re-exports `sayiir-persistence`, so it is the only dependency a user needs.
+
+mod claim;
+mod error;
+mod find;
+mod migrate;
+mod result;
+mod row;
+mod signal;
+mod snapshot;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+pub use sayiir_persistence::*;
+/// The sqlx version this crate uses, to build a pool for [`PostgresBackend::from_pool`].
+pub use sqlx;
+
+/// The oldest PostgreSQL server this backend runs on (`server_version_num`): 14, for per-column
+/// lz4 compression and the exact `extract(epoch ...)` of claim times.
+pub const MIN_SERVER_VERSION_NUM: i32 = 140_000;
+
+/// Settings of a [`PostgresBackend`].
+///
+/// Every field has a default; setters chain:
+/// `PostgresOptions::default().schema("jobs").max_connections(32)`.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PostgresOptions {
+    /// Schema holding every table of the backend (default `sayiir`), created if missing.
+    pub schema: String,
+    /// Whether connecting runs the pending migrations (default `true`).
+    pub auto_migrate: bool,
+    /// Largest number of pooled connections (default 10).
+    pub max_connections: u32,
+    /// Number of connections kept open when idle (default 0).
+    pub min_connections: u32,
+    /// How long an operation waits for a free pooled connection (default 30 s).
+    pub acquire_timeout: Duration,
+    /// Server-side limit on one statement's duration (default: the server's setting).
+    pub statement_timeout: Option<Duration>,
+    /// `application_name` reported to the server (default `sayiir`).
+    pub application_name: Option<String>,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self {
+            schema: "sayiir".to_string(),
+            auto_migrate: true,
+            max_connections: 10,
+            min_connections: 0,
+            acquire_timeout: Duration::from_secs(30),
+            statement_timeout: None,
+            application_name: Some("sayiir".to_string()),
+        }
+    }
+}
+
+impl PostgresOptions {
+    /// Sets the schema that holds the backend's tables.
+    #[must_use]
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// Sets whether connecting runs the pending migrations.
+    #[must_use]
+    pub fn auto_migrate(mut self, auto_migrate: bool) -> Self {
+        self.auto_migrate = auto_migrate;
+        self
+    }
+
+    /// Sets the largest number of pooled connections.
+    #[must_use]
+    pub fn max_connections(mut self, max: u32) -> Self {
+        self.max_connections = max;
+        self
+    }
+
+    /// Sets the number of connections kept open when idle.
+    #[must_use]
+    pub fn min_connections(mut self, min: u32) -> Self {
+        self.min_connections = min;
+        self
+    }
+
+    /// Sets how long an operation waits for a free pooled connection.
+    #[must_use]
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// Sets the server-side limit on one statement's duration.
+    #[must_use]
+    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
+        self.statement_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the `application_name` reported to the server.
+    #[must_use]
+    pub fn application_name(mut self, name: impl Into<String>) -> Self {
+        self.application_name = Some(name.into());
+        self
+    }
+}
+
+/// A Sayiir storage backend on PostgreSQL. Cheap to clone: clones share one pool.
+#[derive(Debug, Clone)]
+pub struct PostgresBackend {
+    pool: PgPool,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The schema name, quoted as an identifier, ready to splice into SQL.
+    quoted_schema: String,
+    options: PostgresOptions,
+}
+
+impl PostgresBackend {
+    /// Connects with default options (schema `sayiir`, migrations run).
+    ///
+    /// The URL is a libpq-style URL; `sslmode=require` works out of the box (rustls).
+    ///
+    /// # Errors
+    /// `Backend` if the URL is invalid, the server is unreachable or too old, or a migration
+    /// fails.
+    pub async fn connect(url: &str) -> Result<Self, BackendError> {
+        Self::connect_with(url, PostgresOptions::default()).await
+    }
+
+    /// Connects with the given options.
+    ///
+    /// # Errors
+    /// As [`PostgresBackend::connect`], and `Backend` for an invalid schema name.
+    pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<Self, BackendError> {
+        migrate::check_schema_name(&options.schema)?;
+        let mut connect = PgConnectOptions::from_str(url)
+            .map_err(|e| BackendError::Backend(format!("invalid PostgreSQL URL: {e}")))?;
+        if let Some(name) = &options.application_name {
+            connect = connect.application_name(name);
+        }
+        if let Some(timeout) = options.statement_timeout {
+            connect = connect.options([("statement_timeout", timeout.as_millis().to_string())]);
+        }
+        // No ping before each checkout: every hot path is one round trip, and a broken
+        // connection fails its query and is replaced by the pool.
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .min_connections(options.min_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .test_before_acquire(false)
+            .connect_with(connect)
+            .await
+            .map_err(|e| BackendError::Backend(format!("cannot connect to PostgreSQL: {e}")))?;
+        Self::from_pool(pool, options).await
+    }
+
+    /// Uses a pool the caller built. The pool settings of `options` are ignored; schema and
+    /// `auto_migrate` apply.
+    ///
+    /// # Errors
+    /// `Backend` for an invalid schema name, a server that is too old, or a failed migration.
+    pub async fn from_pool(pool: PgPool, options: PostgresOptions) -> Result<Self, BackendError> {
+        let quoted_schema = migrate::check_schema_name(&options.schema)?;
+        migrate::check_server_version(&pool).await?;
+        let backend = Self { pool, inner: Arc::new(Inner { quoted_schema, options }) };
+        if backend.inner.options.auto_migrate {
+            backend.migrate().await?;
+        }
+        Ok(backend)
+    }
+
+    /// Creates the schema if missing and applies pending migrations. Safe to call from many
+    /// processes at once; a no-op when up to date.
+    ///
+    /// The applied migrations are recorded in `_sayiir_migrations` inside the backend's own
+    /// schema, never in the application's `_sqlx_migrations`.
+    ///
+    /// # Errors
+    /// `Backend` naming the schema if a migration fails.
+    pub async fn migrate(&self) -> Result<(), BackendError> {
+        migrate::run(&self.pool, &self.inner.options.schema, &self.inner.quoted_schema).await
+    }
+
+    /// The connection pool, for callers that want to share it.
+    #[must_use]
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The schema that holds the backend's tables.
+    #[must_use]
+    pub fn schema(&self) -> &str {
+        &self.inner.options.schema
+    }
+
+    /// Closes every pooled connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// `template` with `{schema}` replaced by the quoted schema name.
+    fn sql(&self, template: &str) -> sqlx::AssertSqlSafe<String> {
+        // The schema name was validated as a plain identifier and is quoted: nothing else is
+        // spliced into SQL text.
+        sqlx::AssertSqlSafe(template.replace("{schema}", &self.inner.quoted_schema))
+    }
+}
+
+/// A `tracing` span for one backend operation.
+fn span(operation: &'static str, instance_id: &str) -> tracing::Span {
+    tracing::info_span!(
+        "sayiir_persistence_postgres",
+        db.system = "postgresql",
+        db.operation = operation,
+        instance_id = instance_id,
+    )
+}

@@ -1,0 +1,36 @@
+//! `TaskResultStore`: one statement. The `task_results` rows are the held results of a
+//! workflow that holds them and the archive of one that completed or failed (D5), so both
+//! cases read the same row.
+
+use bytes::Bytes;
+use tracing::Instrument;
+
+use crate::error::db;
+use crate::validation::{IdKind, validate_ids};
+use crate::{BackendError, PostgresBackend, TaskResultStore, span};
+
+const LOAD: &str = "SELECT (SELECT r.output FROM {schema}.task_results r \
+        WHERE r.instance_id = $1 AND r.task_id = $2) \
+    FROM {schema}.workflows w WHERE w.instance_id = $1";
+
+impl TaskResultStore for PostgresBackend {
+    async fn load_task_result(
+        &self,
+        instance_id: &str,
+        task_id: &str,
+    ) -> Result<Option<Bytes>, BackendError> {
+        async {
+            validate_ids(&[(IdKind::Instance, instance_id), (IdKind::Task, task_id)])?;
+            let row: Option<Option<Vec<u8>>> = sqlx::query_scalar(self.sql(LOAD))
+                .bind(instance_id)
+                .bind(task_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db("load_task_result", instance_id))?;
+            let output = row.ok_or_else(|| BackendError::NotFound(instance_id.to_string()))?;
+            Ok(output.map(Bytes::from))
+        }
+        .instrument(span("load_task_result", instance_id))
+        .await
+    }
+}

@@ -1,0 +1,194 @@
+//! A snapshot as stored: the `workflows` row (codec blob plus denormalised columns) and its
+//! `task_results` rows, and back.
+
+use crate::sayiir_core::snapshot::{
+    ExecutionPosition, TaskResult, WorkflowSnapshot, WorkflowSnapshotState,
+};
+use bytes::Bytes;
+use sayiir_persistence::codec::{decode_snapshot, encode_snapshot};
+use sayiir_persistence::results::{held_results, held_results_mut};
+use sayiir_persistence::schedule::{DEFAULT_PRIORITY, task_input};
+use sqlx::Postgres;
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+
+use crate::BackendError;
+
+/// The stored form of one snapshot.
+#[derive(Debug)]
+pub(crate) struct StoredRow {
+    pub(crate) status: String,
+    /// The codec blob of the snapshot without its completed task results.
+    pub(crate) blob: Vec<u8>,
+    pub(crate) trace_parent: Option<String>,
+    pub(crate) updated_at: i64,
+    pub(crate) last_completed_task_id: Option<String>,
+    pub(crate) position_kind: Option<String>,
+    /// The task of an in-progress `AtTask` position, whether or not it can run.
+    pub(crate) current_task_id: Option<String>,
+    pub(crate) current_done: bool,
+    pub(crate) has_input: bool,
+    pub(crate) priority: i16,
+    pub(crate) tags: Vec<String>,
+    /// End of the current task's retry backoff, Unix milliseconds.
+    pub(crate) retry_not_before: Option<i64>,
+    pub(crate) failed_worker: Option<String>,
+    /// Wake-up time of an in-progress delay or timed signal wait, Unix milliseconds.
+    pub(crate) wake_at: Option<i64>,
+    pub(crate) signal_name: Option<String>,
+    /// `Some` (possibly empty) when the state holds results: the rows to keep.
+    pub(crate) results: Option<Vec<(String, Bytes)>>,
+}
+
+/// `updated_at` as stored. Values past `i64::MAX` (year 292 billion) wrap rather than fail, so
+/// they still round-trip exactly; only their aging order would be off.
+#[allow(clippy::cast_possible_wrap)]
+pub(crate) fn to_db_secs(secs: u64) -> i64 {
+    secs as i64
+}
+
+/// The inverse of [`to_db_secs`].
+#[allow(clippy::cast_sign_loss)]
+pub(crate) fn from_db_secs(secs: i64) -> u64 {
+    secs as u64
+}
+
+impl StoredRow {
+    /// Splits `snapshot` into its stored form.
+    pub(crate) fn of(snapshot: &WorkflowSnapshot) -> Result<Self, BackendError> {
+        let mut stripped = snapshot.clone();
+        let results = held_results_mut(&mut stripped.state).map(|held| {
+            std::mem::take(held).into_values().map(|r| (r.task_id, r.output)).collect::<Vec<_>>()
+        });
+        let blob = encode_snapshot(&stripped)?;
+
+        let (position, last_completed_task_id) = match &snapshot.state {
+            WorkflowSnapshotState::InProgress { position, last_completed_task_id, .. }
+            | WorkflowSnapshotState::Paused { position, last_completed_task_id, .. } => {
+                (Some(position), last_completed_task_id.clone())
+            }
+            _ => (None, None),
+        };
+        let in_progress = snapshot.state.is_in_progress();
+        let current_task_id = match position {
+            Some(ExecutionPosition::AtTask { task_id }) if in_progress => Some(task_id.clone()),
+            _ => None,
+        };
+        let current_done = current_task_id.as_ref().is_some_and(|task| {
+            held_results(&snapshot.state).is_some_and(|held| held.contains_key(task))
+        });
+        let retry = current_task_id.as_ref().and_then(|task| snapshot.task_retries.get(task));
+        let (wake_at, signal_name) = match position {
+            Some(ExecutionPosition::AtDelay { wake_at, .. }) if in_progress => {
+                (Some(wake_at.timestamp_millis()), None)
+            }
+            Some(ExecutionPosition::AtSignal { wake_at, signal_name, .. }) if in_progress => {
+                (wake_at.map(|w| w.timestamp_millis()), Some(signal_name.clone()))
+            }
+            _ => (None, None),
+        };
+        Ok(Self {
+            status: snapshot.state.as_ref().to_string(),
+            blob,
+            trace_parent: snapshot.trace_parent.clone(),
+            updated_at: to_db_secs(snapshot.updated_at),
+            last_completed_task_id,
+            position_kind: snapshot.position_kind().map(String::from),
+            current_task_id,
+            current_done,
+            has_input: task_input(snapshot).is_some(),
+            priority: i16::from(snapshot.task_priority.unwrap_or(DEFAULT_PRIORITY)),
+            tags: snapshot.task_tags.clone(),
+            retry_not_before: retry.map(|r| r.next_retry_at.timestamp_millis()),
+            failed_worker: retry.and_then(|r| r.last_failed_worker.clone()),
+            wake_at,
+            signal_name,
+            results,
+        })
+    }
+
+    /// Binds the `workflows` columns, in the order of [`COLUMNS_PARAMS`], after the
+    /// parameters already bound.
+    pub(crate) fn bind_columns<'q>(
+        &'q self,
+        query: Query<'q, Postgres, PgArguments>,
+    ) -> Query<'q, Postgres, PgArguments> {
+        query
+            .bind(&self.status)
+            .bind(&self.blob)
+            .bind(&self.trace_parent)
+            .bind(self.updated_at)
+            .bind(&self.last_completed_task_id)
+            .bind(&self.position_kind)
+            .bind(&self.current_task_id)
+            .bind(self.current_done)
+            .bind(self.has_input)
+            .bind(self.priority)
+            .bind(&self.tags)
+            .bind(self.retry_not_before)
+            .bind(&self.failed_worker)
+            .bind(self.wake_at)
+            .bind(&self.signal_name)
+    }
+}
+
+/// `SET` list writing every `workflows` column from `$2`..`$16` (`$1` is the instance id), as
+/// bound by [`StoredRow::bind_columns`]; the revision moves on.
+pub(crate) const COLUMNS_PARAMS: &str = "status = $2, blob = $3, trace_parent = $4, \
+    updated_at = $5, last_completed_task_id = $6, position_kind = $7, current_task_id = $8, \
+    current_done = $9, has_input = $10, priority = $11, tags = $12, retry_not_before = $13, \
+    failed_worker = $14, wake_at = $15, signal_name = $16, revision = revision + 1";
+
+/// The columns [`assemble`] needs, selected from `workflows w` joined with the lateral `r`
+/// of [`RESULTS_LATERAL`].
+pub(crate) const SNAPSHOT_COLUMNS: &str =
+    "w.status, w.blob, w.trace_parent, w.updated_at, w.last_completed_task_id, r.ids, r.outputs";
+
+/// The result rows of `w`, as two arrays in the same order; none for a completed or failed
+/// workflow, whose rows are its archive rather than part of its state.
+pub(crate) const RESULTS_LATERAL: &str = "LEFT JOIN LATERAL (
+        SELECT array_agg(t.task_id) AS ids, array_agg(t.output) AS outputs
+        FROM {schema}.task_results t
+        WHERE t.instance_id = w.instance_id AND w.status NOT IN ('Completed', 'Failed')
+    ) r ON true";
+
+/// A row of [`SNAPSHOT_COLUMNS`].
+pub(crate) type SnapshotRow = (
+    String,
+    Vec<u8>,
+    Option<String>,
+    i64,
+    Option<String>,
+    Option<Vec<String>>,
+    Option<Vec<Vec<u8>>>,
+);
+
+/// Rebuilds the snapshot of `instance_id` from its stored form.
+pub(crate) fn assemble(
+    instance_id: &str,
+    row: SnapshotRow,
+) -> Result<WorkflowSnapshot, BackendError> {
+    let (_status, blob, trace_parent, updated_at, last_completed, ids, outputs) = row;
+    let mut snapshot = decode_snapshot(instance_id, &blob)?;
+    snapshot.trace_parent = trace_parent;
+    let ids = ids.unwrap_or_default();
+    let outputs = outputs.unwrap_or_default();
+    if ids.len() != outputs.len() {
+        return Err(crate::error::corrupt(instance_id, "result ids and outputs differ in number"));
+    }
+    if let Some(held) = held_results_mut(&mut snapshot.state) {
+        *held = ids
+            .into_iter()
+            .zip(outputs)
+            .map(|(task_id, output)| {
+                (task_id.clone(), TaskResult { task_id, output: Bytes::from(output) })
+            })
+            .collect();
+    }
+    // `save_task_result` updates these two in the row only, for in-progress workflows.
+    if let WorkflowSnapshotState::InProgress { last_completed_task_id, .. } = &mut snapshot.state {
+        *last_completed_task_id = last_completed;
+        snapshot.updated_at = from_db_secs(updated_at);
+    }
+    Ok(snapshot)
+}

@@ -1,0 +1,331 @@
+//! `SignalStore`: cancel/pause requests and external events.
+//!
+//! Lock order, everywhere: the workflow row first, then signal rows. The checks are one plain
+//! read when no request is pending (the common case, twice per task boundary) and a short
+//! transaction otherwise.
+
+use bytes::Bytes;
+use chrono::DateTime;
+use sqlx::{Postgres, Transaction};
+use tracing::Instrument;
+
+use crate::error::db;
+use crate::row::{COLUMNS_PARAMS, SnapshotRow, StoredRow, assemble};
+use crate::sayiir_core::snapshot::{PauseRequest, SignalKind, SignalRequest, WorkflowSnapshot};
+use crate::validation::{
+    IdKind, SignalDecision, not_paused_error, signal_decision, validate_id, validate_ids,
+};
+use crate::{BackendError, PostgresBackend, SignalStore, span};
+
+/// Stores a request if the workflow's status allows it, in one statement: the workflow row is
+/// share-locked so its status cannot change between the check and the write. `$7` lists the
+/// statuses that must not store it, from [`signal_decision`].
+const STORE: &str = "WITH w AS (
+        SELECT status FROM {schema}.workflows WHERE instance_id = $1 FOR SHARE
+    ), stored AS (
+        INSERT INTO {schema}.signals
+            (instance_id, kind, reason, requested_by, requested_secs, requested_nanos)
+        SELECT $1, $2, $3, $4, $5, $6 FROM w WHERE NOT (w.status = ANY ($7))
+        ON CONFLICT (instance_id, kind) DO UPDATE SET
+            reason = EXCLUDED.reason,
+            requested_by = EXCLUDED.requested_by,
+            requested_secs = EXCLUDED.requested_secs,
+            requested_nanos = EXCLUDED.requested_nanos
+    )
+    SELECT status FROM w";
+
+const GET: &str = "SELECT reason, requested_by, requested_secs, requested_nanos \
+    FROM {schema}.signals WHERE instance_id = $1 AND kind = $2";
+
+const GET_FOR_UPDATE: &str = "SELECT reason, requested_by, requested_secs, requested_nanos \
+    FROM {schema}.signals WHERE instance_id = $1 AND kind = $2 FOR UPDATE";
+
+const PENDING: &str =
+    "SELECT EXISTS (SELECT 1 FROM {schema}.signals WHERE instance_id = $1 AND kind = $2)";
+
+const CLEAR: &str = "DELETE FROM {schema}.signals WHERE instance_id = $1 AND kind = $2";
+
+const LOCK_WORKFLOW: &str =
+    "SELECT status FROM {schema}.workflows WHERE instance_id = $1 FOR UPDATE";
+
+const SEND_EVENT: &str =
+    "INSERT INTO {schema}.events (instance_id, signal_name, payload) VALUES ($1, $2, $3)";
+
+/// Oldest event of the queue. `SKIP LOCKED`: a concurrent consumer holding the oldest row makes
+/// this one take the next (or none), never the same event.
+const CONSUME_EVENT: &str = "DELETE FROM {schema}.events WHERE id = (
+        SELECT id FROM {schema}.events
+        WHERE instance_id = $1 AND signal_name = $2
+        ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
+    ) RETURNING payload";
+
+/// Every status `WorkflowSnapshotState` can have.
+const STATUSES: [&str; 5] = ["InProgress", "Completed", "Failed", "Cancelled", "Paused"];
+
+/// `(reason, requested_by, requested_secs, requested_nanos)` of a `signals` row.
+type SignalRow = (Option<String>, Option<String>, i64, i32);
+
+fn request_of(instance_id: &str, row: SignalRow) -> Result<SignalRequest, BackendError> {
+    let (reason, requested_by, secs, nanos) = row;
+    let requested_at = u32::try_from(nanos)
+        .ok()
+        .and_then(|nanos| DateTime::from_timestamp(secs, nanos))
+        .ok_or_else(|| crate::error::corrupt(instance_id, "signal time out of range"))?;
+    Ok(SignalRequest { reason, requested_by, requested_at })
+}
+
+/// The `UPDATE` that writes a changed snapshot's row and drops the request it consumed (`$17`
+/// is the signal kind).
+fn write_and_clear_sql() -> String {
+    format!(
+        "WITH cleared AS (
+            DELETE FROM {{schema}}.signals WHERE instance_id = $1 AND kind = $17
+        )
+        UPDATE {{schema}}.workflows SET {COLUMNS_PARAMS} WHERE instance_id = $1"
+    )
+}
+
+impl PostgresBackend {
+    /// Locks the workflow row and loads the snapshot, inside `tx`; `None` if it is missing.
+    /// The load is a statement of its own, after the lock, so it sees the latest results.
+    pub(crate) async fn lock_and_load(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        operation: &'static str,
+        instance_id: &str,
+    ) -> Result<Option<(String, SnapshotRow)>, BackendError> {
+        let status: Option<String> = sqlx::query_scalar(self.sql(LOCK_WORKFLOW))
+            .bind(instance_id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db(operation, instance_id))?;
+        let Some(status) = status else {
+            return Ok(None);
+        };
+        let row: SnapshotRow = sqlx::query_as(self.load_statement())
+            .bind(instance_id)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(db(operation, instance_id))?;
+        Ok(Some((status, row)))
+    }
+
+    /// Writes `snapshot`'s row and deletes the `kind` request, inside `tx`. The result rows
+    /// are unchanged by the transitions that call this.
+    async fn write_and_clear(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        operation: &'static str,
+        snapshot: &WorkflowSnapshot,
+        kind: SignalKind,
+    ) -> Result<(), BackendError> {
+        let id = snapshot.instance_id.as_str();
+        let row = StoredRow::of(snapshot)?;
+        let query = sqlx::query(self.sql(&write_and_clear_sql())).bind(id);
+        row.bind_columns(query)
+            .bind(kind.as_ref())
+            .execute(&mut **tx)
+            .await
+            .map_err(db(operation, id))?;
+        Ok(())
+    }
+
+    /// `check_and_cancel` and `check_and_pause`: applies a pending `kind` request to an
+    /// in-progress workflow with `apply`, atomically.
+    async fn check_and_apply(
+        &self,
+        operation: &'static str,
+        instance_id: &str,
+        kind: SignalKind,
+        apply: impl FnOnce(&mut WorkflowSnapshot, SignalRequest),
+    ) -> Result<bool, BackendError> {
+        validate_id(IdKind::Instance, instance_id)?;
+        // The fast path: one plain read, no transaction. A request stored just after it is
+        // seen at the next task boundary.
+        let pending: bool = sqlx::query_scalar(self.sql(PENDING))
+            .bind(instance_id)
+            .bind(kind.as_ref())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db(operation, instance_id))?;
+        if !pending {
+            return Ok(false);
+        }
+        let mut tx = self.pool.begin().await.map_err(db(operation, instance_id))?;
+        let loaded = self.lock_and_load(&mut tx, operation, instance_id).await?;
+        let signal: Option<SignalRow> = sqlx::query_as(self.sql(GET_FOR_UPDATE))
+            .bind(instance_id)
+            .bind(kind.as_ref())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db(operation, instance_id))?;
+        // Dropping `tx` rolls it back.
+        let Some(signal) = signal else {
+            return Ok(false);
+        };
+        let Some((status, row)) = loaded else {
+            return Err(BackendError::NotFound(instance_id.to_string()));
+        };
+        if status != "InProgress" {
+            // The request stays pending (e.g. a cancel for a paused workflow).
+            return Ok(false);
+        }
+        let mut snapshot = assemble(instance_id, row)?;
+        apply(&mut snapshot, request_of(instance_id, signal)?);
+        self.write_and_clear(&mut tx, operation, &snapshot, kind).await?;
+        tx.commit().await.map_err(db(operation, instance_id))?;
+        Ok(true)
+    }
+}
+
+impl SignalStore for PostgresBackend {
+    async fn store_signal(
+        &self,
+        instance_id: &str,
+        kind: SignalKind,
+        request: SignalRequest,
+    ) -> Result<(), BackendError> {
+        async {
+            validate_id(IdKind::Instance, instance_id)?;
+            // The statuses for which the shared rule says "do not store", so the rule is
+            // applied inside the statement that writes.
+            let refused: Vec<&str> = STATUSES
+                .into_iter()
+                .filter(|status| {
+                    !matches!(signal_decision(status, kind), Ok(SignalDecision::Store))
+                })
+                .collect();
+            let status: Option<String> = sqlx::query_scalar(self.sql(STORE))
+                .bind(instance_id)
+                .bind(kind.as_ref())
+                .bind(&request.reason)
+                .bind(&request.requested_by)
+                .bind(request.requested_at.timestamp())
+                .bind(i32::try_from(request.requested_at.timestamp_subsec_nanos()).unwrap_or(0))
+                .bind(refused)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db("store_signal", instance_id))?;
+            let status = status.ok_or_else(|| BackendError::NotFound(instance_id.to_string()))?;
+            signal_decision(&status, kind).map(|_| ())
+        }
+        .instrument(span("store_signal", instance_id))
+        .await
+    }
+
+    async fn get_signal(
+        &self,
+        instance_id: &str,
+        kind: SignalKind,
+    ) -> Result<Option<SignalRequest>, BackendError> {
+        async {
+            validate_id(IdKind::Instance, instance_id)?;
+            let row: Option<SignalRow> = sqlx::query_as(self.sql(GET))
+                .bind(instance_id)
+                .bind(kind.as_ref())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db("get_signal", instance_id))?;
+            row.map(|row| request_of(instance_id, row)).transpose()
+        }
+        .instrument(span("get_signal", instance_id))
+        .await
+    }
+
+    async fn clear_signal(&self, instance_id: &str, kind: SignalKind) -> Result<(), BackendError> {
+        async {
+            validate_id(IdKind::Instance, instance_id)?;
+            sqlx::query(self.sql(CLEAR))
+                .bind(instance_id)
+                .bind(kind.as_ref())
+                .execute(&self.pool)
+                .await
+                .map_err(db("clear_signal", instance_id))?;
+            Ok(())
+        }
+        .instrument(span("clear_signal", instance_id))
+        .await
+    }
+
+    async fn send_event(
+        &self,
+        instance_id: &str,
+        signal_name: &str,
+        payload: Bytes,
+    ) -> Result<(), BackendError> {
+        async {
+            validate_ids(&[(IdKind::Instance, instance_id), (IdKind::SignalName, signal_name)])?;
+            sqlx::query(self.sql(SEND_EVENT))
+                .bind(instance_id)
+                .bind(signal_name)
+                .bind(payload.as_ref())
+                .execute(&self.pool)
+                .await
+                .map_err(db("send_event", instance_id))?;
+            Ok(())
+        }
+        .instrument(span("send_event", instance_id))
+        .await
+    }
+
+    async fn consume_event(
+        &self,
+        instance_id: &str,
+        signal_name: &str,
+    ) -> Result<Option<Bytes>, BackendError> {
+        async {
+            validate_ids(&[(IdKind::Instance, instance_id), (IdKind::SignalName, signal_name)])?;
+            let payload: Option<Vec<u8>> = sqlx::query_scalar(self.sql(CONSUME_EVENT))
+                .bind(instance_id)
+                .bind(signal_name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db("consume_event", instance_id))?;
+            Ok(payload.map(Bytes::from))
+        }
+        .instrument(span("consume_event", instance_id))
+        .await
+    }
+
+    async fn check_and_cancel(
+        &self,
+        instance_id: &str,
+        interrupted_at_task: Option<&str>,
+    ) -> Result<bool, BackendError> {
+        self.check_and_apply("check_and_cancel", instance_id, SignalKind::Cancel, |s, r| {
+            s.mark_cancelled(r.reason, r.requested_by, interrupted_at_task.map(String::from));
+        })
+        .instrument(span("check_and_cancel", instance_id))
+        .await
+    }
+
+    async fn check_and_pause(&self, instance_id: &str) -> Result<bool, BackendError> {
+        self.check_and_apply("check_and_pause", instance_id, SignalKind::Pause, |s, r| {
+            s.mark_paused(&PauseRequest::from(r));
+        })
+        .instrument(span("check_and_pause", instance_id))
+        .await
+    }
+
+    async fn unpause(&self, instance_id: &str) -> Result<WorkflowSnapshot, BackendError> {
+        async {
+            validate_id(IdKind::Instance, instance_id)?;
+            let mut tx = self.pool.begin().await.map_err(db("unpause", instance_id))?;
+            let (_, row) = self
+                .lock_and_load(&mut tx, "unpause", instance_id)
+                .await?
+                .ok_or_else(|| BackendError::NotFound(instance_id.to_string()))?;
+            let mut snapshot = assemble(instance_id, row)?;
+            if !snapshot.state.is_paused() {
+                return Err(not_paused_error(&snapshot.state));
+            }
+            snapshot.mark_unpaused();
+            // A pause request still pending would undo this unpause at the next check (D3).
+            self.write_and_clear(&mut tx, "unpause", &snapshot, SignalKind::Pause).await?;
+            tx.commit().await.map_err(db("unpause", instance_id))?;
+            Ok(snapshot)
+        }
+        .instrument(span("unpause", instance_id))
+        .await
+    }
+}

@@ -1,0 +1,160 @@
+//! `SnapshotStore`: each method is one statement, one round trip.
+
+use bytes::Bytes;
+use chrono::Utc;
+use tracing::Instrument;
+
+use crate::error::{db, db_all};
+use crate::row::{RESULTS_LATERAL, SNAPSHOT_COLUMNS, SnapshotRow, StoredRow, assemble};
+use crate::sayiir_core::snapshot::WorkflowSnapshot;
+use crate::validation::{IdKind, validate_id, validate_ids};
+use crate::{BackendError, PostgresBackend, SnapshotStore, span};
+
+/// Calls the `save_snapshot` function of the first migration: upsert of the row, then, for
+/// states that hold results, replacement of the result rows.
+const SAVE: &str = "SELECT {schema}.save_snapshot(\
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
+
+/// Adds one result to an in-progress workflow: the result row plus the row's last id, clock
+/// and readiness. The row update comes first and locks the row, so concurrent calls for one
+/// instance take turns and none is lost; a workflow in another state is left as it is.
+const SAVE_TASK_RESULT: &str = "WITH updated AS (
+        UPDATE {schema}.workflows
+        SET last_completed_task_id = $2,
+            updated_at = $4,
+            current_done = current_done OR current_task_id IS NOT DISTINCT FROM $2,
+            has_input = TRUE,
+            revision = revision + 1
+        WHERE instance_id = $1 AND status = 'InProgress'
+        RETURNING instance_id
+    ), stored AS (
+        INSERT INTO {schema}.task_results (instance_id, task_id, output)
+        SELECT instance_id, $2, $3 FROM updated
+        ON CONFLICT (instance_id, task_id) DO UPDATE SET output = EXCLUDED.output
+    )
+    SELECT EXISTS (SELECT 1 FROM updated)
+        OR EXISTS (SELECT 1 FROM {schema}.workflows WHERE instance_id = $1)";
+
+/// The stored snapshot with its results, for [`assemble`].
+fn load_sql() -> String {
+    format!(
+        "SELECT {SNAPSHOT_COLUMNS} FROM {{schema}}.workflows w {RESULTS_LATERAL} \
+         WHERE w.instance_id = $1"
+    )
+}
+
+/// Everything stored for one instance, in every table (D1). The other tables are emptied only
+/// when the workflow row existed: events sent ahead of a run stay until that run is deleted.
+const DELETE: &str = "WITH gone AS (
+        DELETE FROM {schema}.workflows WHERE instance_id = $1 RETURNING instance_id
+    ), results AS (
+        DELETE FROM {schema}.task_results WHERE instance_id = $1 AND EXISTS (SELECT 1 FROM gone)
+    ), signals AS (
+        DELETE FROM {schema}.signals WHERE instance_id = $1 AND EXISTS (SELECT 1 FROM gone)
+    ), claims AS (
+        DELETE FROM {schema}.claims WHERE instance_id = $1 AND EXISTS (SELECT 1 FROM gone)
+    ), events AS (
+        DELETE FROM {schema}.events WHERE instance_id = $1 AND EXISTS (SELECT 1 FROM gone)
+    )
+    SELECT EXISTS (SELECT 1 FROM gone)";
+
+const LIST: &str = "SELECT instance_id FROM {schema}.workflows";
+
+impl PostgresBackend {
+    /// The statement text of [`load_sql`] with the schema in place.
+    pub(crate) fn load_statement(&self) -> sqlx::AssertSqlSafe<String> {
+        self.sql(&load_sql())
+    }
+}
+
+impl SnapshotStore for PostgresBackend {
+    async fn save_snapshot(&self, snapshot: &WorkflowSnapshot) -> Result<(), BackendError> {
+        let id = snapshot.instance_id.as_str();
+        async {
+            validate_id(IdKind::Instance, id)?;
+            let row = StoredRow::of(snapshot)?;
+            let (task_ids, outputs): (Vec<&str>, Vec<&[u8]>) = row
+                .results
+                .iter()
+                .flatten()
+                .map(|(task, output)| (task.as_str(), output.as_ref()))
+                .unzip();
+            let query = sqlx::query(self.sql(SAVE)).bind(id);
+            row.bind_columns(query)
+                .bind(row.results.is_some())
+                .bind(task_ids)
+                .bind(outputs)
+                .execute(&self.pool)
+                .await
+                .map_err(db("save_snapshot", id))?;
+            Ok(())
+        }
+        .instrument(span("save_snapshot", id))
+        .await
+    }
+
+    async fn save_task_result(
+        &self,
+        instance_id: &str,
+        task_id: &str,
+        output: Bytes,
+    ) -> Result<(), BackendError> {
+        async {
+            validate_ids(&[(IdKind::Instance, instance_id), (IdKind::Task, task_id)])?;
+            // The snapshot's own clock, as `mark_task_completed` would stamp it.
+            let now = Utc::now().timestamp();
+            let found: bool = sqlx::query_scalar(self.sql(SAVE_TASK_RESULT))
+                .bind(instance_id)
+                .bind(task_id)
+                .bind(output.as_ref())
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db("save_task_result", instance_id))?;
+            if found { Ok(()) } else { Err(BackendError::NotFound(instance_id.to_string())) }
+        }
+        .instrument(span("save_task_result", instance_id))
+        .await
+    }
+
+    async fn load_snapshot(&self, instance_id: &str) -> Result<WorkflowSnapshot, BackendError> {
+        async {
+            validate_id(IdKind::Instance, instance_id)?;
+            let row: Option<SnapshotRow> = sqlx::query_as(self.load_statement())
+                .bind(instance_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db("load_snapshot", instance_id))?;
+            let row = row.ok_or_else(|| BackendError::NotFound(instance_id.to_string()))?;
+            assemble(instance_id, row)
+        }
+        .instrument(span("load_snapshot", instance_id))
+        .await
+    }
+
+    async fn delete_snapshot(&self, instance_id: &str) -> Result<(), BackendError> {
+        async {
+            validate_id(IdKind::Instance, instance_id)?;
+            let found: bool = sqlx::query_scalar(self.sql(DELETE))
+                .bind(instance_id)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db("delete_snapshot", instance_id))?;
+            if found { Ok(()) } else { Err(BackendError::NotFound(instance_id.to_string())) }
+        }
+        .instrument(span("delete_snapshot", instance_id))
+        .await
+    }
+
+    async fn list_snapshots(&self) -> Result<Vec<String>, BackendError> {
+        sqlx::query_scalar(self.sql(LIST))
+            .fetch_all(&self.pool)
+            .instrument(tracing::info_span!(
+                "sayiir_persistence_postgres",
+                db.system = "postgresql",
+                db.operation = "list_snapshots",
+            ))
+            .await
+            .map_err(db_all("list_snapshots"))
+    }
+}

@@ -1,0 +1,43 @@
+//! The shared conformance suite, each case in a fresh schema dropped afterwards.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use sayiir_persistence_conformance::Harness;
+use sayiir_persistence_postgres::PostgresBackend;
+
+struct PgHarness {
+    backend: PostgresBackend,
+}
+
+impl Harness for PgHarness {
+    type Backend = PostgresBackend;
+
+    async fn setup() -> Self {
+        Self { backend: common::backend("conformance").await }
+    }
+
+    fn backend(&self) -> &PostgresBackend {
+        &self.backend
+    }
+
+    async fn write_raw_snapshot(&self, instance_id: &str, blob: &[u8]) {
+        let sql = format!(
+            "UPDATE \"{}\".workflows SET blob = $2 WHERE instance_id = $1",
+            self.backend.schema()
+        );
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(instance_id)
+            .bind(blob)
+            .execute(self.backend.pool())
+            .await
+            .expect("cannot overwrite the stored blob");
+        assert_eq!(done.rows_affected(), 1, "no stored snapshot {instance_id:?} to overwrite");
+    }
+
+    async fn teardown(&self) {
+        common::drop_backend(&self.backend).await;
+    }
+}
+
+sayiir_persistence_conformance::conformance_suite!(PgHarness);

@@ -1,0 +1,292 @@
+//! PostgreSQL-specific behaviour: TLS, schema isolation, migrations, and the O(limit) plan of
+//! `find_available_tasks`.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use bytes::Bytes;
+use chrono::Duration;
+use sayiir_persistence_conformance::fixtures::{at_task, unique_id};
+use sayiir_persistence_conformance::servers::postgres_url;
+use sayiir_persistence_postgres::sayiir_core::snapshot::{SignalKind, WorkflowSnapshot};
+use sayiir_persistence_postgres::{
+    BackendError, PostgresBackend, PostgresOptions, SignalStore, SnapshotStore, TaskClaimStore,
+    codec::encode_snapshot,
+};
+use serde_json::Value;
+
+fn with_param(url: &str, param: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{param}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connects_with_sslmode_require() {
+    // The Debian server ships with `ssl = on` and its snakeoil certificate; `require` encrypts
+    // without verifying the certificate, as libpq does.
+    let plain = common::backend("tls_check").await;
+    let ssl: String =
+        sqlx::query_scalar("SELECT current_setting('ssl')").fetch_one(plain.pool()).await.unwrap();
+    common::drop_backend(&plain).await;
+    assert_eq!(
+        ssl, "on",
+        "the test server has SSL off; enable it (ssl = on with a certificate) to run this test"
+    );
+
+    let schema = common::unique_schema("tls");
+    let backend = PostgresBackend::connect_with(
+        &with_param(&postgres_url(), "sslmode=require"),
+        PostgresOptions::default().schema(&schema).max_connections(2),
+    )
+    .await
+    .expect("sslmode=require must connect to a server with SSL on");
+    let encrypted: bool =
+        sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(backend.pool())
+            .await
+            .unwrap();
+    assert!(encrypted, "the connection is not encrypted");
+    let id = unique_id("tls");
+    backend.save_snapshot(&at_task(&id, "t")).await.unwrap();
+    assert_eq!(backend.load_snapshot(&id).await.unwrap().instance_id, id);
+    common::drop_backend(&backend).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemas_are_isolated() {
+    let a = common::backend("iso_a").await;
+    let b = common::backend("iso_b").await;
+    let id = unique_id("shared-id");
+    a.save_snapshot(&at_task(&id, "t")).await.unwrap();
+    a.store_signal(&id, SignalKind::Cancel, sayiir_persistence_conformance::fixtures::request("x"))
+        .await
+        .unwrap();
+    a.send_event(&id, "go", Bytes::from_static(b"e")).await.unwrap();
+    assert!(a.claim_task(&id, "t", "w", None).await.unwrap().is_some());
+
+    assert!(b.list_snapshots().await.unwrap().is_empty());
+    assert!(matches!(b.load_snapshot(&id).await, Err(BackendError::NotFound(_))));
+    assert!(b.get_signal(&id, SignalKind::Cancel).await.unwrap().is_none());
+    assert!(b.consume_event(&id, "go").await.unwrap().is_none());
+    assert!(b.claim_task(&id, "t", "w", None).await.unwrap().is_some());
+    assert!(b.find_available_tasks("w", 10, Duration::seconds(60), &[]).await.unwrap().is_empty());
+
+    // And the other way round: `a` still has everything.
+    assert_eq!(a.list_snapshots().await.unwrap(), vec![id.clone()]);
+    assert!(a.get_signal(&id, SignalKind::Cancel).await.unwrap().is_some());
+    assert_eq!(a.consume_event(&id, "go").await.unwrap(), Some(Bytes::from_static(b"e")));
+    common::drop_backend(&a).await;
+    common::drop_backend(&b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_migrations_succeed() {
+    let schema = common::unique_schema("migrate_race");
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let schema = schema.clone();
+            tokio::spawn(async move {
+                PostgresBackend::connect_with(
+                    &postgres_url(),
+                    PostgresOptions::default().schema(schema).max_connections(2),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut backends = Vec::new();
+    for task in tasks {
+        backends.push(task.await.unwrap().expect("a concurrent migration failed"));
+    }
+    let sql = format!("SELECT count(*) FROM \"{schema}\"._sayiir_migrations WHERE success");
+    let applied: i64 =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(backends[0].pool()).await.unwrap();
+    let files =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations")).unwrap().count();
+    assert_eq!(applied, i64::try_from(files).unwrap(), "each migration recorded once");
+    // A later `migrate()` is a no-op.
+    backends[1].migrate().await.unwrap();
+    common::drop_backend(&backends[0]).await;
+    for backend in &backends[1..] {
+        backend.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn application_migrations_table_untouched() {
+    // The application's own `_sqlx_migrations`, in a scratch schema that is first on its
+    // search_path, as an application using sqlx migrations would have it.
+    let app_schema = common::unique_schema("app");
+    let url = with_param(&postgres_url(), &format!("options=-c%20search_path%3D{app_schema}"));
+    let app = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&url).await.unwrap();
+    for sql in [
+        format!("CREATE SCHEMA \"{app_schema}\""),
+        "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL)"
+            .to_string(),
+        "INSERT INTO _sqlx_migrations VALUES (20240101, 'the application''s own')".to_string(),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&app).await.unwrap();
+    }
+    let public_before = public_sqlx_migrations(&app).await;
+
+    let schema = common::unique_schema("beside_app");
+    let backend =
+        PostgresBackend::from_pool(app.clone(), PostgresOptions::default().schema(&schema))
+            .await
+            .unwrap();
+    backend.migrate().await.unwrap();
+
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT version, description FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&app)
+            .await
+            .unwrap();
+    assert_eq!(rows, vec![(20_240_101, "the application's own".to_string())]);
+    assert_eq!(public_sqlx_migrations(&app).await, public_before);
+    // The application's search_path is as it was on its pooled connections.
+    let path: String =
+        sqlx::query_scalar("SELECT current_setting('search_path')").fetch_one(&app).await.unwrap();
+    assert_eq!(path, app_schema);
+    let ours = format!("SELECT count(*) FROM \"{schema}\"._sayiir_migrations");
+    let ours: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(ours)).fetch_one(&app).await.unwrap();
+    assert!(ours >= 1);
+
+    for sql in [
+        format!("DROP SCHEMA \"{schema}\" CASCADE"),
+        format!("DROP SCHEMA \"{app_schema}\" CASCADE"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&app).await.unwrap();
+    }
+    app.close().await;
+}
+
+/// Rows of `public._sqlx_migrations`, or `None` if there is no such table.
+async fn public_sqlx_migrations(pool: &sqlx::PgPool) -> Option<i64> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    if !exists {
+        return None;
+    }
+    sqlx::query_scalar("SELECT count(*) FROM public._sqlx_migrations").fetch_one(pool).await.ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_schema_names_are_refused() {
+    for bad in ["", "a-b", "x\"; DROP TABLE t; --", "1abc", "pg_mine", &"s".repeat(64)] {
+        let result =
+            PostgresBackend::connect_with(&postgres_url(), PostgresOptions::default().schema(bad))
+                .await;
+        assert!(matches!(result, Err(BackendError::Backend(_))), "{bad:?} accepted");
+    }
+}
+
+/// Every plan node in `plan` (a node of an EXPLAIN JSON document) and below it.
+fn nodes<'a>(plan: &'a Value, out: &mut Vec<&'a Value>) {
+    out.push(plan);
+    if let Some(children) = plan.get("Plans").and_then(Value::as_array) {
+        for child in children {
+            nodes(child, out);
+        }
+    }
+}
+
+/// Rows read from `workflows` by the plan, and whether any node scanned it sequentially.
+fn workflow_reads(explain_json: &str) -> (f64, bool, String) {
+    let doc: Value = serde_json::from_str(explain_json).unwrap();
+    let root = &doc[0]["Plan"];
+    let mut all = Vec::new();
+    nodes(root, &mut all);
+    let mut rows = 0.0;
+    let mut seq = false;
+    let mut scans = Vec::new();
+    for node in all {
+        if node.get("Relation Name").and_then(Value::as_str) != Some("workflows") {
+            continue;
+        }
+        let kind = node["Node Type"].as_str().unwrap_or_default();
+        seq |= kind == "Seq Scan";
+        let actual = node["Actual Rows"].as_f64().unwrap_or_default()
+            * node["Actual Loops"].as_f64().unwrap_or(1.0);
+        let removed = node.get("Rows Removed by Filter").and_then(Value::as_f64).unwrap_or(0.0)
+            * node["Actual Loops"].as_f64().unwrap_or(1.0);
+        rows += actual + removed;
+        scans.push(format!(
+            "{kind} {} rows={actual} removed={removed}",
+            node.get("Index Name").and_then(Value::as_str).unwrap_or("-")
+        ));
+    }
+    (rows, seq, scans.join("; "))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn find_reads_o_limit_rows_among_100k() {
+    const ROWS: i64 = 100_000;
+    common::with_backend("explain", |backend| async move {
+        let schema = backend.schema().to_string();
+        // One valid blob for every row: only the columns decide eligibility and order.
+        let blob = encode_snapshot(&template()).unwrap();
+        // Two thirds ready (priorities 1..5, spread ages), one sixth parked far in the future at a
+        // delay, one sixth completed.
+        let insert = format!(
+            "INSERT INTO \"{schema}\".workflows (instance_id, status, blob, updated_at,
+            last_completed_task_id, position_kind, current_task_id, current_done, has_input,
+            priority, tags, wake_at)
+         SELECT 'wf-' || lpad(i::text, 6, '0'),
+            CASE WHEN i % 6 = 5 THEN 'Completed' ELSE 'InProgress' END,
+            $1,
+            1700000000 + (i * 7919) % 100000,
+            NULL,
+            CASE WHEN i % 6 = 4 THEN 'AtDelay' WHEN i % 6 = 5 THEN NULL ELSE 'AtTask' END,
+            CASE WHEN i % 6 < 4 THEN 't' END,
+            FALSE,
+            TRUE,
+            1 + i % 5,
+            ARRAY[]::text[],
+            CASE WHEN i % 6 = 4 THEN 99999999999999 END
+         FROM generate_series(1, {ROWS}) AS i"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(insert)).bind(&blob).execute(backend.pool()).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE \"{schema}\".workflows")))
+            .execute(backend.pool())
+            .await
+            .unwrap();
+
+        for (limit, aging) in
+            [(1, Duration::seconds(300)), (10, Duration::seconds(1)), (10, Duration::MAX)]
+        {
+            let plans = backend.explain_find_available_tasks("w", limit, aging, &[]).await.unwrap();
+            for (what, plan) in ["due parks", "pick"].iter().zip(&plans) {
+                let (rows, seq, scans) = workflow_reads(plan);
+                println!("{what}, limit {limit}: {rows} workflow rows read: {scans}");
+                assert!(!seq, "{what} (limit {limit}) scans workflows sequentially: {scans}");
+                // Five priority levels, `limit` rows each, plus the level probes.
+                let bound = f64::from(u32::try_from(6 * limit + 20).unwrap());
+                assert!(
+                    rows <= bound,
+                    "{what} (limit {limit}) reads {rows} workflow rows (bound {bound}): {scans}"
+                );
+            }
+        }
+
+        // The answer is the one the rules give: without aging, priority 1, oldest first.
+        let found = backend.find_available_tasks("w", 3, Duration::MAX, &[]).await.unwrap();
+        assert_eq!(found.len(), 3);
+        let check = format!(
+            "SELECT instance_id FROM \"{schema}\".workflows
+         WHERE status = 'InProgress' AND position_kind = 'AtTask' AND priority = 1
+         ORDER BY updated_at, instance_id LIMIT 3"
+        );
+        let expected: Vec<String> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(check)).fetch_all(backend.pool()).await.unwrap();
+        let got: Vec<String> = found.into_iter().map(|t| t.instance_id).collect();
+        assert_eq!(got, expected);
+    })
+    .await;
+}
+
+fn template() -> WorkflowSnapshot {
+    at_task("template", "t")
+}
