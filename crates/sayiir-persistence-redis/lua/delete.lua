@@ -1,0 +1,16 @@
+-- Deletes a workflow and everything stored for it (contract D1).
+-- Returns 'ok' or 'not_found'.
+
+if redis.call('EXISTS', K_SNAP) == 0 then
+  return 'not_found'
+end
+local tasks = redis.call('HKEYS', K_CLM)
+for i = 1, #tasks do
+  redis.call('ZREM', K_CEXP, claim_member(tasks[i]))
+end
+redis.call('DEL', K_SNAP, K_BLOB, K_RES, K_SIG, K_CLM, K_EV)
+redis.call('ZREM', K_READY, INSTANCE)
+redis.call('ZREM', K_PARKED, INSTANCE)
+redis.call('HDEL', K_META, INSTANCE)
+redis.call('SREM', K_INST, INSTANCE)
+return 'ok'

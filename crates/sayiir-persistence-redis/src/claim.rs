@@ -1,0 +1,145 @@
+//! `TaskClaimStore`: leases on tasks, timed by the Redis server clock.
+//!
+//! A claim is a field of the workflow's `claims` hash (`task_id` → claimed ms, expiry ms,
+//! worker), so ids never collide (D6). Expiring claims are also indexed by expiry, so that
+//! `find_available_tasks` purges them without scanning. Times come from `TIME` inside the
+//! scripts: one clock for every worker machine, and a fresh claim never looks expired
+//! because of skew between machines.
+
+use chrono::Duration;
+use sayiir_persistence::claims::{claim_held_by_other, claim_not_found, expiry_millis, task_claim};
+use sayiir_persistence::sayiir_core::task_claim::{AvailableTask, TaskClaim};
+use sayiir_persistence::validation::{IdKind, validate_ids};
+use sayiir_persistence::{BackendError, TaskClaimStore};
+use tracing::Instrument;
+
+use crate::error::{self, At};
+use crate::reply::Items;
+use crate::{RedisBackend, scripts, span};
+
+impl RedisBackend {
+    /// Runs `release.lua` or `extend.lua`, which answer alike.
+    async fn owner_checked(
+        &self,
+        at: &At<'_>,
+        script: &crate::scripts::Lua,
+        ids: (&str, &str, &str),
+        extra: &[u8],
+    ) -> Result<(), BackendError> {
+        let (instance_id, task_id, worker_id) = ids;
+        let keys = self.keys().workflow(instance_id);
+        let args: [&[u8]; 3] = [task_id.as_bytes(), worker_id.as_bytes(), extra];
+        let reply = self.run_workflow_script(at, script, &keys, instance_id, &args).await?;
+        let mut items = Items::new(reply, *at)?;
+        match items.text()?.as_deref() {
+            Some("ok") => Ok(()),
+            Some("not_found") => Err(claim_not_found(instance_id, task_id)),
+            Some("other") => {
+                Err(claim_held_by_other(instance_id, task_id, &items.text()?.unwrap_or_default()))
+            }
+            other => Err(error::reply(at, &format!("returned {other:?}"))),
+        }
+    }
+}
+
+impl TaskClaimStore for RedisBackend {
+    async fn claim_task(
+        &self,
+        instance_id: &str,
+        task_id: &str,
+        worker_id: &str,
+        ttl: Option<Duration>,
+    ) -> Result<Option<TaskClaim>, BackendError> {
+        async {
+            validate_ids(&[
+                (IdKind::Instance, instance_id),
+                (IdKind::Task, task_id),
+                (IdKind::Worker, worker_id),
+            ])?;
+            let at = At::new("claim_task").instance(instance_id).task(task_id).worker(worker_id);
+            // A TTL whose expiry would overflow a timestamp means "never expires", as in
+            // TaskClaim::new; the expiry itself is computed on the server clock.
+            let ttl_ms = ttl
+                .filter(|_| expiry_millis(chrono::Utc::now(), ttl).is_some())
+                .map(|ttl| ttl.num_milliseconds().to_string())
+                .unwrap_or_default();
+            let keys = self.keys().workflow(instance_id);
+            let args: [&[u8]; 3] = [task_id.as_bytes(), worker_id.as_bytes(), ttl_ms.as_bytes()];
+            let reply =
+                self.run_workflow_script(&at, &scripts().claim, &keys, instance_id, &args).await?;
+            let mut items = Items::new(reply, at)?;
+            match items.text()?.as_deref() {
+                Some("refused") => Ok(None),
+                Some("claimed") => {
+                    let claimed = items.int()?.ok_or_else(|| error::reply(&at, "no claim time"))?;
+                    let expires = items.int()?;
+                    Ok(Some(task_claim(instance_id, task_id, worker_id, claimed, expires)))
+                }
+                other => Err(error::reply(&at, &format!("claim returned {other:?}"))),
+            }
+        }
+        .instrument(span("claim_task", instance_id))
+        .await
+    }
+
+    async fn release_task_claim(
+        &self,
+        instance_id: &str,
+        task_id: &str,
+        worker_id: &str,
+    ) -> Result<(), BackendError> {
+        async {
+            validate_ids(&[
+                (IdKind::Instance, instance_id),
+                (IdKind::Task, task_id),
+                (IdKind::Worker, worker_id),
+            ])?;
+            let at =
+                At::new("release_task_claim").instance(instance_id).task(task_id).worker(worker_id);
+            self.owner_checked(&at, &scripts().release, (instance_id, task_id, worker_id), b"")
+                .await
+        }
+        .instrument(span("release_task_claim", instance_id))
+        .await
+    }
+
+    async fn extend_task_claim(
+        &self,
+        instance_id: &str,
+        task_id: &str,
+        worker_id: &str,
+        additional_duration: Duration,
+    ) -> Result<(), BackendError> {
+        async {
+            validate_ids(&[
+                (IdKind::Instance, instance_id),
+                (IdKind::Task, task_id),
+                (IdKind::Worker, worker_id),
+            ])?;
+            let at =
+                At::new("extend_task_claim").instance(instance_id).task(task_id).worker(worker_id);
+            let additional = additional_duration.num_milliseconds().to_string();
+            self.owner_checked(
+                &at,
+                &scripts().extend,
+                (instance_id, task_id, worker_id),
+                additional.as_bytes(),
+            )
+            .await
+        }
+        .instrument(span("extend_task_claim", instance_id))
+        .await
+    }
+
+    async fn find_available_tasks(
+        &self,
+        worker_id: &str,
+        limit: usize,
+        aging_interval: Duration,
+        worker_tags: &[String],
+    ) -> Result<Vec<AvailableTask>, BackendError> {
+        self.find_tasks(worker_id, limit, aging_interval, worker_tags)
+            .instrument(span("find_available_tasks", ""))
+            .await
+    }
+}

@@ -1,0 +1,157 @@
+//! Key layout (see the crate README for the full table).
+//!
+//! Every key of one workflow shares the hash tag `{<prefix>:<instance>}`, and the global
+//! indexes share `{<prefix>}`. Prefix and instance id are percent-encoded (`%`, `:`, `{`,
+//! `}`), so a tag always ends at the right brace and distinct ids give distinct keys.
+
+use std::fmt::Write as _;
+
+/// The keys of one backend's key space.
+#[derive(Debug, Clone)]
+pub(crate) struct KeySpace {
+    /// The encoded prefix.
+    prefix: String,
+    /// Global keys, in the order scripts expect them after the per-workflow keys:
+    /// ready, parked, meta, instances, claim expiries, revision counter.
+    globals: [String; 6],
+}
+
+/// The keys of one workflow (all sharing its hash tag).
+#[derive(Debug, Clone)]
+pub(crate) struct WorkflowKeys {
+    tag: String,
+}
+
+/// Suffixes of a workflow's keys, in the order scripts receive them.
+const OWN: [&str; 6] = ["snap", "blob", "results", "signals", "claims", "events"];
+
+impl WorkflowKeys {
+    fn key(&self, suffix: &str) -> String {
+        format!("{}:{suffix}", self.tag)
+    }
+
+    /// The string holding the snapshot blob.
+    pub(crate) fn blob(&self) -> String {
+        self.key(OWN[1])
+    }
+
+    /// The pending-signal hash.
+    pub(crate) fn signals(&self) -> String {
+        self.key(OWN[3])
+    }
+
+    /// The KEYS list of a per-workflow script: this workflow's keys, then the global ones
+    /// (see `lua/common.lua`).
+    pub(crate) fn script_keys<'a>(&self, space: &'a KeySpace) -> ([String; 6], &'a [String; 6]) {
+        (OWN.map(|suffix| self.key(suffix)), &space.globals)
+    }
+}
+
+impl KeySpace {
+    pub(crate) fn new(prefix: &str) -> Self {
+        let prefix = encode(prefix);
+        let global = |name: &str| format!("{{{prefix}}}:{name}");
+        let globals = [
+            global("ready"),
+            global("parked"),
+            global("meta"),
+            global("instances"),
+            global("claim-expiry"),
+            global("revision"),
+        ];
+        Self { prefix, globals }
+    }
+
+    /// Keys of `instance_id`.
+    pub(crate) fn workflow(&self, instance_id: &str) -> WorkflowKeys {
+        WorkflowKeys { tag: format!("{{{}:{}}}", self.prefix, encode(instance_id)) }
+    }
+
+    /// The ready index.
+    pub(crate) fn ready(&self) -> &str {
+        &self.globals[0]
+    }
+
+    /// The parked index.
+    pub(crate) fn parked(&self) -> &str {
+        &self.globals[1]
+    }
+
+    /// Tags and last failed worker of ready workflows.
+    pub(crate) fn meta(&self) -> &str {
+        &self.globals[2]
+    }
+
+    /// The set of stored instance ids.
+    pub(crate) fn instances(&self) -> &str {
+        &self.globals[3]
+    }
+
+    /// Claim expiries.
+    pub(crate) fn claim_expiry(&self) -> &str {
+        &self.globals[4]
+    }
+
+    /// A glob (for `SCAN MATCH`) that matches every key of this key space and no other.
+    pub(crate) fn pattern(&self) -> String {
+        let mut out = String::from("\\{");
+        for c in self.prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push_str("[:}]*");
+        out
+    }
+}
+
+/// Percent-encodes the characters that would break a hash tag or a separator.
+fn encode(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for c in id.chars() {
+        match c {
+            '%' | ':' | '{' | '}' => {
+                let _ = write!(out, "%{:02X}", u32::from(c));
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The member of the claim-expiry index for one claim, as `claim_member` in `common.lua`
+/// builds it: the instance id length-prefixed, so the pair can be split again whatever
+/// characters the ids contain.
+#[cfg(test)]
+fn claim_member(instance_id: &str, task_id: &str) -> String {
+    format!("{}:{instance_id}{task_id}", instance_id.len())
+}
+
+/// Splits a claim-expiry member into (instance id, task id).
+pub(crate) fn split_claim_member(member: &str) -> Option<(&str, &str)> {
+    let (len, rest) = member.split_once(':')?;
+    let len: usize = len.parse().ok()?;
+    if !rest.is_char_boundary(len) {
+        return None;
+    }
+    Some(rest.split_at(len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_never_collide_or_break_the_tag() {
+        let space = KeySpace::new("p");
+        let a = space.workflow("a:b");
+        let b = space.workflow("a%3Ab");
+        assert_ne!(a.blob(), b.blob());
+        assert_eq!(space.workflow("x}y{").blob(), "{p:x%7Dy%7B}:blob");
+        assert_eq!(split_claim_member(&claim_member("a:b", "c")), Some(("a:b", "c")));
+        assert_eq!(split_claim_member(&claim_member("a", "b:c")), Some(("a", "b:c")));
+        assert_ne!(claim_member("a:b", "c"), claim_member("a", "b:c"));
+        assert_eq!(KeySpace::new("a*b").pattern(), "\\{a\\*b[:}]*");
+    }
+}

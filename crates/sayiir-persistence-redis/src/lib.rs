@@ -1,0 +1,380 @@
+#![deny(missing_docs)]
+//! Redis backend for [sayiir-persistence](sayiir_persistence): durable workflow state of the
+//! Sayiir engine in Redis (standalone or Sentinel; not Cluster).
+//!
+//! ```no_run
+//! use sayiir_persistence_redis::{RedisBackend, RedisOptions, SnapshotStore};
+//!
+//! # async fn run() -> Result<(), sayiir_persistence_redis::BackendError> {
+//! let backend = RedisBackend::connect_with(
+//!     "redis://127.0.0.1:6379",
+//!     RedisOptions::default().key_prefix("billing"),
+//! )
+//! .await?;
+//! let ids = backend.list_snapshots().await?;
+//! # let _ = ids;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Every atomic operation is one Lua script (`lua/*.lua`); secondary indexes keep
+//! `find_available_tasks` proportional to its `limit`, not to the number of workflows.
+//! The crate README describes the key layout, durability and the connection setup.
+
+mod claim;
+mod error;
+mod find;
+mod keys;
+mod reply;
+mod result;
+mod scripts;
+mod signal;
+mod snapshot;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, ErrorKind, RedisResult, ServerErrorKind, Value};
+
+/// The pool crate, re-exported to build a pool for [`RedisBackend::from_pool`].
+pub use deadpool_redis;
+/// The Redis client crate, re-exported for connection settings and raw access.
+pub use redis;
+pub use sayiir_persistence::{
+    self, BackendError, PersistentBackend, SignalStore, SnapshotStore, TaskClaimStore,
+    TaskResultStore, sayiir_core,
+};
+
+use crate::error::At;
+use crate::keys::{KeySpace, WorkflowKeys};
+use crate::scripts::{Lua, Scripts};
+
+static SCRIPTS: LazyLock<Scripts> = LazyLock::new(Scripts::new);
+
+/// Settings of a [`RedisBackend`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RedisOptions {
+    key_prefix: String,
+    pool_size: usize,
+    connection_timeout: Duration,
+    response_timeout: Duration,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self {
+            key_prefix: "sayiir".to_string(),
+            pool_size: 2,
+            connection_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RedisOptions {
+    /// Namespace of every key this backend writes (default `sayiir`). Backends with
+    /// different prefixes on one server never see each other's data.
+    #[must_use]
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// Number of multiplexed connections (default 2, at least 1). Each carries any number
+    /// of concurrent requests; more than one helps when large payloads would otherwise
+    /// queue small requests behind them.
+    #[must_use]
+    pub fn pool_size(mut self, connections: usize) -> Self {
+        self.pool_size = connections.max(1);
+        self
+    }
+
+    /// How long opening a connection may take (default 5 s).
+    #[must_use]
+    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout = timeout;
+        self
+    }
+
+    /// How long one request may wait for its reply (default 10 s).
+    #[must_use]
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// The key prefix.
+    #[must_use]
+    pub fn get_key_prefix(&self) -> &str {
+        &self.key_prefix
+    }
+
+    /// The number of connections.
+    #[must_use]
+    pub fn get_pool_size(&self) -> usize {
+        self.pool_size
+    }
+
+    /// The connection timeout.
+    #[must_use]
+    pub fn get_connection_timeout(&self) -> Duration {
+        self.connection_timeout
+    }
+
+    /// The response timeout.
+    #[must_use]
+    pub fn get_response_timeout(&self) -> Duration {
+        self.response_timeout
+    }
+}
+
+/// Workflow storage in Redis, implementing the four sayiir-persistence traits.
+///
+/// Cheap to clone: clones share the connections.
+#[derive(Debug, Clone)]
+pub struct RedisBackend {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    keys: KeySpace,
+    lanes: Lanes,
+}
+
+impl RedisBackend {
+    /// Connects to the server at `url` (`redis://` or `rediss://` for TLS) with default
+    /// options.
+    ///
+    /// # Errors
+    /// `Backend` if the URL is invalid or the server does not answer.
+    pub async fn connect(url: &str) -> Result<Self, BackendError> {
+        Self::connect_with(url, RedisOptions::default()).await
+    }
+
+    /// Connects to the server at `url` with `options`.
+    ///
+    /// # Errors
+    /// `Backend` if the URL is invalid or the server does not answer.
+    pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, BackendError> {
+        let at = At::new("connect");
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(options.connection_timeout))
+            .set_response_timeout(Some(options.response_timeout));
+        let manager = deadpool_redis::Manager::new_with_config(url, config)
+            .map_err(|e| error::redis(&at, &e))?;
+        let pool = deadpool_redis::Pool::builder(manager)
+            .max_size(options.pool_size)
+            .runtime(deadpool_redis::Runtime::Tokio1)
+            .wait_timeout(Some(options.connection_timeout))
+            .create_timeout(Some(options.connection_timeout))
+            .build()
+            .map_err(|e| {
+                BackendError::Backend(format!("redis {at}: cannot build the pool: {e}"))
+            })?;
+        let backend = Self::from_pool(pool, options);
+        backend.ping(&at).await?;
+        Ok(backend)
+    }
+
+    /// Uses connections of `pool` (built by the caller, e.g. with TLS or Sentinel
+    /// settings). The backend keeps up to `options.pool_size` of them checked out for its
+    /// lifetime and multiplexes every request over them; the timeouts of `options` do not
+    /// apply (the pool's connections carry their own).
+    #[must_use]
+    pub fn from_pool(pool: deadpool_redis::Pool, options: RedisOptions) -> Self {
+        let lanes = options.pool_size.min(pool.status().max_size).max(1);
+        Self {
+            inner: Arc::new(Inner {
+                keys: KeySpace::new(&options.key_prefix),
+                lanes: Lanes {
+                    pool,
+                    slots: (0..lanes).map(|_| Mutex::new(None)).collect(),
+                    filling: (0..lanes).map(|_| futures::lock::Mutex::new(())).collect(),
+                    next: AtomicUsize::new(0),
+                },
+            }),
+        }
+    }
+
+    /// The key of the string holding the encoded snapshot of `instance_id` (the codec blob
+    /// without task results; the README lists the other keys), for inspection and tooling.
+    #[must_use]
+    pub fn snapshot_blob_key(&self, instance_id: &str) -> String {
+        self.inner.keys.workflow(instance_id).blob()
+    }
+
+    /// A `SCAN MATCH` pattern that matches every key of this backend's prefix, and no key
+    /// of another prefix.
+    #[must_use]
+    pub fn key_pattern(&self) -> String {
+        self.inner.keys.pattern()
+    }
+
+    async fn ping(&self, at: &At<'_>) -> Result<(), BackendError> {
+        let mut lane = self.inner.lanes.get(at).await?;
+        let result: RedisResult<String> = redis::cmd("PING").query_async(&mut lane.conn).await;
+        self.inner.lanes.observe(&lane, result).map_err(|e| error::redis(at, &e))?;
+        Ok(())
+    }
+
+    fn keys(&self) -> &KeySpace {
+        &self.inner.keys
+    }
+
+    /// Runs a per-workflow script: KEYS are the workflow's keys, ARGV starts with the
+    /// application clock and the instance id, then `args`.
+    async fn run_workflow_script(
+        &self,
+        at: &At<'_>,
+        lua: &Lua,
+        keys: &WorkflowKeys,
+        instance_id: &str,
+        args: &[&[u8]],
+    ) -> Result<Value, BackendError> {
+        let (own, globals) = keys.script_keys(self.keys());
+        let keys: Vec<&str> = own.iter().chain(globals).map(String::as_str).collect();
+        let now = now_millis().to_string();
+        let mut all_args: Vec<&[u8]> = Vec::with_capacity(args.len() + 2);
+        all_args.push(now.as_bytes());
+        all_args.push(instance_id.as_bytes());
+        all_args.extend_from_slice(args);
+        self.eval(at, lua, &keys, &all_args).await
+    }
+
+    /// Runs a script on one connection: `EVALSHA`, and once `EVAL` with the source if the
+    /// server does not have the script cached.
+    async fn eval(
+        &self,
+        at: &At<'_>,
+        lua: &Lua,
+        keys: &[&str],
+        args: &[&[u8]],
+    ) -> Result<Value, BackendError> {
+        let command = |verb: &str, body: &[u8]| {
+            let mut cmd = redis::cmd(verb);
+            cmd.arg(body).arg(keys.len()).arg(keys).arg(args);
+            cmd
+        };
+        let mut lane = self.inner.lanes.get(at).await?;
+        let first = command("EVALSHA", lua.script.get_hash().as_bytes())
+            .query_async::<Value>(&mut lane.conn)
+            .await;
+        let result = match first {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                command("EVAL", lua.source.as_bytes()).query_async::<Value>(&mut lane.conn).await
+            }
+            other => other,
+        };
+        self.inner.lanes.observe(&lane, result).map_err(|e| error::redis(at, &e))
+    }
+
+    /// Runs one plain command.
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        at: &At<'_>,
+        cmd: &redis::Cmd,
+    ) -> Result<T, BackendError> {
+        let mut lane = self.inner.lanes.get(at).await?;
+        let result = cmd.query_async::<T>(&mut lane.conn).await;
+        self.inner.lanes.observe(&lane, result).map_err(|e| error::redis(at, &e))
+    }
+}
+
+/// The scripts, compiled once per process.
+fn scripts() -> &'static Scripts {
+    &SCRIPTS
+}
+
+/// The application clock in Unix milliseconds: snapshot-borne times (delays, backoff) are
+/// written by the application, so they are compared with its clock.
+fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A tracing span for one backend operation.
+fn span(operation: &'static str, instance_id: &str) -> tracing::Span {
+    tracing::debug_span!(
+        "sayiir_persistence_redis",
+        db.system = "redis",
+        db.operation.name = operation,
+        instance_id = instance_id,
+    )
+}
+
+/// A few long-lived multiplexed connections taken from a deadpool pool.
+///
+/// A deadpool-redis checkout sends `UNWATCH` + `PING` before handing out a connection
+/// (its recycle check), a second round trip per operation. Multiplexed connections carry
+/// any number of concurrent requests, so the backend checks a few out once, keeps them,
+/// and spreads requests over them round-robin: an operation costs exactly its own round
+/// trip. A connection that fails with an I/O error is handed back and replaced on the
+/// next request (deadpool's recycle check then discards it), so the backend recovers by
+/// itself once the server is back.
+struct Lanes {
+    pool: deadpool_redis::Pool,
+    slots: Vec<Mutex<Option<Held>>>,
+    /// One per slot: only one request at a time fetches a connection for a slot, so
+    /// requests never queue on the pool for connections the slots already hold.
+    filling: Vec<futures::lock::Mutex<()>>,
+    next: AtomicUsize,
+}
+
+impl std::fmt::Debug for Lanes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lanes").field("connections", &self.slots.len()).finish_non_exhaustive()
+    }
+}
+
+/// A pool connection kept checked out, and a handle on it.
+struct Held {
+    /// Returned to the pool when dropped.
+    _object: deadpool_redis::Connection,
+    conn: MultiplexedConnection,
+}
+
+/// A connection to send one operation on.
+struct Lane {
+    index: usize,
+    conn: MultiplexedConnection,
+}
+
+impl Lanes {
+    fn slot(&self, index: usize) -> MutexGuard<'_, Option<Held>> {
+        // A panic while the lock was held cannot leave the slot inconsistent: it holds a
+        // whole value or nothing.
+        self.slots[index].lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn get(&self, at: &At<'_>) -> Result<Lane, BackendError> {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        if let Some(lane) = self.cached(index) {
+            return Ok(lane);
+        }
+        let _filling = self.filling[index].lock().await;
+        if let Some(lane) = self.cached(index) {
+            return Ok(lane);
+        }
+        let object = self.pool.get().await.map_err(|e| error::pool(at, &e))?;
+        let conn = MultiplexedConnection::clone(&object);
+        *self.slot(index) = Some(Held { _object: object, conn: conn.clone() });
+        Ok(Lane { index, conn })
+    }
+
+    fn cached(&self, index: usize) -> Option<Lane> {
+        self.slot(index).as_ref().map(|held| Lane { index, conn: held.conn.clone() })
+    }
+
+    /// Drops the lane's connection if `result` shows it is broken.
+    fn observe<T>(&self, lane: &Lane, result: RedisResult<T>) -> RedisResult<T> {
+        if let Err(e) = &result
+            && error::breaks_connection(e)
+        {
+            *self.slot(lane.index) = None;
+        }
+        result
+    }
+}

@@ -1,0 +1,98 @@
+//! Reading the arrays scripts return.
+
+use redis::Value;
+use sayiir_persistence::BackendError;
+
+use crate::error::{self, At};
+
+/// The elements of an array reply, taken one by one.
+#[derive(Debug)]
+pub(crate) struct Items<'a> {
+    items: std::vec::IntoIter<Value>,
+    at: At<'a>,
+}
+
+impl<'a> Items<'a> {
+    /// The elements of `value`, which must be an array.
+    pub(crate) fn new(value: Value, at: At<'a>) -> Result<Self, BackendError> {
+        match value {
+            Value::Array(items) => Ok(Self { items: items.into_iter(), at }),
+            other => Err(error::reply(&at, &format!("expected an array, got {}", kind(&other)))),
+        }
+    }
+
+    /// How many elements are left.
+    pub(crate) fn remaining(&self) -> usize {
+        self.items.len()
+    }
+
+    /// The next element, which may be nil (a Lua `false`).
+    pub(crate) fn value(&mut self) -> Result<Value, BackendError> {
+        self.items.next().ok_or_else(|| error::reply(&self.at, "array too short"))
+    }
+
+    /// The next element as bytes, `None` for nil.
+    pub(crate) fn bytes(&mut self) -> Result<Option<Vec<u8>>, BackendError> {
+        let at = self.at;
+        bytes(self.value()?, &at)
+    }
+
+    /// The next element as text, `None` for nil.
+    pub(crate) fn text(&mut self) -> Result<Option<String>, BackendError> {
+        let at = self.at;
+        self.bytes()?
+            .map(|b| String::from_utf8(b).map_err(|_| error::reply(&at, "text is not UTF-8")))
+            .transpose()
+    }
+
+    /// The next element as an integer, `None` for nil.
+    pub(crate) fn int(&mut self) -> Result<Option<i64>, BackendError> {
+        let at = self.at;
+        match self.value()? {
+            Value::Nil => Ok(None),
+            Value::Int(n) => Ok(Some(n)),
+            Value::BulkString(b) => std::str::from_utf8(&b)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .map(Some)
+                .ok_or_else(|| error::reply(&at, "expected an integer")),
+            other => Err(error::reply(&at, &format!("expected an integer, got {}", kind(&other)))),
+        }
+    }
+
+    /// The next element as a nested array.
+    pub(crate) fn array(&mut self) -> Result<Items<'a>, BackendError> {
+        let value = self.value()?;
+        Items::new(value, self.at)
+    }
+}
+
+/// A bulk-string or status reply as bytes, `None` for nil.
+pub(crate) fn bytes(value: Value, at: &At<'_>) -> Result<Option<Vec<u8>>, BackendError> {
+    match value {
+        Value::Nil => Ok(None),
+        Value::BulkString(b) => Ok(Some(b)),
+        Value::SimpleString(s) => Ok(Some(s.into_bytes())),
+        Value::Okay => Ok(Some(b"OK".to_vec())),
+        Value::Int(n) => Ok(Some(n.to_string().into_bytes())),
+        other => Err(error::reply(at, &format!("expected a string, got {}", kind(&other)))),
+    }
+}
+
+/// A status word a script returned (`'ok'`, `'not_found'`, ...).
+pub(crate) fn word(value: Value, at: &At<'_>) -> Result<String, BackendError> {
+    let raw = bytes(value, at)?.ok_or_else(|| error::reply(at, "nil status"))?;
+    String::from_utf8(raw).map_err(|_| error::reply(at, "status is not UTF-8"))
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Nil => "nil",
+        Value::Int(_) => "an integer",
+        Value::BulkString(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::SimpleString(_) | Value::Okay => "a status",
+        Value::ServerError(_) => "an error",
+        _ => "another type",
+    }
+}

@@ -1,0 +1,37 @@
+//! `TaskResultStore`: one task output, read from the results hash, which is the current
+//! results while the workflow holds them and the archive once it is Completed or Failed.
+
+use bytes::Bytes;
+use sayiir_persistence::validation::{IdKind, validate_ids};
+use sayiir_persistence::{BackendError, TaskResultStore};
+use tracing::Instrument;
+
+use crate::error::{self, At};
+use crate::reply::Items;
+use crate::{RedisBackend, scripts, span};
+
+impl TaskResultStore for RedisBackend {
+    async fn load_task_result(
+        &self,
+        instance_id: &str,
+        task_id: &str,
+    ) -> Result<Option<Bytes>, BackendError> {
+        async {
+            validate_ids(&[(IdKind::Instance, instance_id), (IdKind::Task, task_id)])?;
+            let at = At::new("load_task_result").instance(instance_id).task(task_id);
+            let keys = self.keys().workflow(instance_id);
+            let args: [&[u8]; 1] = [task_id.as_bytes()];
+            let reply = self
+                .run_workflow_script(&at, &scripts().load_task_result, &keys, instance_id, &args)
+                .await?;
+            let mut items = Items::new(reply, at)?;
+            match items.text()?.as_deref() {
+                Some("ok") => Ok(items.bytes()?.map(Bytes::from)),
+                Some("not_found") => Err(BackendError::NotFound(instance_id.to_string())),
+                other => Err(error::reply(&at, &format!("returned {other:?}"))),
+            }
+        }
+        .instrument(span("load_task_result", instance_id))
+        .await
+    }
+}

@@ -1,0 +1,76 @@
+//! The Lua scripts, loaded from `lua/*.lua` once per backend.
+//!
+//! Per-workflow scripts are prefixed with `lua/common.lua`, which holds the index rules
+//! every write must apply. Calls send `EVALSHA`; after a `NOSCRIPT` reply (`SCRIPT FLUSH`,
+//! a restart, a failover to a fresh replica) the same call is sent once as `EVAL` with the
+//! source, which also caches the script again. Unlike `SCRIPT LOAD` + `EVALSHA`, that
+//! fallback cannot meet a second flush in between.
+
+use redis::Script;
+
+/// One script: its source and its SHA-1 (via `redis::Script`).
+#[derive(Debug)]
+pub(crate) struct Lua {
+    pub(crate) script: Script,
+    pub(crate) source: String,
+}
+
+impl Lua {
+    fn new(source: String) -> Self {
+        Self { script: Script::new(&source), source }
+    }
+}
+
+const COMMON: &str = include_str!("../lua/common.lua");
+
+/// One compiled script per atomic operation.
+#[derive(Debug)]
+pub(crate) struct Scripts {
+    pub(crate) save: Lua,
+    pub(crate) load: Lua,
+    pub(crate) read_full: Lua,
+    pub(crate) save_task_result: Lua,
+    pub(crate) load_task_result: Lua,
+    pub(crate) delete: Lua,
+    pub(crate) store_signal: Lua,
+    pub(crate) clear_signal: Lua,
+    pub(crate) send_event: Lua,
+    pub(crate) consume_event: Lua,
+    pub(crate) claim: Lua,
+    pub(crate) release: Lua,
+    pub(crate) extend: Lua,
+    pub(crate) purge_claim: Lua,
+    pub(crate) refresh: Lua,
+    pub(crate) take: Lua,
+    pub(crate) unindex: Lua,
+    pub(crate) poll: Lua,
+}
+
+fn workflow(body: &str) -> Lua {
+    Lua::new(format!("{COMMON}\n{body}"))
+}
+
+impl Scripts {
+    pub(crate) fn new() -> Self {
+        Self {
+            save: workflow(include_str!("../lua/save.lua")),
+            load: workflow(include_str!("../lua/load.lua")),
+            read_full: workflow(include_str!("../lua/read_full.lua")),
+            save_task_result: workflow(include_str!("../lua/save_task_result.lua")),
+            load_task_result: workflow(include_str!("../lua/load_task_result.lua")),
+            delete: workflow(include_str!("../lua/delete.lua")),
+            store_signal: workflow(include_str!("../lua/store_signal.lua")),
+            clear_signal: workflow(include_str!("../lua/clear_signal.lua")),
+            send_event: workflow(include_str!("../lua/send_event.lua")),
+            consume_event: workflow(include_str!("../lua/consume_event.lua")),
+            claim: workflow(include_str!("../lua/claim.lua")),
+            release: workflow(include_str!("../lua/release.lua")),
+            extend: workflow(include_str!("../lua/extend.lua")),
+            purge_claim: workflow(include_str!("../lua/purge_claim.lua")),
+            refresh: workflow(include_str!("../lua/refresh.lua")),
+            take: workflow(include_str!("../lua/take.lua")),
+            unindex: workflow(include_str!("../lua/unindex.lua")),
+            poll: Lua::new(include_str!("../lua/poll.lua").to_string()),
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! The whole conformance suite, each case on its own key prefix.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use sayiir_persistence_conformance::Harness;
+use sayiir_persistence_redis::RedisBackend;
+use sayiir_persistence_redis::redis::AsyncCommands;
+
+/// A backend on a fresh key prefix; teardown deletes the prefix's keys.
+struct RedisHarness {
+    backend: RedisBackend,
+}
+
+impl Harness for RedisHarness {
+    type Backend = RedisBackend;
+
+    async fn setup() -> Self {
+        Self { backend: common::backend("conformance").await }
+    }
+
+    fn backend(&self) -> &RedisBackend {
+        &self.backend
+    }
+
+    async fn write_raw_snapshot(&self, instance_id: &str, blob: &[u8]) {
+        let mut conn = common::raw().await;
+        let _: () = conn
+            .set(self.backend.snapshot_blob_key(instance_id), blob)
+            .await
+            .expect("SET of the raw blob");
+    }
+
+    async fn teardown(&self) {
+        common::cleanup(&self.backend).await;
+    }
+}
+
+sayiir_persistence_conformance::conformance_suite!(RedisHarness);
