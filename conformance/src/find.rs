@@ -730,6 +730,38 @@ pub async fn corrupted_row_does_not_fail_find<H: Harness>(h: Arc<H>) {
     assert!(again.is_ok(), "{again:?}");
 }
 
+/// A corrupted row that ranks first does not hide the healthy task behind it: with the
+/// runtime's default `limit = 1`, every poll still returns work, call after call.
+pub async fn corrupted_best_row_does_not_hide_the_next<H: Harness>(h: Arc<H>) {
+    let good = unique_id("good");
+    let bad = unique_id("corrupt-first");
+    // Older and more urgent: the corrupted row would be the first choice.
+    save(&*h, &at_task_with(&bad, "t", Some(1), 3600)).await;
+    save(&*h, &at_task_with(&good, "t", Some(5), 0)).await;
+    h.write_raw_snapshot(&bad, b"\x00garbage that is no snapshot").await;
+    for call in ["first", "second", "third"] {
+        let found = h.backend().find_available_tasks("w", 1, aging(), &[]).await.unwrap();
+        assert_eq!(
+            found.first().map(|t| t.instance_id.as_str()),
+            Some(good.as_str()),
+            "{call} call: the healthy task must be returned"
+        );
+    }
+}
+
+/// Many corrupted parked rows that are due do not stop other parks from advancing.
+pub async fn corrupted_parked_rows_do_not_block_advancement<H: Harness>(h: Arc<H>) {
+    for i in 0..120 {
+        let bad = unique_id(&format!("corrupt-park-{i}"));
+        save(&*h, &at_delay(&bad, "d", -hour() - hour(), Some("next"))).await;
+        h.write_raw_snapshot(&bad, b"\x00garbage").await;
+    }
+    let id = unique_id("due");
+    save(&*h, &at_delay(&id, "d", -hour(), Some("next"))).await;
+    let found = h.backend().find_available_tasks("w", ALL, aging(), &[]).await.unwrap();
+    assert!(task_of(&found, &id).is_some(), "the healthy due delay was not advanced");
+}
+
 /// A corrupted parked row does not fail the call either (advancement must skip it).
 pub async fn corrupted_parked_row_does_not_fail_find<H: Harness>(h: Arc<H>) {
     let good = unique_id("good");

@@ -302,6 +302,8 @@ macro_rules! __conformance_group {
                     advanced_task_then_claimed_is_hidden,
                     many_parked_do_not_hide_ready,
                     corrupted_row_does_not_fail_find,
+                    corrupted_best_row_does_not_hide_the_next,
+                    corrupted_parked_rows_do_not_block_advancement,
                     corrupted_parked_row_does_not_fail_find,
                     find_has_no_side_effect_on_ready_task,
                 ]

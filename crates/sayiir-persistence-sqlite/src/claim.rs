@@ -4,23 +4,14 @@ use chrono::{Duration, Utc};
 use rusqlite::{OptionalExtension, params};
 use sayiir_persistence::BackendError;
 use sayiir_persistence::claims::{
-    claim_held_by_other, claim_not_found, expiry_millis, extended_millis, task_claim,
+    claim_held_by_other, claim_not_found, claim_refused, expiry_millis, extended_millis, task_claim,
 };
-use sayiir_persistence::results::status_holds_results;
 use sayiir_persistence::sayiir_core::task_claim::TaskClaim;
-use sayiir_persistence::validation::{IdKind, validate_ids};
+use sayiir_persistence::validation::validate_claim_ids;
 use tracing::Instrument;
 
 use crate::error::SqlResultExt;
 use crate::{SqliteBackend, span};
-
-fn check_ids(instance_id: &str, task_id: &str, worker_id: &str) -> Result<(), BackendError> {
-    validate_ids(&[
-        (IdKind::Instance, instance_id),
-        (IdKind::Task, task_id),
-        (IdKind::Worker, worker_id),
-    ])
-}
 
 fn owned(ids: (&str, &str, &str)) -> (String, String, String) {
     (ids.0.to_string(), ids.1.to_string(), ids.2.to_string())
@@ -34,10 +25,10 @@ impl SqliteBackend {
         worker_id: &str,
         ttl: Option<Duration>,
     ) -> Result<Option<TaskClaim>, BackendError> {
-        check_ids(instance_id, task_id, worker_id)?;
+        validate_claim_ids(instance_id, task_id, worker_id)?;
         let (id, task, worker) = owned((instance_id, task_id, worker_id));
         self.threads
-            .write("claim_task", move |tx| {
+            .write("claim_task", instance_id, move |tx| {
                 const OP: &str = "claim_task";
                 // D12: never hand out a task of a finished workflow, or one already done.
                 let refused: Option<(String, bool)> = tx
@@ -51,8 +42,7 @@ impl SqliteBackend {
                     })
                     .during(OP, "check workflow")?;
                 if let Some((status, done)) = refused
-                    && (matches!(status.as_str(), "Completed" | "Failed" | "Cancelled")
-                        || (done && status_holds_results(&status)))
+                    && claim_refused(&status, done)
                 {
                     return Ok(None);
                 }
@@ -82,10 +72,10 @@ impl SqliteBackend {
         task_id: &str,
         worker_id: &str,
     ) -> Result<(), BackendError> {
-        check_ids(instance_id, task_id, worker_id)?;
+        validate_claim_ids(instance_id, task_id, worker_id)?;
         let (id, task, worker) = owned((instance_id, task_id, worker_id));
         self.threads
-            .write("release_task_claim", move |tx| {
+            .write("release_task_claim", instance_id, move |tx| {
                 const OP: &str = "release_task_claim";
                 owner_check(tx, OP, &id, &task, &worker)?;
                 tx.prepare_cached("DELETE FROM claims WHERE instance_id = ?1 AND task_id = ?2")
@@ -104,10 +94,10 @@ impl SqliteBackend {
         worker_id: &str,
         additional: Duration,
     ) -> Result<(), BackendError> {
-        check_ids(instance_id, task_id, worker_id)?;
+        validate_claim_ids(instance_id, task_id, worker_id)?;
         let (id, task, worker) = owned((instance_id, task_id, worker_id));
         self.threads
-            .write("extend_task_claim", move |tx| {
+            .write("extend_task_claim", instance_id, move |tx| {
                 const OP: &str = "extend_task_claim";
                 let expires_ms = owner_check(tx, OP, &id, &task, &worker)?;
                 tx.prepare_cached(

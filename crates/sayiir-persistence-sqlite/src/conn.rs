@@ -4,6 +4,9 @@
 //! IMMEDIATE` transaction on it); reader threads share a queue of read jobs. A job is a
 //! closure run on the connection; its result comes back through a oneshot channel.
 
+use std::panic::AssertUnwindSafe;
+use std::thread::JoinHandle;
+
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use sayiir_persistence::BackendError;
@@ -13,11 +16,24 @@ use crate::error::sql_error;
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
 /// The writer and reader threads of one backend. Dropping it ends the threads once their
-/// queued jobs are done, which closes the connections.
+/// queued jobs are done and waits for them, which closes the connections.
 #[derive(Debug)]
 pub(crate) struct Threads {
-    writer: Sender<Job>,
-    readers: Sender<Job>,
+    writer: Option<Sender<Job>>,
+    readers: Option<Sender<Job>>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Threads {
+    fn drop(&mut self) {
+        // Closing the queues ends each thread's loop after its last queued job.
+        self.writer.take();
+        self.readers.take();
+        for handle in self.handles.drain(..) {
+            // A thread that panicked has nothing left to close.
+            let _ = handle.join();
+        }
+    }
 }
 
 impl Threads {
@@ -27,17 +43,17 @@ impl Threads {
         readers: Vec<Connection>,
     ) -> Result<Self, BackendError> {
         let (writer_tx, writer_rx) = crossbeam_channel::unbounded::<Job>();
-        spawn("sayiir-sqlite-writer", writer, writer_rx)?;
+        let mut handles = vec![spawn("sayiir-sqlite-writer", writer, writer_rx)?];
         let readers_tx = if readers.is_empty() {
             writer_tx.clone()
         } else {
             let (tx, rx) = crossbeam_channel::unbounded::<Job>();
             for (i, conn) in readers.into_iter().enumerate() {
-                spawn(&format!("sayiir-sqlite-reader-{i}"), conn, rx.clone())?;
+                handles.push(spawn(&format!("sayiir-sqlite-reader-{i}"), conn, rx.clone())?);
             }
             tx
         };
-        Ok(Self { writer: writer_tx, readers: readers_tx })
+        Ok(Self { writer: Some(writer_tx), readers: Some(readers_tx), handles })
     }
 
     /// Runs `work` in one `BEGIN IMMEDIATE` transaction on the writer, committed if it
@@ -45,13 +61,14 @@ impl Threads {
     pub(crate) async fn write<R, F>(
         &self,
         operation: &'static str,
+        instance_id: &str,
         work: F,
     ) -> Result<R, BackendError>
     where
         R: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<R, BackendError> + Send + 'static,
     {
-        run(&self.writer, operation, move |conn| {
+        run(self.writer.as_ref(), operation, instance_id, move |conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(|e| sql_error(operation, "begin", &e))?;
@@ -66,13 +83,14 @@ impl Threads {
     pub(crate) async fn read<R, F>(
         &self,
         operation: &'static str,
+        instance_id: &str,
         work: F,
     ) -> Result<R, BackendError>
     where
         R: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<R, BackendError> + Send + 'static,
     {
-        run(&self.readers, operation, move |conn| {
+        run(self.readers.as_ref(), operation, instance_id, move |conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Deferred)
                 .map_err(|e| sql_error(operation, "begin", &e))?;
@@ -85,7 +103,12 @@ impl Threads {
     }
 }
 
-async fn run<R, F>(queue: &Sender<Job>, operation: &'static str, work: F) -> Result<R, BackendError>
+async fn run<R, F>(
+    queue: Option<&Sender<Job>>,
+    operation: &'static str,
+    instance_id: &str,
+    work: F,
+) -> Result<R, BackendError>
 where
     R: Send + 'static,
     F: FnOnce(&mut Connection) -> Result<R, BackendError> + Send + 'static,
@@ -95,21 +118,45 @@ where
         // The caller may have given up (its future was dropped): nothing to tell it then.
         let _ = reply.send(work(conn));
     });
-    let stopped =
-        || BackendError::Backend(format!("sqlite {operation}: the connection thread has stopped"));
-    queue.send(job).map_err(|_| stopped())?;
-    answer.await.map_err(|_| stopped())?
+    let stopped = || {
+        BackendError::Backend(format!(
+            "sqlite {operation}: the operation did not complete (it panicked, or the backend \
+             is shutting down); nothing of it was committed"
+        ))
+    };
+    queue.ok_or_else(stopped)?.send(job).map_err(|_| stopped())?;
+    answer.await.map_err(|_| stopped())?.map_err(|error| name_instance(error, instance_id))
 }
 
-fn spawn(name: &str, mut conn: Connection, jobs: Receiver<Job>) -> Result<(), BackendError> {
+/// Adds the instance to the message of a database error, so a user can tell which workflow
+/// the failure was about.
+fn name_instance(error: BackendError, instance_id: &str) -> BackendError {
+    match error {
+        BackendError::Backend(message)
+            if !instance_id.is_empty() && !message.contains(&format!("{instance_id:?}")) =>
+        {
+            BackendError::Backend(format!("{message} (instance {instance_id:?})"))
+        }
+        other => other,
+    }
+}
+
+fn spawn(
+    name: &str,
+    mut conn: Connection,
+    jobs: Receiver<Job>,
+) -> Result<JoinHandle<()>, BackendError> {
+    // More statements than rusqlite's default cache of 16 run on each connection.
+    conn.set_prepared_statement_cache_capacity(64);
     std::thread::Builder::new()
         .name(name.to_string())
         .spawn(move || {
             for job in jobs {
-                job(&mut conn);
+                // A panicking job must not take the connection down with it: its transaction
+                // rolls back as it unwinds, its caller gets an error, the thread goes on.
+                let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut conn)));
             }
         })
-        .map(drop)
         .map_err(|e| {
             BackendError::Backend(format!("sqlite: cannot start a connection thread: {e}"))
         })

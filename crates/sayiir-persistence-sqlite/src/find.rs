@@ -92,7 +92,7 @@ impl TaskClaimStore for SqliteBackend {
         let worker_tags = worker_tags.to_vec();
         let aging_secs = aging_seconds(aging_interval);
         self.threads
-            .write(OP, move |tx| {
+            .write(OP, "", move |tx| {
                 let now = Utc::now();
                 tx.prepare_cached(
                     "DELETE FROM claims WHERE expires_ms IS NOT NULL AND expires_ms <= ?1",
@@ -110,7 +110,7 @@ impl TaskClaimStore for SqliteBackend {
                     now,
                     aging_secs,
                 };
-                best_ready(tx, &query)
+                best_available(tx, &query)
             })
             .instrument(span(OP, ""))
             .await
@@ -136,12 +136,33 @@ fn advance_due(tx: &Transaction<'_>, now: DateTime<Utc>) -> Result<(), BackendEr
         rows.collect::<rusqlite::Result<_>>().during(OP, "find due workflows")?
     };
     for id in due {
-        // One broken row must not stop every worker: skip it and say so.
-        if let Err(error) = advance_one(tx, now, &id) {
-            tracing::warn!(instance_id = %id, %error, "cannot advance a parked workflow; skipped");
+        // Each park advances all or nothing; one broken row must not stop every worker.
+        tx.execute_batch("SAVEPOINT park").during(OP, "savepoint")?;
+        match advance_one(tx, now, &id) {
+            Ok(()) => tx.execute_batch("RELEASE park").during(OP, "release savepoint")?,
+            Err(error) => {
+                tx.execute_batch("ROLLBACK TO park; RELEASE park").during(OP, "roll back park")?;
+                if !matches!(error, BackendError::Serialization(_)) {
+                    return Err(error);
+                }
+                tracing::warn!(instance_id = %id, %error, "cannot advance a parked workflow; skipped");
+                set_aside(tx, &id)?;
+            }
         }
     }
     Ok(())
+}
+
+/// Takes a workflow that cannot be decoded out of the scheduling indexes, so that it does
+/// not hide others call after call; saving it again puts it back.
+fn set_aside(tx: &Transaction<'_>, id: &str) -> Result<(), BackendError> {
+    tx.prepare_cached(
+        "UPDATE workflows SET ready_priority = NULL, wake_ms = NULL, woken = 0
+         WHERE instance_id = ?1",
+    )
+    .and_then(|mut s| s.execute([id]))
+    .during(OP, "set aside an undecodable workflow")
+    .map(drop)
 }
 
 fn advance_one(tx: &Transaction<'_>, now: DateTime<Utc>, id: &str) -> Result<(), BackendError> {
@@ -191,7 +212,7 @@ fn advance_one(tx: &Transaction<'_>, now: DateTime<Utc>, id: &str) -> Result<(),
 
 /// The best `limit` eligible tasks, reading each priority level oldest first and stopping
 /// once `limit` tasks that did not fail on this worker are found in it.
-fn best_ready(tx: &Transaction<'_>, query: &Query<'_>) -> Result<Vec<AvailableTask>, BackendError> {
+fn best_ready(tx: &Transaction<'_>, query: &Query<'_>) -> Result<Vec<String>, BackendError> {
     let now_ms = query.now.timestamp_millis();
     let now_secs = unix_seconds(query.now);
     let mut next_level = tx.prepare_cached(NEXT_LEVEL).during(OP, "prepare")?;
@@ -231,17 +252,35 @@ fn best_ready(tx: &Transaction<'_>, query: &Query<'_>) -> Result<Vec<AvailableTa
         .iter()
         .map(|(id, task)| (RankKey::new(id, task, query.worker_id, now_secs, query.aging_secs), id))
         .collect();
-    let mut tasks = Vec::new();
-    for id in best_by_rank(keyed, query.limit) {
-        match read_snapshot(tx, OP, id) {
-            Ok(Some(snapshot)) => tasks.extend(available(snapshot)),
-            Ok(None) => {}
-            Err(error) => {
-                tracing::warn!(instance_id = %id, %error, "skipping an undecodable workflow")
+    Ok(best_by_rank(keyed, query.limit).into_iter().cloned().collect())
+}
+
+/// The best `limit` tasks with their inputs. A winner that cannot be decoded is set aside
+/// and the choice is made again without it, so one broken row never empties every poll.
+fn best_available(
+    tx: &Transaction<'_>,
+    query: &Query<'_>,
+) -> Result<Vec<AvailableTask>, BackendError> {
+    loop {
+        let mut tasks = Vec::new();
+        let mut broken = false;
+        for id in best_ready(tx, query)? {
+            match read_snapshot(tx, OP, &id) {
+                Ok(Some(snapshot)) => tasks.extend(available(snapshot)),
+                Ok(None) => {}
+                Err(error @ BackendError::Serialization(_)) => {
+                    tracing::warn!(instance_id = %id, %error, "skipping an undecodable workflow");
+                    set_aside(tx, &id)?;
+                    broken = true;
+                }
+                Err(other) => return Err(other),
             }
         }
+        // Each round sets at least one row aside for good, so this ends.
+        if !broken {
+            return Ok(tasks);
+        }
     }
-    Ok(tasks)
 }
 
 fn ready_task(row: &rusqlite::Row<'_>, priority: i64) -> Result<(String, ReadyTask), BackendError> {

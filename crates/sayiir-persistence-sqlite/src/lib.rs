@@ -127,7 +127,7 @@ impl SqliteBackend {
         let id = instance_id.to_string();
         let blob = blob.to_vec();
         self.threads
-            .write("write_raw_snapshot", move |tx| {
+            .write("write_raw_snapshot", instance_id, move |tx| {
                 let changed = tx
                     .execute(
                         "UPDATE workflows SET blob = ?2 WHERE instance_id = ?1",

@@ -19,7 +19,7 @@ impl TaskResultStore for SqliteBackend {
         validate_ids(&[(IdKind::Instance, instance_id), (IdKind::Task, task_id)])?;
         let (id, task) = (instance_id.to_string(), task_id.to_string());
         self.threads
-            .read("load_task_result", move |tx| {
+            .read("load_task_result", instance_id, move |tx| {
                 // The rows mirror completed_tasks while the state holds results, and are the
                 // archive once it is Completed/Failed: one lookup serves both.
                 let row: Option<Option<Vec<u8>>> = tx

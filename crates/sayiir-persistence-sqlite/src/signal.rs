@@ -65,9 +65,10 @@ impl SqliteBackend {
         id: &str,
         kind: SignalKind,
     ) -> Result<bool, BackendError> {
+        let instance_id = id;
         let id = id.to_string();
         self.threads
-            .read(operation, move |tx| {
+            .read(operation, instance_id, move |tx| {
                 tx.prepare_cached(
                     "SELECT EXISTS (SELECT 1 FROM signals WHERE instance_id = ?1 AND kind = ?2)",
                 )
@@ -88,9 +89,10 @@ impl SqliteBackend {
         if !self.signal_pending(operation, id, kind).await? {
             return Ok(false);
         }
+        let instance_id = id;
         let id = id.to_string();
         self.threads
-            .write(operation, move |tx| {
+            .write(operation, instance_id, move |tx| {
                 let Some(request) = read_signal(tx, operation, &id, kind)? else {
                     return Ok(false);
                 };
@@ -118,7 +120,7 @@ impl SignalStore for SqliteBackend {
         validate_id(IdKind::Instance, instance_id)?;
         let id = instance_id.to_string();
         self.threads
-            .write("store_signal", move |tx| {
+            .write("store_signal", instance_id, move |tx| {
                 let status: String = tx
                     .prepare_cached("SELECT status FROM workflows WHERE instance_id = ?1")
                     .and_then(|mut s| s.query_row([&id], |r| r.get(0)).optional())
@@ -157,7 +159,7 @@ impl SignalStore for SqliteBackend {
         validate_id(IdKind::Instance, instance_id)?;
         let id = instance_id.to_string();
         self.threads
-            .read("get_signal", move |tx| read_signal(tx, "get_signal", &id, kind))
+            .read("get_signal", instance_id, move |tx| read_signal(tx, "get_signal", &id, kind))
             .instrument(span("get_signal", instance_id))
             .await
     }
@@ -166,7 +168,9 @@ impl SignalStore for SqliteBackend {
         validate_id(IdKind::Instance, instance_id)?;
         let id = instance_id.to_string();
         self.threads
-            .write("clear_signal", move |tx| delete_signal(tx, "clear_signal", &id, kind))
+            .write("clear_signal", instance_id, move |tx| {
+                delete_signal(tx, "clear_signal", &id, kind)
+            })
             .instrument(span("clear_signal", instance_id))
             .await
     }
@@ -180,7 +184,7 @@ impl SignalStore for SqliteBackend {
         validate_ids(&[(IdKind::Instance, instance_id), (IdKind::SignalName, signal_name)])?;
         let (id, name) = (instance_id.to_string(), signal_name.to_string());
         self.threads
-            .write("send_event", move |tx| {
+            .write("send_event", instance_id, move |tx| {
                 tx.prepare_cached(
                     "INSERT INTO events (instance_id, signal_name, payload) VALUES (?1, ?2, ?3)",
                 )
@@ -206,7 +210,9 @@ impl SignalStore for SqliteBackend {
         validate_ids(&[(IdKind::Instance, instance_id), (IdKind::SignalName, signal_name)])?;
         let (id, name) = (instance_id.to_string(), signal_name.to_string());
         self.threads
-            .write("consume_event", move |tx| pop_event(tx, "consume_event", &id, &name))
+            .write("consume_event", instance_id, move |tx| {
+                pop_event(tx, "consume_event", &id, &name)
+            })
             .instrument(span("consume_event", instance_id))
             .await
     }
@@ -241,7 +247,7 @@ impl SignalStore for SqliteBackend {
         validate_id(IdKind::Instance, instance_id)?;
         let id = instance_id.to_string();
         self.threads
-            .write("unpause", move |tx| {
+            .write("unpause", instance_id, move |tx| {
                 let mut snapshot =
                     read_snapshot(tx, "unpause", &id)?.ok_or_else(|| not_found(&id))?;
                 if !snapshot.state.is_paused() {

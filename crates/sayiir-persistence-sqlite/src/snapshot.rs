@@ -16,7 +16,9 @@ impl SnapshotStore for SqliteBackend {
         validate_id(IdKind::Instance, &snapshot.instance_id)?;
         let owned = snapshot.clone();
         self.threads
-            .write("save_snapshot", move |tx| write_snapshot(tx, "save_snapshot", &owned))
+            .write("save_snapshot", &snapshot.instance_id, move |tx| {
+                write_snapshot(tx, "save_snapshot", &owned)
+            })
             .instrument(span("save_snapshot", &snapshot.instance_id))
             .await
     }
@@ -30,7 +32,7 @@ impl SnapshotStore for SqliteBackend {
         validate_ids(&[(IdKind::Instance, instance_id), (IdKind::Task, task_id)])?;
         let (id, task) = (instance_id.to_string(), task_id.to_string());
         self.threads
-            .write("save_task_result", move |tx| {
+            .write("save_task_result", instance_id, move |tx| {
                 const OP: &str = "save_task_result";
                 let status: Option<String> = tx
                     .prepare_cached("SELECT status FROM workflows WHERE instance_id = ?1")
@@ -71,7 +73,7 @@ impl SnapshotStore for SqliteBackend {
         validate_id(IdKind::Instance, instance_id)?;
         let id = instance_id.to_string();
         self.threads
-            .read("load_snapshot", move |tx| {
+            .read("load_snapshot", instance_id, move |tx| {
                 read_snapshot(tx, "load_snapshot", &id)?.ok_or_else(|| not_found(&id))
             })
             .instrument(span("load_snapshot", instance_id))
@@ -82,7 +84,7 @@ impl SnapshotStore for SqliteBackend {
         validate_id(IdKind::Instance, instance_id)?;
         let id = instance_id.to_string();
         self.threads
-            .write("delete_snapshot", move |tx| {
+            .write("delete_snapshot", instance_id, move |tx| {
                 let deleted = tx
                     .execute("DELETE FROM workflows WHERE instance_id = ?1", [&id])
                     .during("delete_snapshot", "workflow row")?;
@@ -101,7 +103,7 @@ impl SnapshotStore for SqliteBackend {
 
     async fn list_snapshots(&self) -> Result<Vec<String>, BackendError> {
         self.threads
-            .read("list_snapshots", |tx| {
+            .read("list_snapshots", "", |tx| {
                 let mut stmt = tx
                     .prepare_cached("SELECT instance_id FROM workflows")
                     .during("list_snapshots", "prepare")?;

@@ -52,6 +52,15 @@ pub fn task_claim(
     }
 }
 
+/// D12: whether a claim must be refused for a workflow whose status text is `status` and
+/// whose stored results do (`has_result`) or do not hold the task: a terminal workflow, or a
+/// task that already completed, is never handed out again.
+#[must_use]
+pub fn claim_refused(status: &str, has_result: bool) -> bool {
+    matches!(status, "Completed" | "Failed" | "Cancelled")
+        || (has_result && crate::results::status_holds_results(status))
+}
+
 /// `NotFound` for a missing claim, with the message 0.4 used (`"{instance}:{task}"`).
 #[must_use]
 pub fn claim_not_found(instance_id: &str, task_id: &str) -> BackendError {

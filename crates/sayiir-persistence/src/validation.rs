@@ -64,6 +64,22 @@ pub fn validate_ids(ids: &[(IdKind, &str)]) -> Result<(), BackendError> {
     ids.iter().try_for_each(|(kind, id)| validate_id(*kind, id))
 }
 
+/// Checks the three ids every claim operation takes.
+///
+/// # Errors
+/// As [`validate_id`], for the first invalid one.
+pub fn validate_claim_ids(
+    instance_id: &str,
+    task_id: &str,
+    worker_id: &str,
+) -> Result<(), BackendError> {
+    validate_ids(&[
+        (IdKind::Instance, instance_id),
+        (IdKind::Task, task_id),
+        (IdKind::Worker, worker_id),
+    ])
+}
+
 /// A quoted, escaped id, cut to its first 64 characters when longer.
 fn shorten(id: &str) -> String {
     const SHOWN: usize = 64;
