@@ -155,18 +155,19 @@ impl<T: Target> Suite<T> {
             }
             let clients = Arc::new(clients);
             for &bytes in &sizes {
-                let value = Bytes::from(vec![7u8; bytes]);
+                // Two values that differ, written in turn: a database may skip rewriting a
+                // row whose bytes do not change (SQLite does), which no real write enjoys.
+                let values = [Bytes::from(vec![7u8; bytes]), Bytes::from(vec![8u8; bytes])];
                 let key = |w: usize| format!("raw-{bytes}-{w}");
                 self.runtime.block_on(async {
                     for (w, client) in clients.iter().enumerate() {
-                        client.write(&key(w), &value).await;
+                        client.write(&key(w), &values[0]).await;
                     }
                 });
                 let write = raw_key("write", bytes);
-                let v = value.clone();
-                self.measure(c, &clients, &write, concurrency, move |clients, w, _| {
-                    let v = v.clone();
-                    async move { timed(clients[w].write(&format!("raw-{bytes}-{w}"), &v)).await.1 }
+                self.measure(c, &clients, &write, concurrency, move |clients, w, seq| {
+                    let value = values[(seq % 2) as usize].clone();
+                    async move { timed(clients[w].write(&format!("raw-{bytes}-{w}"), &value)).await.1 }
                 });
                 let read = raw_key("read", bytes);
                 self.measure(c, &clients, &read, concurrency, move |clients, w, _| async move {

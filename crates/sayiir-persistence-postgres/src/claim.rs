@@ -1,42 +1,39 @@
 //! `TaskClaimStore`: leases on tasks, timed by the database clock in milliseconds so that
 //! every worker machine agrees on expiry whatever its own clock says.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Duration, Utc};
 use tracing::Instrument;
 
-use crate::claims::{claim_held_by_other, claim_not_found, task_claim};
+use crate::claims::{claim_held_by_other, claim_not_found, claim_refused, task_claim};
 use crate::error::db;
+use crate::row::ALL_STATUSES;
 use crate::sayiir_core::task_claim::{AvailableTask, TaskClaim};
-use crate::validation::{IdKind, validate_ids};
+use crate::validation::validate_claim_ids;
 use crate::{BackendError, PostgresBackend, TaskClaimStore, span};
 
-/// Claims a task in one statement: inserts the claim, or replaces an expired one, unless the
-/// workflow is terminal or already holds the task's result (D12). The refusal is read in the
-/// same statement as the write. `$4` is the TTL in milliseconds (NULL: no expiry); an expiry
-/// outside `$5..=$6` (the range of `DateTime<Utc>`) means "never expires", as in
-/// `TaskClaim::new`.
-const CLAIM: &str = "WITH clock AS (
-        SELECT floor(extract(epoch FROM now()) * 1000)::bigint AS now_ms
-    ), refused AS (
-        SELECT 1 FROM {schema}.workflows w
-        WHERE w.instance_id = $1
-          AND (w.status IN ('Completed', 'Failed', 'Cancelled')
-               OR EXISTS (SELECT 1 FROM {schema}.task_results r
-                          WHERE r.instance_id = $1 AND r.task_id = $2))
-    )
-    INSERT INTO {schema}.claims AS c (instance_id, task_id, worker_id, claimed_ms, expires_ms)
-    SELECT $1, $2, $3, clock.now_ms,
-        CASE WHEN $4::bigint IS NULL THEN NULL
-             WHEN clock.now_ms::numeric + $4 NOT BETWEEN $5 AND $6 THEN NULL
-             ELSE clock.now_ms + $4 END
-    FROM clock
-    WHERE NOT EXISTS (SELECT 1 FROM refused)
-    ON CONFLICT (instance_id, task_id) DO UPDATE SET
-        worker_id = EXCLUDED.worker_id,
-        claimed_ms = EXCLUDED.claimed_ms,
-        expires_ms = EXCLUDED.expires_ms
-    WHERE c.expires_ms IS NOT NULL AND c.expires_ms <= EXCLUDED.claimed_ms
-    RETURNING claimed_ms, expires_ms";
+/// Claims a task in one round trip (function `claim_task` of migration 0002): inserts the
+/// claim, or replaces an expired one, unless the workflow is terminal or already holds the
+/// task's result (D12). The workflow row is share-locked before the refusal is read, so the
+/// refusal and the claim are one atomic step: no result can be committed in between. `$4` is
+/// the TTL in milliseconds (NULL: no expiry); an expiry outside `$5..=$6` (the range of
+/// `DateTime<Utc>`) means "never expires", as in `TaskClaim::new`. `$7` and `$8` are the
+/// statuses that refuse, from [`claim_refused`].
+const CLAIM: &str = "SELECT out_claimed_ms, out_expires_ms \
+    FROM {schema}.claim_task($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// The statuses for which [`claim_refused`] refuses every claim, and those for which it
+/// refuses a task whose result is stored: the rule's inputs, for the claim statement.
+static REFUSING_STATUSES: LazyLock<(Vec<&'static str>, Vec<&'static str>)> = LazyLock::new(|| {
+    let always: Vec<&str> =
+        ALL_STATUSES.into_iter().filter(|status| claim_refused(status, false)).collect();
+    let if_done = ALL_STATUSES
+        .into_iter()
+        .filter(|status| claim_refused(status, true) && !always.contains(status))
+        .collect();
+    (always, if_done)
+});
 
 /// Deletes the caller's claim and, from the same snapshot, reads who held it otherwise.
 const RELEASE: &str = "WITH released AS (
@@ -85,11 +82,8 @@ impl TaskClaimStore for PostgresBackend {
         ttl: Option<Duration>,
     ) -> Result<Option<TaskClaim>, BackendError> {
         async {
-            validate_ids(&[
-                (IdKind::Instance, instance_id),
-                (IdKind::Task, task_id),
-                (IdKind::Worker, worker_id),
-            ])?;
+            validate_claim_ids(instance_id, task_id, worker_id)?;
+            let (refused, refused_if_done) = &*REFUSING_STATUSES;
             let claimed: Option<(i64, Option<i64>)> = sqlx::query_as(self.sql(CLAIM))
                 .bind(instance_id)
                 .bind(task_id)
@@ -97,6 +91,8 @@ impl TaskClaimStore for PostgresBackend {
                 .bind(ttl.map(|ttl| ttl.num_milliseconds()))
                 .bind(DateTime::<Utc>::MIN_UTC.timestamp_millis())
                 .bind(DateTime::<Utc>::MAX_UTC.timestamp_millis())
+                .bind(refused)
+                .bind(refused_if_done)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(db("claim_task", instance_id))?;
@@ -115,11 +111,7 @@ impl TaskClaimStore for PostgresBackend {
         worker_id: &str,
     ) -> Result<(), BackendError> {
         async {
-            validate_ids(&[
-                (IdKind::Instance, instance_id),
-                (IdKind::Task, task_id),
-                (IdKind::Worker, worker_id),
-            ])?;
+            validate_claim_ids(instance_id, task_id, worker_id)?;
             let (released, owner): (bool, Option<String>) = sqlx::query_as(self.sql(RELEASE))
                 .bind(instance_id)
                 .bind(task_id)
@@ -141,11 +133,7 @@ impl TaskClaimStore for PostgresBackend {
         additional_duration: Duration,
     ) -> Result<(), BackendError> {
         async {
-            validate_ids(&[
-                (IdKind::Instance, instance_id),
-                (IdKind::Task, task_id),
-                (IdKind::Worker, worker_id),
-            ])?;
+            validate_claim_ids(instance_id, task_id, worker_id)?;
             let (extended, owner): (bool, Option<String>) = sqlx::query_as(self.sql(EXTEND))
                 .bind(instance_id)
                 .bind(task_id)
@@ -167,13 +155,8 @@ impl TaskClaimStore for PostgresBackend {
         aging_interval: Duration,
         worker_tags: &[String],
     ) -> Result<Vec<AvailableTask>, BackendError> {
-        let span = tracing::info_span!(
-            "sayiir_persistence_postgres",
-            db.system = "postgresql",
-            db.operation = "find_available_tasks",
-            worker_id = worker_id,
-            limit = limit,
-        );
-        self.find(worker_id, limit, aging_interval, worker_tags).instrument(span).await
+        self.find(worker_id, limit, aging_interval, worker_tags)
+            .instrument(span("find_available_tasks", ""))
+            .await
     }
 }

@@ -42,3 +42,16 @@ pub(crate) fn corrupt(instance_id: &str, what: &str) -> BackendError {
         "stored data of instance {instance_id:?} is inconsistent: {what}"
     ))
 }
+
+/// Whether `error` means the connection was lost rather than that the statement failed: an
+/// I/O or protocol error, or a server error of class 08 (connection exception) or 57P01..03
+/// (the server shut the session down). Such a statement may be retried on another connection.
+pub(crate) fn is_connection_error(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(e) => e.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
+}

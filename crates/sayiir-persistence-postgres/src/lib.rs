@@ -24,6 +24,39 @@
 //!
 //! This crate re-exports `sayiir-persistence`, so it is the only dependency a user needs.
 
+/// Runs `$body`, an idempotent statement on the executor `$conn`, on the pool; if it fails
+/// because its connection was lost (for example an idle connection the server closed while it
+/// restarted), runs it once more on a fresh connection. Evaluates to the statement's result.
+///
+/// One round trip on the happy path: the pool does not ping before handing a connection out.
+macro_rules! retry_read {
+    ($backend:expr, |$conn:ident| $body:expr) => {{
+        let backend: &$crate::PostgresBackend = &$backend;
+        let first = {
+            let $conn = &backend.pool;
+            $body.await
+        };
+        match first {
+            Err(error) if $crate::error::is_connection_error(&error) => {
+                tracing::debug!(%error, "connection lost; retrying on a fresh connection");
+                match backend.fresh_connection().await {
+                    Ok(mut fresh) => {
+                        let second = {
+                            let $conn = &mut fresh;
+                            $body.await
+                        };
+                        backend.discard_connection(fresh).await;
+                        second
+                    }
+                    Err(_) => Err(error),
+                }
+            }
+            other => other,
+        }
+    }};
+}
+pub(crate) use retry_read;
+
 mod claim;
 mod error;
 mod find;
@@ -37,7 +70,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use tracing::Instrument;
 
 pub use sayiir_persistence::*;
 /// The sqlx version this crate uses, to build a pool for [`PostgresBackend::from_pool`].
@@ -175,8 +210,9 @@ impl PostgresBackend {
         if let Some(timeout) = options.statement_timeout {
             connect = connect.options([("statement_timeout", timeout.as_millis().to_string())]);
         }
-        // No ping before each checkout: every hot path is one round trip, and a broken
-        // connection fails its query and is replaced by the pool.
+        // No ping before each checkout: every hot path is one round trip. A connection the
+        // server closed fails its statement once and is replaced by the pool; reads and
+        // `find_available_tasks` retry such a failure on a fresh connection.
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .min_connections(options.min_connections)
@@ -212,7 +248,9 @@ impl PostgresBackend {
     /// # Errors
     /// `Backend` naming the schema if a migration fails.
     pub async fn migrate(&self) -> Result<(), BackendError> {
-        migrate::run(&self.pool, &self.inner.options.schema, &self.inner.quoted_schema).await
+        migrate::run(&self.pool, &self.inner.options.schema, &self.inner.quoted_schema)
+            .instrument(span("migrate", ""))
+            .await
     }
 
     /// The connection pool, for callers that want to share it.
@@ -232,6 +270,20 @@ impl PostgresBackend {
         self.pool.close().await;
     }
 
+    /// A new connection with the pool's settings, outside the pool: for the one retry of a
+    /// statement whose pooled connection was lost (the pool's other idle connections may be
+    /// dead too).
+    async fn fresh_connection(&self) -> Result<PgConnection, sqlx::Error> {
+        PgConnection::connect_with(&self.pool.connect_options()).await
+    }
+
+    /// Closes a connection of [`Self::fresh_connection`]; a failure to say goodbye is moot.
+    async fn discard_connection(&self, connection: PgConnection) {
+        if let Err(error) = connection.close().await {
+            tracing::debug!(%error, "closing a retry connection failed");
+        }
+    }
+
     /// `template` with `{schema}` replaced by the quoted schema name.
     fn sql(&self, template: &str) -> sqlx::AssertSqlSafe<String> {
         // The schema name was validated as a plain identifier and is quoted: nothing else is
@@ -240,12 +292,8 @@ impl PostgresBackend {
     }
 }
 
-/// A `tracing` span for one backend operation.
+/// The `tracing` span of one backend operation, of the same shape in every backend;
+/// `instance_id` is empty for operations that concern no single instance.
 fn span(operation: &'static str, instance_id: &str) -> tracing::Span {
-    tracing::info_span!(
-        "sayiir_persistence_postgres",
-        db.system = "postgresql",
-        db.operation = operation,
-        instance_id = instance_id,
-    )
+    tracing::debug_span!("sayiir_persistence", db.system = "postgresql", operation, instance_id)
 }

@@ -21,12 +21,13 @@ impl TaskResultStore for PostgresBackend {
     ) -> Result<Option<Bytes>, BackendError> {
         async {
             validate_ids(&[(IdKind::Instance, instance_id), (IdKind::Task, task_id)])?;
-            let row: Option<Option<Vec<u8>>> = sqlx::query_scalar(self.sql(LOAD))
-                .bind(instance_id)
-                .bind(task_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db("load_task_result", instance_id))?;
+            let row: Option<Option<Vec<u8>>> = crate::retry_read!(self, |conn| {
+                sqlx::query_scalar(self.sql(LOAD))
+                    .bind(instance_id)
+                    .bind(task_id)
+                    .fetch_optional(conn)
+            })
+            .map_err(db("load_task_result", instance_id))?;
             let output = row.ok_or_else(|| BackendError::NotFound(instance_id.to_string()))?;
             Ok(output.map(Bytes::from))
         }

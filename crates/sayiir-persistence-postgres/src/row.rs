@@ -1,12 +1,12 @@
 //! A snapshot as stored: the `workflows` row (codec blob plus denormalised columns) and its
 //! `task_results` rows, and back.
 
-use crate::sayiir_core::snapshot::{
-    ExecutionPosition, TaskResult, WorkflowSnapshot, WorkflowSnapshotState,
-};
+use std::sync::LazyLock;
+
+use crate::sayiir_core::snapshot::{ExecutionPosition, WorkflowSnapshot, WorkflowSnapshotState};
 use bytes::Bytes;
-use sayiir_persistence::codec::{decode_snapshot, encode_snapshot};
-use sayiir_persistence::results::{held_results, held_results_mut};
+use sayiir_persistence::codec::{decode_snapshot_with_results, encode_snapshot_without_results};
+use sayiir_persistence::results::{held_results, status_holds_results};
 use sayiir_persistence::schedule::{DEFAULT_PRIORITY, task_input};
 use sqlx::Postgres;
 use sqlx::postgres::PgArguments;
@@ -56,11 +56,10 @@ pub(crate) fn from_db_secs(secs: i64) -> u64 {
 impl StoredRow {
     /// Splits `snapshot` into its stored form.
     pub(crate) fn of(snapshot: &WorkflowSnapshot) -> Result<Self, BackendError> {
-        let mut stripped = snapshot.clone();
-        let results = held_results_mut(&mut stripped.state).map(|held| {
-            std::mem::take(held).into_values().map(|r| (r.task_id, r.output)).collect::<Vec<_>>()
+        let blob = encode_snapshot_without_results(snapshot)?;
+        let results = held_results(&snapshot.state).map(|held| {
+            held.values().map(|r| (r.task_id.clone(), r.output.clone())).collect::<Vec<_>>()
         });
-        let blob = encode_snapshot(&stripped)?;
 
         let (position, last_completed_task_id) = match &snapshot.state {
             WorkflowSnapshotState::InProgress { position, last_completed_task_id, .. }
@@ -132,12 +131,28 @@ impl StoredRow {
     }
 }
 
+/// Every status text a `WorkflowSnapshotState` can have.
+pub(crate) const ALL_STATUSES: [&str; 5] =
+    ["InProgress", "Completed", "Failed", "Cancelled", "Paused"];
+
 /// `SET` list writing every `workflows` column from `$2`..`$16` (`$1` is the instance id), as
-/// bound by [`StoredRow::bind_columns`]; the revision moves on.
+/// bound by [`StoredRow::bind_columns`]; the revision moves on. `woken` is recomputed from
+/// the event queue: a caller that can write a signal wait (`$16` set) must hold the
+/// instance's `wake_lock` (see migration 0002); for every other state it is false.
 pub(crate) const COLUMNS_PARAMS: &str = "status = $2, blob = $3, trace_parent = $4, \
     updated_at = $5, last_completed_task_id = $6, position_kind = $7, current_task_id = $8, \
     current_done = $9, has_input = $10, priority = $11, tags = $12, retry_not_before = $13, \
-    failed_worker = $14, wake_at = $15, signal_name = $16, revision = revision + 1";
+    failed_worker = $14, wake_at = $15, signal_name = $16, \
+    woken = ($16::text IS NOT NULL AND EXISTS (SELECT 1 FROM {schema}.events e \
+        WHERE e.instance_id = $1 AND e.signal_name = $16::text)), \
+    revision = revision + 1";
+
+/// Takes a row that cannot be decoded out of the ready, parked and woken indexes, if it is
+/// still at the revision that was read (`$2`), so it no longer takes the place of healthy
+/// rows in `find_available_tasks`. The next save of the instance puts it back.
+pub(crate) const QUARANTINE: &str = "UPDATE {schema}.workflows \
+    SET has_input = FALSE, wake_at = NULL, woken = FALSE \
+    WHERE instance_id = $1 AND revision = $2";
 
 /// The columns [`assemble`] needs, selected from `workflows w` joined with the lateral `r`
 /// of [`RESULTS_LATERAL`].
@@ -145,12 +160,23 @@ pub(crate) const SNAPSHOT_COLUMNS: &str =
     "w.status, w.blob, w.trace_parent, w.updated_at, w.last_completed_task_id, r.ids, r.outputs";
 
 /// The result rows of `w`, as two arrays in the same order; none for a completed or failed
-/// workflow, whose rows are its archive rather than part of its state.
-pub(crate) const RESULTS_LATERAL: &str = "LEFT JOIN LATERAL (
-        SELECT array_agg(t.task_id) AS ids, array_agg(t.output) AS outputs
-        FROM {schema}.task_results t
-        WHERE t.instance_id = w.instance_id AND w.status NOT IN ('Completed', 'Failed')
-    ) r ON true";
+/// workflow, whose rows are its archive rather than part of its state (the statuses that
+/// hold results are those of `status_holds_results`).
+pub(crate) static RESULTS_LATERAL: LazyLock<String> = LazyLock::new(|| {
+    let holding: Vec<String> = ALL_STATUSES
+        .into_iter()
+        .filter(|status| status_holds_results(status))
+        .map(|status| format!("'{status}'"))
+        .collect();
+    format!(
+        "LEFT JOIN LATERAL (
+            SELECT array_agg(t.task_id) AS ids, array_agg(t.output) AS outputs
+            FROM {{schema}}.task_results t
+            WHERE t.instance_id = w.instance_id AND w.status IN ({})
+        ) r ON true",
+        holding.join(", ")
+    )
+});
 
 /// A row of [`SNAPSHOT_COLUMNS`].
 pub(crate) type SnapshotRow = (
@@ -169,22 +195,14 @@ pub(crate) fn assemble(
     row: SnapshotRow,
 ) -> Result<WorkflowSnapshot, BackendError> {
     let (_status, blob, trace_parent, updated_at, last_completed, ids, outputs) = row;
-    let mut snapshot = decode_snapshot(instance_id, &blob)?;
-    snapshot.trace_parent = trace_parent;
     let ids = ids.unwrap_or_default();
     let outputs = outputs.unwrap_or_default();
     if ids.len() != outputs.len() {
         return Err(crate::error::corrupt(instance_id, "result ids and outputs differ in number"));
     }
-    if let Some(held) = held_results_mut(&mut snapshot.state) {
-        *held = ids
-            .into_iter()
-            .zip(outputs)
-            .map(|(task_id, output)| {
-                (task_id.clone(), TaskResult { task_id, output: Bytes::from(output) })
-            })
-            .collect();
-    }
+    let results = ids.into_iter().zip(outputs.into_iter().map(Bytes::from));
+    let mut snapshot = decode_snapshot_with_results(instance_id, &blob, results)?;
+    snapshot.trace_parent = trace_parent;
     // `save_task_result` updates these two in the row only, for in-progress workflows.
     if let WorkflowSnapshotState::InProgress { last_completed_task_id, .. } = &mut snapshot.state {
         *last_completed_task_id = last_completed;

@@ -1,6 +1,7 @@
 //! `SignalStore`: cancel/pause requests and external events.
 //!
-//! Lock order, everywhere: the workflow row first, then signal rows. The checks are one plain
+//! Lock order, everywhere: the instance's `wake_lock` (only where a signal wait's woken mark
+//! is written), then the workflow row, then signal rows. The checks are one plain
 //! read when no request is pending (the common case, twice per task boundary) and a short
 //! transaction otherwise.
 
@@ -10,7 +11,7 @@ use sqlx::{Postgres, Transaction};
 use tracing::Instrument;
 
 use crate::error::db;
-use crate::row::{COLUMNS_PARAMS, SnapshotRow, StoredRow, assemble};
+use crate::row::{ALL_STATUSES, COLUMNS_PARAMS, SnapshotRow, StoredRow, assemble};
 use crate::sayiir_core::snapshot::{PauseRequest, SignalKind, SignalRequest, WorkflowSnapshot};
 use crate::validation::{
     IdKind, SignalDecision, not_paused_error, signal_decision, validate_id, validate_ids,
@@ -48,19 +49,16 @@ const CLEAR: &str = "DELETE FROM {schema}.signals WHERE instance_id = $1 AND kin
 const LOCK_WORKFLOW: &str =
     "SELECT status FROM {schema}.workflows WHERE instance_id = $1 FOR UPDATE";
 
-const SEND_EVENT: &str =
-    "INSERT INTO {schema}.events (instance_id, signal_name, payload) VALUES ($1, $2, $3)";
+/// Queues the event and marks a workflow waiting for it as woken (function of migration 0002).
+const SEND_EVENT: &str = "SELECT {schema}.send_event($1, $2, $3)";
 
-/// Oldest event of the queue. `SKIP LOCKED`: a concurrent consumer holding the oldest row makes
-/// this one take the next (or none), never the same event.
-const CONSUME_EVENT: &str = "DELETE FROM {schema}.events WHERE id = (
-        SELECT id FROM {schema}.events
-        WHERE instance_id = $1 AND signal_name = $2
-        ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
-    ) RETURNING payload";
+/// Takes the oldest event of the queue (NULL: none) and clears the workflow's woken mark if
+/// that was its last event (function of migration 0002). `SKIP LOCKED`: a concurrent consumer
+/// holding the oldest row makes this one take the next (or none), never the same event.
+const CONSUME_EVENT: &str = "SELECT {schema}.consume_event($1, $2)";
 
-/// Every status `WorkflowSnapshotState` can have.
-const STATUSES: [&str; 5] = ["InProgress", "Completed", "Failed", "Cancelled", "Paused"];
+/// The per-instance lock every writer of a signal wait's `woken` mark takes first.
+const WAKE_LOCK: &str = "SELECT {schema}.wake_lock($1)";
 
 /// `(reason, requested_by, requested_secs, requested_nanos)` of a `signals` row.
 type SignalRow = (Option<String>, Option<String>, i64, i32);
@@ -139,15 +137,15 @@ impl PostgresBackend {
         kind: SignalKind,
         apply: impl FnOnce(&mut WorkflowSnapshot, SignalRequest),
     ) -> Result<bool, BackendError> {
-        validate_id(IdKind::Instance, instance_id)?;
         // The fast path: one plain read, no transaction. A request stored just after it is
         // seen at the next task boundary.
-        let pending: bool = sqlx::query_scalar(self.sql(PENDING))
-            .bind(instance_id)
-            .bind(kind.as_ref())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db(operation, instance_id))?;
+        let pending: bool = crate::retry_read!(self, |conn| {
+            sqlx::query_scalar(self.sql(PENDING))
+                .bind(instance_id)
+                .bind(kind.as_ref())
+                .fetch_one(conn)
+        })
+        .map_err(db(operation, instance_id))?;
         if !pending {
             return Ok(false);
         }
@@ -189,7 +187,7 @@ impl SignalStore for PostgresBackend {
             validate_id(IdKind::Instance, instance_id)?;
             // The statuses for which the shared rule says "do not store", so the rule is
             // applied inside the statement that writes.
-            let refused: Vec<&str> = STATUSES
+            let refused: Vec<&str> = ALL_STATUSES
                 .into_iter()
                 .filter(|status| {
                     !matches!(signal_decision(status, kind), Ok(SignalDecision::Store))
@@ -220,12 +218,13 @@ impl SignalStore for PostgresBackend {
     ) -> Result<Option<SignalRequest>, BackendError> {
         async {
             validate_id(IdKind::Instance, instance_id)?;
-            let row: Option<SignalRow> = sqlx::query_as(self.sql(GET))
-                .bind(instance_id)
-                .bind(kind.as_ref())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db("get_signal", instance_id))?;
+            let row: Option<SignalRow> = crate::retry_read!(self, |conn| {
+                sqlx::query_as(self.sql(GET))
+                    .bind(instance_id)
+                    .bind(kind.as_ref())
+                    .fetch_optional(conn)
+            })
+            .map_err(db("get_signal", instance_id))?;
             row.map(|row| request_of(instance_id, row)).transpose()
         }
         .instrument(span("get_signal", instance_id))
@@ -278,7 +277,7 @@ impl SignalStore for PostgresBackend {
             let payload: Option<Vec<u8>> = sqlx::query_scalar(self.sql(CONSUME_EVENT))
                 .bind(instance_id)
                 .bind(signal_name)
-                .fetch_optional(&self.pool)
+                .fetch_one(&self.pool)
                 .await
                 .map_err(db("consume_event", instance_id))?;
             Ok(payload.map(Bytes::from))
@@ -292,17 +291,28 @@ impl SignalStore for PostgresBackend {
         instance_id: &str,
         interrupted_at_task: Option<&str>,
     ) -> Result<bool, BackendError> {
-        self.check_and_apply("check_and_cancel", instance_id, SignalKind::Cancel, |s, r| {
-            s.mark_cancelled(r.reason, r.requested_by, interrupted_at_task.map(String::from));
-        })
+        async {
+            validate_id(IdKind::Instance, instance_id)?;
+            if let Some(task_id) = interrupted_at_task {
+                validate_id(IdKind::Task, task_id)?;
+            }
+            self.check_and_apply("check_and_cancel", instance_id, SignalKind::Cancel, |s, r| {
+                s.mark_cancelled(r.reason, r.requested_by, interrupted_at_task.map(String::from));
+            })
+            .await
+        }
         .instrument(span("check_and_cancel", instance_id))
         .await
     }
 
     async fn check_and_pause(&self, instance_id: &str) -> Result<bool, BackendError> {
-        self.check_and_apply("check_and_pause", instance_id, SignalKind::Pause, |s, r| {
-            s.mark_paused(&PauseRequest::from(r));
-        })
+        async {
+            validate_id(IdKind::Instance, instance_id)?;
+            self.check_and_apply("check_and_pause", instance_id, SignalKind::Pause, |s, r| {
+                s.mark_paused(&PauseRequest::from(r));
+            })
+            .await
+        }
         .instrument(span("check_and_pause", instance_id))
         .await
     }
@@ -311,6 +321,13 @@ impl SignalStore for PostgresBackend {
         async {
             validate_id(IdKind::Instance, instance_id)?;
             let mut tx = self.pool.begin().await.map_err(db("unpause", instance_id))?;
+            // The workflow may go back to a signal wait: its woken mark is recomputed under
+            // this lock, taken before the row lock as everywhere.
+            sqlx::query(self.sql(WAKE_LOCK))
+                .bind(instance_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("unpause", instance_id))?;
             let (_, row) = self
                 .lock_and_load(&mut tx, "unpause", instance_id)
                 .await?

@@ -1,5 +1,7 @@
 //! `SnapshotStore`: each method is one statement, one round trip.
 
+use std::sync::LazyLock;
+
 use bytes::Bytes;
 use chrono::Utc;
 use tracing::Instrument;
@@ -36,12 +38,13 @@ const SAVE_TASK_RESULT: &str = "WITH updated AS (
         OR EXISTS (SELECT 1 FROM {schema}.workflows WHERE instance_id = $1)";
 
 /// The stored snapshot with its results, for [`assemble`].
-fn load_sql() -> String {
+static LOAD_SQL: LazyLock<String> = LazyLock::new(|| {
+    let lateral = &*RESULTS_LATERAL;
     format!(
-        "SELECT {SNAPSHOT_COLUMNS} FROM {{schema}}.workflows w {RESULTS_LATERAL} \
+        "SELECT {SNAPSHOT_COLUMNS} FROM {{schema}}.workflows w {lateral} \
          WHERE w.instance_id = $1"
     )
-}
+});
 
 /// Everything stored for one instance, in every table (D1). The other tables are emptied only
 /// when the workflow row existed: events sent ahead of a run stay until that run is deleted.
@@ -61,9 +64,9 @@ const DELETE: &str = "WITH gone AS (
 const LIST: &str = "SELECT instance_id FROM {schema}.workflows";
 
 impl PostgresBackend {
-    /// The statement text of [`load_sql`] with the schema in place.
+    /// The statement text of [`LOAD_SQL`] with the schema in place.
     pub(crate) fn load_statement(&self) -> sqlx::AssertSqlSafe<String> {
-        self.sql(&load_sql())
+        self.sql(&LOAD_SQL)
     }
 }
 
@@ -120,11 +123,10 @@ impl SnapshotStore for PostgresBackend {
     async fn load_snapshot(&self, instance_id: &str) -> Result<WorkflowSnapshot, BackendError> {
         async {
             validate_id(IdKind::Instance, instance_id)?;
-            let row: Option<SnapshotRow> = sqlx::query_as(self.load_statement())
-                .bind(instance_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db("load_snapshot", instance_id))?;
+            let row: Option<SnapshotRow> = crate::retry_read!(self, |conn| {
+                sqlx::query_as(self.load_statement()).bind(instance_id).fetch_optional(conn)
+            })
+            .map_err(db("load_snapshot", instance_id))?;
             let row = row.ok_or_else(|| BackendError::NotFound(instance_id.to_string()))?;
             assemble(instance_id, row)
         }
@@ -147,14 +149,11 @@ impl SnapshotStore for PostgresBackend {
     }
 
     async fn list_snapshots(&self) -> Result<Vec<String>, BackendError> {
-        sqlx::query_scalar(self.sql(LIST))
-            .fetch_all(&self.pool)
-            .instrument(tracing::info_span!(
-                "sayiir_persistence_postgres",
-                db.system = "postgresql",
-                db.operation = "list_snapshots",
-            ))
-            .await
-            .map_err(db_all("list_snapshots"))
+        async {
+            crate::retry_read!(self, |conn| sqlx::query_scalar(self.sql(LIST)).fetch_all(conn))
+                .map_err(db_all("list_snapshots"))
+        }
+        .instrument(span("list_snapshots", ""))
+        .await
     }
 }

@@ -11,7 +11,7 @@ use sayiir_persistence_conformance::servers::postgres_url;
 use sayiir_persistence_postgres::sayiir_core::snapshot::{SignalKind, WorkflowSnapshot};
 use sayiir_persistence_postgres::{
     BackendError, PostgresBackend, PostgresOptions, SignalStore, SnapshotStore, TaskClaimStore,
-    codec::encode_snapshot,
+    TaskResultStore, codec::encode_snapshot,
 };
 use serde_json::Value;
 
@@ -195,6 +195,11 @@ fn nodes<'a>(plan: &'a Value, out: &mut Vec<&'a Value>) {
 
 /// Rows read from `workflows` by the plan, and whether any node scanned it sequentially.
 fn workflow_reads(explain_json: &str) -> (f64, bool, String) {
+    relation_reads(explain_json, "workflows")
+}
+
+/// Rows read from `relation` by the plan, and whether any node scanned it sequentially.
+fn relation_reads(explain_json: &str, relation: &str) -> (f64, bool, String) {
     let doc: Value = serde_json::from_str(explain_json).unwrap();
     let root = &doc[0]["Plan"];
     let mut all = Vec::new();
@@ -203,7 +208,7 @@ fn workflow_reads(explain_json: &str) -> (f64, bool, String) {
     let mut seq = false;
     let mut scans = Vec::new();
     for node in all {
-        if node.get("Relation Name").and_then(Value::as_str) != Some("workflows") {
+        if node.get("Relation Name").and_then(Value::as_str) != Some(relation) {
             continue;
         }
         let kind = node["Node Type"].as_str().unwrap_or_default();
@@ -249,10 +254,49 @@ async fn find_reads_o_limit_rows_among_100k() {
          FROM generate_series(1, {ROWS}) AS i"
         );
         sqlx::query(sqlx::AssertSqlSafe(insert)).bind(&blob).execute(backend.pool()).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE \"{schema}\".workflows")))
+        // 2,000 workflows waiting at a signal with nothing queued for them, and 50,000 events
+        // that no waiting workflow will ever read: sent to completed and to unknown instances
+        // (they never expire).
+        let waiting = format!(
+            "INSERT INTO \"{schema}\".workflows (instance_id, status, blob, updated_at,
+            position_kind, current_done, has_input, priority, tags, signal_name)
+         SELECT 'wait-' || lpad(i::text, 6, '0'), 'InProgress', $1, 1700000000 + i, 'AtSignal',
+            FALSE, FALSE, 3, ARRAY[]::text[], 'go'
+         FROM generate_series(1, 2000) AS i"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(waiting))
+            .bind(&blob)
             .execute(backend.pool())
             .await
             .unwrap();
+        let events = format!(
+            "INSERT INTO \"{schema}\".events (instance_id, signal_name, payload)
+         SELECT CASE WHEN i % 2 = 0 THEN 'wf-' || lpad((6 * (i % 16000) + 5)::text, 6, '0')
+                     ELSE 'ghost-' || i END,
+            'go', '\\x00'::bytea
+         FROM generate_series(1, 50000) AS i"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(events)).execute(backend.pool()).await.unwrap();
+        // Five signal waits woken by an event, through the API.
+        const WOKEN: usize = 5;
+        for i in 0..WOKEN {
+            let id = format!("woken-{i}");
+            let park = sayiir_persistence_conformance::fixtures::at_signal(
+                &id,
+                "sig",
+                "go",
+                None,
+                Some("after"),
+            );
+            backend.save_snapshot(&park).await.unwrap();
+            backend.send_event(&id, "go", Bytes::from_static(b"e")).await.unwrap();
+        }
+        for table in ["workflows", "events"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE \"{schema}\".{table}")))
+                .execute(backend.pool())
+                .await
+                .unwrap();
+        }
 
         for (limit, aging) in
             [(1, Duration::seconds(300)), (10, Duration::seconds(1)), (10, Duration::MAX)]
@@ -269,6 +313,12 @@ async fn find_reads_o_limit_rows_among_100k() {
                     "{what} (limit {limit}) reads {rows} workflow rows (bound {bound}): {scans}"
                 );
             }
+            // The signal path reads the queue of each woken workflow, and nothing else.
+            let (events, seq, scans) = relation_reads(&plans[0], "events");
+            println!("due parks, limit {limit}: {events} event rows read: {scans}");
+            assert!(!seq, "due parks scan events sequentially: {scans}");
+            let bound = f64::from(u32::try_from(WOKEN).unwrap());
+            assert!(events <= bound, "due parks read {events} event rows (bound {bound}): {scans}");
         }
 
         // The answer is the one the rules give: without aging, priority 1, oldest first.
@@ -289,4 +339,261 @@ async fn find_reads_o_limit_rows_among_100k() {
 
 fn template() -> WorkflowSnapshot {
     at_task("template", "t")
+}
+
+/// `SELECT <expr>` on the backend's pool, for peeking at stored columns.
+async fn scalar<T>(backend: &PostgresBackend, sql: &str, id: &str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+{
+    let sql = sql.replace("{schema}", &format!("\"{}\"", backend.schema()));
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(id).fetch_one(backend.pool()).await.unwrap()
+}
+
+/// Overwrites the stored blob of `id` with bytes that do not decode.
+async fn corrupt_blob(backend: &PostgresBackend, id: &str) {
+    let sql =
+        format!("UPDATE \"{}\".workflows SET blob = $2 WHERE instance_id = $1", backend.schema());
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(&b"\x00 not a snapshot"[..])
+        .execute(backend.pool())
+        .await
+        .unwrap();
+    assert_eq!(done.rows_affected(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parks_with_pending_signals_do_not_starve_due_delays() {
+    use sayiir_persistence_conformance::fixtures::{at_delay, request};
+    common::with_backend("starve_parks", |backend| async move {
+        // 150 due parks, all older than the healthy one, each with a pending pause: they are
+        // never advanced (contract 8.5) and must not fill the batch.
+        for i in 0..150 {
+            let id = format!("stuck-{i:03}");
+            backend
+                .save_snapshot(&at_delay(&id, "d", Duration::seconds(-3600), Some("after")))
+                .await
+                .unwrap();
+            backend.store_signal(&id, SignalKind::Pause, request("hold")).await.unwrap();
+        }
+        // And one undecodable due park, older still.
+        backend
+            .save_snapshot(&at_delay("broken", "d", Duration::seconds(-7200), Some("after")))
+            .await
+            .unwrap();
+        corrupt_blob(&backend, "broken").await;
+        backend
+            .save_snapshot(&at_delay("free", "d", Duration::seconds(-1), Some("next")))
+            .await
+            .unwrap();
+
+        let found =
+            backend.find_available_tasks("w", 1, Duration::seconds(300), &[]).await.unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].instance_id.as_str(), found[0].task_id.as_str()), ("free", "next"));
+        // The stuck ones stayed parked; the broken one left the parked index.
+        let stuck = backend.load_snapshot("stuck-000").await.unwrap();
+        assert_eq!(stuck.position_kind(), Some("AtDelay"));
+        let wake: Option<i64> = scalar(
+            &backend,
+            "SELECT wake_at FROM {schema}.workflows WHERE instance_id = $1",
+            "broken",
+        )
+        .await;
+        assert_eq!(wake, None);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_ready_row_does_not_starve_healthy_ones() {
+    use sayiir_persistence_conformance::fixtures::at_task_with;
+    common::with_backend("starve_ready", |backend| async move {
+        // Older, hence better ranked, than the healthy one.
+        backend.save_snapshot(&at_task_with("bad", "t", Some(1), 3600)).await.unwrap();
+        corrupt_blob(&backend, "bad").await;
+        backend.save_snapshot(&at_task_with("good", "t", Some(1), 0)).await.unwrap();
+        for round in 0..2 {
+            let found =
+                backend.find_available_tasks("w", 1, Duration::seconds(300), &[]).await.unwrap();
+            let ids: Vec<&str> = found.iter().map(|t| t.instance_id.as_str()).collect();
+            assert_eq!(ids, vec!["good"], "round {round}");
+        }
+        // Saved again with a valid snapshot, it is back.
+        backend.save_snapshot(&at_task_with("bad", "t", Some(1), 3600)).await.unwrap();
+        let found =
+            backend.find_available_tasks("w", 2, Duration::seconds(300), &[]).await.unwrap();
+        let ids: Vec<&str> = found.iter().map(|t| t.instance_id.as_str()).collect();
+        assert_eq!(ids, vec!["bad", "good"]);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_and_find_survive_terminated_connections() {
+    let schema = common::unique_schema("reconnect");
+    let app = common::unique_schema("sayiir_reconnect");
+    let backend = PostgresBackend::connect_with(
+        &postgres_url(),
+        PostgresOptions::default().schema(&schema).max_connections(4).application_name(&app),
+    )
+    .await
+    .unwrap();
+    let id = unique_id("reconnect");
+    backend.save_snapshot(&at_task(&id, "t")).await.unwrap();
+    // Open every pooled connection, so that all idle ones are dead afterwards.
+    let held: Vec<_> = futures::future::join_all((0..4).map(|_| backend.pool().acquire()))
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    drop(held);
+
+    let admin = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&postgres_url())
+        .await
+        .unwrap();
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(&app)
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert!(killed.len() >= 4 && killed.iter().all(|k| *k), "{killed:?}");
+    // Let the server finish closing them.
+    for _ in 0..50 {
+        let left: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+                .bind(&app)
+                .fetch_one(&admin)
+                .await
+                .unwrap();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    assert_eq!(backend.load_snapshot(&id).await.expect("load after restart").instance_id, id);
+    let found = backend
+        .find_available_tasks("w", 1, Duration::seconds(300), &[])
+        .await
+        .expect("find after restart");
+    assert_eq!(found.len(), 1);
+    assert!(backend.get_signal(&id, SignalKind::Cancel).await.unwrap().is_none());
+
+    let drop_schema = format!("DROP SCHEMA \"{schema}\" CASCADE");
+    sqlx::query(sqlx::AssertSqlSafe(drop_schema)).execute(&admin).await.unwrap();
+    backend.close().await;
+    admin.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_refusal_sees_a_result_committed_while_it_waits() {
+    common::with_backend("claim_race", |backend| async move {
+        let id = unique_id("race");
+        backend.save_snapshot(&at_task(&id, "t")).await.unwrap();
+        assert!(backend.claim_task(&id, "t", "a", None).await.unwrap().is_some());
+        // Worker `a` records the result and releases, in one transaction still open while `b`
+        // claims (as a save_task_result then release would interleave).
+        let schema = backend.schema().to_string();
+        let mut tx = backend.pool().begin().await.unwrap();
+        for sql in [
+            format!(
+                "UPDATE \"{schema}\".workflows SET current_done = TRUE, revision = revision + 1 \
+                 WHERE instance_id = $1"
+            ),
+            format!(
+                "INSERT INTO \"{schema}\".task_results (instance_id, task_id, output) \
+                 VALUES ($1, 't', 'out')"
+            ),
+            format!("DELETE FROM \"{schema}\".claims WHERE instance_id = $1"),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&id).execute(&mut *tx).await.unwrap();
+        }
+        let claimer = {
+            let backend = backend.clone();
+            let id = id.clone();
+            tokio::spawn(async move { backend.claim_task(&id, "t", "b", None).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!claimer.is_finished(), "the claim must wait for the workflow row");
+        tx.commit().await.unwrap();
+        let claim = claimer.await.unwrap().unwrap();
+        assert!(claim.is_none(), "claimed a task whose result was committed: {claim:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_and_cancel_validates_the_interrupted_task() {
+    common::with_backend("cancel_ids", |backend| async move {
+        let id = unique_id("cancel");
+        backend.save_snapshot(&at_task(&id, "t")).await.unwrap();
+        for bad in [String::new(), "a\0b".to_string(), "x".repeat(1025)] {
+            match backend.check_and_cancel(&id, Some(&bad)).await {
+                Err(BackendError::Backend(message)) => {
+                    assert!(message.contains("task_id"), "{message}");
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        assert!(!backend.check_and_cancel(&id, Some("t")).await.unwrap());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn woken_mark_follows_the_event_queue() {
+    use sayiir_persistence_conformance::fixtures::at_signal;
+    common::with_backend("woken", |backend| async move {
+        let woken = |id: &'static str| {
+            let backend = backend.clone();
+            async move {
+                scalar::<bool>(
+                    &backend,
+                    "SELECT woken FROM {schema}.workflows WHERE instance_id = $1",
+                    id,
+                )
+                .await
+            }
+        };
+        // Sent before the park: the save sees it.
+        backend.send_event("early", "go", Bytes::from_static(b"1")).await.unwrap();
+        backend.save_snapshot(&at_signal("early", "sig", "go", None, Some("next"))).await.unwrap();
+        assert!(woken("early").await);
+        // Sent after the park, for another name, then for the awaited one.
+        backend.save_snapshot(&at_signal("late", "sig", "go", None, Some("next"))).await.unwrap();
+        assert!(!woken("late").await);
+        backend.send_event("late", "other", Bytes::from_static(b"x")).await.unwrap();
+        assert!(!woken("late").await);
+        backend.send_event("late", "go", Bytes::from_static(b"2")).await.unwrap();
+        assert!(woken("late").await);
+        // Consumed by someone else: the mark goes.
+        assert_eq!(
+            backend.consume_event("late", "go").await.unwrap(),
+            Some(Bytes::from_static(b"2"))
+        );
+        assert!(!woken("late").await);
+        // A stale mark (set behind the backend's back) is cleared by find.
+        let sql = format!(
+            "UPDATE \"{}\".workflows SET woken = TRUE WHERE instance_id = 'late'",
+            backend.schema()
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(backend.pool()).await.unwrap();
+        let found =
+            backend.find_available_tasks("w", 10, Duration::seconds(300), &[]).await.unwrap();
+        let ids: Vec<&str> = found.iter().map(|t| t.instance_id.as_str()).collect();
+        assert_eq!(ids, vec!["early"]);
+        assert!(!woken("late").await);
+        assert!(!woken("early").await);
+        assert_eq!(
+            backend.load_task_result("early", "sig").await.unwrap(),
+            Some(Bytes::from_static(b"1"))
+        );
+    })
+    .await;
 }

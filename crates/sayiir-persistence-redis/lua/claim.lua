@@ -4,10 +4,13 @@
 
 local task = ARGV[3]
 local st = redis.call('HGET', K_SNAP, 'st')
+-- D12, in the same step as the claim: this mirrors claims::claim_refused(status,
+-- has_result) of the core crate (a terminal workflow, or a task whose result the state
+-- holds); the test claim_refusal_mirrors_the_core_rule checks it status by status.
 if st == 'Completed' or st == 'Failed' or st == 'Cancelled' then
   return {'refused'}
 end
-if st and redis.call('HEXISTS', K_RES, task) == 1 then
+if st and holds_results(st) and redis.call('HEXISTS', K_RES, task) == 1 then
   return {'refused'}
 end
 local now = server_ms()

@@ -12,7 +12,7 @@
 --   9 meta     global hash: instance -> tags and last failed worker of the current task
 --  10 inst     global set: every stored instance id
 --  11 cexp     global zset: "<len(instance)>:<instance><task>" -> claim expiry (server ms)
---  12 seq      global counter: source of snapshot revisions
+--  12 seq      global counter: source of snapshot revisions (`rev` and `srev` in snap)
 -- ARGV[1] is the application clock in Unix milliseconds, ARGV[2] the instance id.
 
 local K_SNAP, K_BLOB, K_RES, K_SIG, K_CLM, K_EV =
@@ -24,6 +24,13 @@ local INSTANCE = ARGV[2]
 
 -- Scores are priority * SPAN + updated_at, exact in a double for any u8 priority.
 local SPAN = 8589934592
+
+-- Whether a state holds its own task results (results::status_holds_results of the core
+-- crate; src/scripts.rs tests that the two agree): for the others (Completed, Failed) the
+-- results hash is the archive.
+local function holds_results(st)
+  return st == 'InProgress' or st == 'Paused' or st == 'Cancelled'
+end
 
 -- Integers as decimal text without exponent (tostring switches to one past 14 digits).
 local function fmt(n)

@@ -13,15 +13,16 @@ local sig = redis.call('HGET', K_SNAP, 'sig')
 if sig then
   event = ev_head(sig) or false
 end
-local f = redis.call('HMGET', K_SNAP, 'tp', 'last', 'upd', 'st', 'rev')
+local f = redis.call('HMGET', K_SNAP, 'tp', 'last', 'upd', 'st', 'rev', 'srev')
 if not f[4] then
   return {request, pending, event, false}
 end
-local out = {request, pending, event, redis.call('GET', K_BLOB) or '', f[1], f[2], f[3], f[4], f[5]}
-if f[4] == 'InProgress' or f[4] == 'Paused' or f[4] == 'Cancelled' then
+local out = {request, pending, event,
+  redis.call('GET', K_BLOB) or '', f[1], f[2], f[3], f[4], f[5], f[6]}
+if holds_results(f[4]) then
   local results = redis.call('HGETALL', K_RES)
   for i = 1, #results do
-    out[9 + i] = results[i]
+    out[10 + i] = results[i]
   end
 end
 return out

@@ -1,57 +1,67 @@
 -- Stores a whole snapshot with its index entries, optionally as a compare-and-set.
 -- ARGV: 1 now, 2 instance,
---   3 expected revision ('' = unconditional),
---   4 signal kind to consume ('' = none), 5 its expected encoded request,
---   6 event name to pop ('' = none), 7 the payload expected at the head of that queue,
---   8 '1' to require that no cancel or pause request is pending,
---   9 '1' to drop a pending Pause request (unpause),
---  10 results mode: 'replace' (the results hash becomes exactly the pairs given) or 'add',
---  11 meta entry ('' = none),
---  12 the blob,
---  13 n = number of snapshot hash fields, then n field/value pairs, then result pairs.
+--   3 revision field to compare ('' = unconditional): 'rev' (bumped by every write) or
+--     'srev' (the state revision: bumped here only, not by save_task_result), 4 its
+--     expected value,
+--   5 signal kind to consume ('' = none), 6 its expected encoded request,
+--   7 event name to pop ('' = none), 8 the payload expected at the head of that queue,
+--   9 '1' to require that no cancel or pause request is pending,
+--  10 '1' to drop a pending Pause request (unpause),
+--  11 '1' to keep the stored last completed task id (a transition that preserves it: a
+--     result recorded since the read stays the last one),
+--  12 results mode: 'replace' (the results hash becomes exactly the pairs given) or 'add',
+--  13 meta entry ('' = none),
+--  14 the blob,
+--  15 n = number of snapshot hash fields, then n field/value pairs, then result pairs.
 -- Returns {'ok', revision} or {'conflict'}.
 
-if ARGV[3] ~= '' and redis.call('HGET', K_SNAP, 'rev') ~= ARGV[3] then
+if ARGV[3] ~= '' and redis.call('HGET', K_SNAP, ARGV[3]) ~= ARGV[4] then
   return {'conflict'}
 end
-if ARGV[4] ~= '' and redis.call('HGET', K_SIG, ARGV[4]) ~= ARGV[5] then
+if ARGV[5] ~= '' and redis.call('HGET', K_SIG, ARGV[5]) ~= ARGV[6] then
   return {'conflict'}
 end
-if ARGV[6] ~= '' and ev_head(ARGV[6]) ~= ARGV[7] then
+if ARGV[7] ~= '' and ev_head(ARGV[7]) ~= ARGV[8] then
   return {'conflict'}
 end
-if ARGV[8] == '1' and redis.call('HLEN', K_SIG) > 0 then
+if ARGV[9] == '1' and redis.call('HLEN', K_SIG) > 0 then
   return {'conflict'}
 end
 
-if ARGV[4] ~= '' then
-  redis.call('HDEL', K_SIG, ARGV[4])
+if ARGV[5] ~= '' then
+  redis.call('HDEL', K_SIG, ARGV[5])
 end
-if ARGV[6] ~= '' then
-  ev_pop(ARGV[6])
+if ARGV[7] ~= '' then
+  ev_pop(ARGV[7])
 end
-if ARGV[9] == '1' then
+if ARGV[10] == '1' then
   redis.call('HDEL', K_SIG, 'Pause')
+end
+local kept_last = false
+if ARGV[11] == '1' then
+  kept_last = redis.call('HGET', K_SNAP, 'last')
 end
 
 local revision = next_revision()
-local n = tonumber(ARGV[13])
-redis.call('SET', K_BLOB, ARGV[12])
+local n = tonumber(ARGV[15])
+local first_result = 16 + 2 * n
+redis.call('SET', K_BLOB, ARGV[14])
 redis.call('DEL', K_SNAP)
-for i = 14, 13 + 2 * n, 2 do
-  redis.call('HSET', K_SNAP, ARGV[i], ARGV[i + 1])
+redis.call('HSET', K_SNAP, 'rev', revision, 'srev', revision, unpack(ARGV, 16, first_result - 1))
+if kept_last then
+  redis.call('HSET', K_SNAP, 'last', kept_last)
 end
-redis.call('HSET', K_SNAP, 'rev', revision)
 
-if ARGV[10] == 'replace' then
+if ARGV[12] == 'replace' then
   redis.call('DEL', K_RES)
 end
-for i = 14 + 2 * n, #ARGV, 2 do
-  redis.call('HSET', K_RES, ARGV[i], ARGV[i + 1])
+-- In chunks: unpack is bounded by the Lua stack.
+for from = first_result, #ARGV, 1000 do
+  redis.call('HSET', K_RES, unpack(ARGV, from, math.min(from + 999, #ARGV)))
 end
 
-if ARGV[11] ~= '' then
-  redis.call('HSET', K_META, INSTANCE, ARGV[11])
+if ARGV[13] ~= '' then
+  redis.call('HSET', K_META, INSTANCE, ARGV[13])
 else
   redis.call('HDEL', K_META, INSTANCE)
 end

@@ -5,17 +5,22 @@
 //! `find_available_tasks` purges them without scanning. Times come from `TIME` inside the
 //! scripts: one clock for every worker machine, and a fresh claim never looks expired
 //! because of skew between machines.
+//!
+//! `claim.lua` refuses a claim on a terminal workflow or an already completed task (D12)
+//! inside the same script as the claim, so it cannot call the core's
+//! `claims::claim_refused`; it mirrors that rule, and the test
+//! `claim_refusal_mirrors_the_core_rule` compares the two for every status.
 
 use chrono::Duration;
 use sayiir_persistence::claims::{claim_held_by_other, claim_not_found, expiry_millis, task_claim};
 use sayiir_persistence::sayiir_core::task_claim::{AvailableTask, TaskClaim};
-use sayiir_persistence::validation::{IdKind, validate_ids};
+use sayiir_persistence::validation::validate_claim_ids;
 use sayiir_persistence::{BackendError, TaskClaimStore};
 use tracing::Instrument;
 
 use crate::error::{self, At};
 use crate::reply::Items;
-use crate::{RedisBackend, scripts, span};
+use crate::{RedisBackend, Retry, scripts, span};
 
 impl RedisBackend {
     /// Runs `release.lua` or `extend.lua`, which answer alike.
@@ -29,7 +34,8 @@ impl RedisBackend {
         let (instance_id, task_id, worker_id) = ids;
         let keys = self.keys().workflow(instance_id);
         let args: [&[u8]; 3] = [task_id.as_bytes(), worker_id.as_bytes(), extra];
-        let reply = self.run_workflow_script(at, script, &keys, instance_id, &args).await?;
+        let reply =
+            self.run_workflow_script(at, script, &keys, instance_id, &args, Retry::No).await?;
         let mut items = Items::new(reply, *at)?;
         match items.text()?.as_deref() {
             Some("ok") => Ok(()),
@@ -51,11 +57,7 @@ impl TaskClaimStore for RedisBackend {
         ttl: Option<Duration>,
     ) -> Result<Option<TaskClaim>, BackendError> {
         async {
-            validate_ids(&[
-                (IdKind::Instance, instance_id),
-                (IdKind::Task, task_id),
-                (IdKind::Worker, worker_id),
-            ])?;
+            validate_claim_ids(instance_id, task_id, worker_id)?;
             let at = At::new("claim_task").instance(instance_id).task(task_id).worker(worker_id);
             // A TTL whose expiry would overflow a timestamp means "never expires", as in
             // TaskClaim::new; the expiry itself is computed on the server clock.
@@ -65,8 +67,9 @@ impl TaskClaimStore for RedisBackend {
                 .unwrap_or_default();
             let keys = self.keys().workflow(instance_id);
             let args: [&[u8]; 3] = [task_id.as_bytes(), worker_id.as_bytes(), ttl_ms.as_bytes()];
-            let reply =
-                self.run_workflow_script(&at, &scripts().claim, &keys, instance_id, &args).await?;
+            let reply = self
+                .run_workflow_script(&at, &scripts().claim, &keys, instance_id, &args, Retry::No)
+                .await?;
             let mut items = Items::new(reply, at)?;
             match items.text()?.as_deref() {
                 Some("refused") => Ok(None),
@@ -89,11 +92,7 @@ impl TaskClaimStore for RedisBackend {
         worker_id: &str,
     ) -> Result<(), BackendError> {
         async {
-            validate_ids(&[
-                (IdKind::Instance, instance_id),
-                (IdKind::Task, task_id),
-                (IdKind::Worker, worker_id),
-            ])?;
+            validate_claim_ids(instance_id, task_id, worker_id)?;
             let at =
                 At::new("release_task_claim").instance(instance_id).task(task_id).worker(worker_id);
             self.owner_checked(&at, &scripts().release, (instance_id, task_id, worker_id), b"")
@@ -111,11 +110,7 @@ impl TaskClaimStore for RedisBackend {
         additional_duration: Duration,
     ) -> Result<(), BackendError> {
         async {
-            validate_ids(&[
-                (IdKind::Instance, instance_id),
-                (IdKind::Task, task_id),
-                (IdKind::Worker, worker_id),
-            ])?;
+            validate_claim_ids(instance_id, task_id, worker_id)?;
             let at =
                 At::new("extend_task_claim").instance(instance_id).task(task_id).worker(worker_id);
             let additional = additional_duration.num_milliseconds().to_string();

@@ -86,6 +86,13 @@ pub(crate) fn breaks_connection(error: &RedisError) -> bool {
     error.is_io_error() || error.is_connection_dropped() || error.is_unrecoverable_error()
 }
 
+/// Whether a call that failed with `error` may succeed on a fresh connection: the
+/// connection was lost or refused (a server restart, a killed client), not a timeout.
+pub(crate) fn worth_reconnecting(error: &RedisError) -> bool {
+    (error.is_connection_dropped() || error.is_io_error() || error.is_connection_refusal())
+        && !error.is_timeout()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,7 +34,7 @@ use crate::error::{self, At};
 use crate::keys::split_claim_member;
 use crate::reply::{self, Items};
 use crate::snapshot::Expect;
-use crate::{RedisBackend, now_millis, scripts};
+use crate::{RedisBackend, Retry, now_millis, scripts};
 
 /// Index scores are `priority * SPAN + updated_at`.
 const SPAN: f64 = 8_589_934_592.0;
@@ -46,6 +46,11 @@ const DUE_BATCH: usize = 256;
 /// How many times one call polls again to replace tasks that turned out not to be
 /// available (taken meanwhile, or undecodable).
 const TAKE_ROUNDS: usize = 4;
+
+/// Every call of `find_available_tasks` may be sent again on a fresh connection after a lost
+/// one (an error here ends the worker's loop, contract 6.6): its reads are reads, and its
+/// writes are compare-and-sets or idempotent index repairs whose outcome is not reported.
+const RETRY: Retry = Retry::OnReconnect;
 
 /// A ready task proposed by `poll.lua`.
 #[derive(Debug)]
@@ -148,7 +153,7 @@ impl RedisBackend {
             vec![now.as_bytes(), limit.as_bytes(), worker_id.as_bytes(), batch.as_bytes()];
         args.extend(worker_tags.iter().map(|tag| tag.as_bytes()));
         let keys = [keys.ready(), keys.meta(), keys.parked(), keys.claim_expiry()];
-        let reply = self.eval(at, &scripts().poll, &keys, &args).await?;
+        let reply = self.eval(at, &scripts().poll, &keys, &args, RETRY).await?;
         let mut items = Items::new(reply, *at)?;
         let due = texts(items.array()?)?;
         let expired = texts(items.array()?)?;
@@ -190,16 +195,18 @@ impl RedisBackend {
         };
         let keys = self.keys().workflow(instance_id);
         let args: [&[u8]; 1] = [task_id.as_bytes()];
-        let reply =
-            self.run_workflow_script(at, &scripts().purge_claim, &keys, instance_id, &args).await?;
+        let reply = self
+            .run_workflow_script(at, &scripts().purge_claim, &keys, instance_id, &args, RETRY)
+            .await?;
         reply::word(reply, at).map(|_| ())
     }
 
     /// Recomputes the index entries of one workflow.
     async fn refresh(&self, at: &At<'_>, instance_id: &str) -> Result<(), BackendError> {
         let keys = self.keys().workflow(instance_id);
-        let reply =
-            self.run_workflow_script(at, &scripts().refresh, &keys, instance_id, &[]).await?;
+        let reply = self
+            .run_workflow_script(at, &scripts().refresh, &keys, instance_id, &[], RETRY)
+            .await?;
         reply::word(reply, at).map(|_| ())
     }
 
@@ -253,6 +260,7 @@ impl RedisBackend {
             },
             no_signal: true,
             add_results: Some(added),
+            retry: true,
             ..Expect::default()
         };
         // Losing the compare-and-set means another caller advanced or changed it: done.
@@ -271,7 +279,10 @@ impl RedisBackend {
     ) -> BackendError {
         let keys = self.keys().workflow(instance_id);
         let args: [&[u8]; 1] = [revision.as_bytes()];
-        match self.run_workflow_script(at, &scripts().unindex, &keys, instance_id, &args).await {
+        match self
+            .run_workflow_script(at, &scripts().unindex, &keys, instance_id, &args, RETRY)
+            .await
+        {
             Ok(_) => error,
             Err(unindex_error) => {
                 tracing::warn!(error = %unindex_error, "cannot unindex an undecodable workflow");
@@ -287,7 +298,8 @@ impl RedisBackend {
         instance_id: &str,
     ) -> Result<Option<AvailableTask>, BackendError> {
         let keys = self.keys().workflow(instance_id);
-        let reply = self.run_workflow_script(at, &scripts().take, &keys, instance_id, &[]).await?;
+        let reply =
+            self.run_workflow_script(at, &scripts().take, &keys, instance_id, &[], RETRY).await?;
         if reply == Value::Nil {
             return Ok(None);
         }

@@ -25,9 +25,16 @@ pub(crate) struct WorkflowKeys {
 /// Suffixes of a workflow's keys, in the order scripts receive them.
 const OWN: [&str; 6] = ["snap", "blob", "results", "signals", "claims", "events"];
 
+/// How many KEYS a per-workflow script receives: the workflow's own, then the globals.
+pub(crate) const SCRIPT_KEYS: usize = OWN.len() + 6;
+
 impl WorkflowKeys {
     fn key(&self, suffix: &str) -> String {
-        format!("{}:{suffix}", self.tag)
+        let mut key = String::with_capacity(self.tag.len() + 1 + suffix.len());
+        key.push_str(&self.tag);
+        key.push(':');
+        key.push_str(suffix);
+        key
     }
 
     /// The string holding the snapshot blob.
@@ -40,10 +47,21 @@ impl WorkflowKeys {
         self.key(OWN[3])
     }
 
-    /// The KEYS list of a per-workflow script: this workflow's keys, then the global ones
-    /// (see `lua/common.lua`).
-    pub(crate) fn script_keys<'a>(&self, space: &'a KeySpace) -> ([String; 6], &'a [String; 6]) {
-        (OWN.map(|suffix| self.key(suffix)), &space.globals)
+    /// Appends the KEYS of a per-workflow script to `cmd`: this workflow's keys, then the
+    /// global ones (see `lua/common.lua`). One scratch buffer, no string per key.
+    pub(crate) fn push_script_keys(&self, cmd: &mut redis::Cmd, space: &KeySpace) {
+        let mut key = String::with_capacity(self.tag.len() + 9);
+        key.push_str(&self.tag);
+        key.push(':');
+        let base = key.len();
+        for suffix in OWN {
+            key.truncate(base);
+            key.push_str(suffix);
+            cmd.arg(key.as_bytes());
+        }
+        for global in &space.globals {
+            cmd.arg(global.as_bytes());
+        }
     }
 }
 
@@ -64,7 +82,13 @@ impl KeySpace {
 
     /// Keys of `instance_id`.
     pub(crate) fn workflow(&self, instance_id: &str) -> WorkflowKeys {
-        WorkflowKeys { tag: format!("{{{}:{}}}", self.prefix, encode(instance_id)) }
+        let mut tag = String::with_capacity(self.prefix.len() + instance_id.len() + 3);
+        tag.push('{');
+        tag.push_str(&self.prefix);
+        tag.push(':');
+        encode_into(&mut tag, instance_id);
+        tag.push('}');
+        WorkflowKeys { tag }
     }
 
     /// The ready index.
@@ -109,6 +133,16 @@ impl KeySpace {
 /// Percent-encodes the characters that would break a hash tag or a separator.
 fn encode(id: &str) -> String {
     let mut out = String::with_capacity(id.len());
+    encode_into(&mut out, id);
+    out
+}
+
+/// [`encode`], appending to `out`.
+fn encode_into(out: &mut String, id: &str) {
+    if !id.contains(['%', ':', '{', '}']) {
+        out.push_str(id);
+        return;
+    }
     for c in id.chars() {
         match c {
             '%' | ':' | '{' | '}' => {
@@ -117,7 +151,6 @@ fn encode(id: &str) -> String {
             _ => out.push(c),
         }
     }
-    out
 }
 
 /// The member of the claim-expiry index for one claim, as `claim_member` in `common.lua`
@@ -153,5 +186,27 @@ mod tests {
         assert_eq!(split_claim_member(&claim_member("a", "b:c")), Some(("a", "b:c")));
         assert_ne!(claim_member("a:b", "c"), claim_member("a", "b:c"));
         assert_eq!(KeySpace::new("a*b").pattern(), "\\{a\\*b[:}]*");
+    }
+
+    #[test]
+    fn script_keys_are_the_workflow_keys_then_the_globals() {
+        let space = KeySpace::new("p:q");
+        let keys = space.workflow("i:d");
+        let mut cmd = redis::cmd("EVALSHA");
+        keys.push_script_keys(&mut cmd, &space);
+        let args: Vec<String> = cmd
+            .args_iter()
+            .skip(1)
+            .map(|arg| match arg {
+                redis::Arg::Simple(bytes) => String::from_utf8(bytes.to_vec()).unwrap_or_default(),
+                _ => String::new(),
+            })
+            .collect();
+        let mut expected: Vec<String> =
+            OWN.iter().map(|suffix| format!("{{p%3Aq:i%3Ad}}:{suffix}")).collect();
+        expected.extend(space.globals.iter().cloned());
+        assert_eq!(args, expected);
+        assert_eq!(args.len(), SCRIPT_KEYS);
+        assert_eq!(keys.signals(), "{p%3Aq:i%3Ad}:signals");
     }
 }

@@ -31,7 +31,8 @@ mod scripts;
 mod signal;
 mod snapshot;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -190,12 +191,7 @@ impl RedisBackend {
         Self {
             inner: Arc::new(Inner {
                 keys: KeySpace::new(&options.key_prefix),
-                lanes: Lanes {
-                    pool,
-                    slots: (0..lanes).map(|_| Mutex::new(None)).collect(),
-                    filling: (0..lanes).map(|_| futures::lock::Mutex::new(())).collect(),
-                    next: AtomicUsize::new(0),
-                },
+                lanes: Lanes::new(pool, lanes),
             }),
         }
     }
@@ -215,10 +211,8 @@ impl RedisBackend {
     }
 
     async fn ping(&self, at: &At<'_>) -> Result<(), BackendError> {
-        let mut lane = self.inner.lanes.get(at).await?;
-        let result: RedisResult<String> = redis::cmd("PING").query_async(&mut lane.conn).await;
-        self.inner.lanes.observe(&lane, result).map_err(|e| error::redis(at, &e))?;
-        Ok(())
+        let cmd = redis::cmd("PING");
+        self.query::<String>(at, &cmd, Retry::OnReconnect).await.map(|_| ())
     }
 
     fn keys(&self) -> &KeySpace {
@@ -234,42 +228,60 @@ impl RedisBackend {
         keys: &WorkflowKeys,
         instance_id: &str,
         args: &[&[u8]],
+        retry: Retry,
     ) -> Result<Value, BackendError> {
-        let (own, globals) = keys.script_keys(self.keys());
-        let keys: Vec<&str> = own.iter().chain(globals).map(String::as_str).collect();
-        let now = now_millis().to_string();
-        let mut all_args: Vec<&[u8]> = Vec::with_capacity(args.len() + 2);
-        all_args.push(now.as_bytes());
-        all_args.push(instance_id.as_bytes());
-        all_args.extend_from_slice(args);
-        self.eval(at, lua, &keys, &all_args).await
+        let mut cmd = self.workflow_script_command(lua, keys, instance_id);
+        cmd.arg(args);
+        self.run_script(at, lua, &cmd, retry).await
     }
 
-    /// Runs a script on one connection: `EVALSHA`, and once `EVAL` with the source if the
-    /// server does not have the script cached.
+    /// The `EVALSHA` of a per-workflow script up to its own arguments: the workflow's keys,
+    /// then the application clock and the instance id as the first two ARGV.
+    fn workflow_script_command(
+        &self,
+        lua: &Lua,
+        keys: &WorkflowKeys,
+        instance_id: &str,
+    ) -> redis::Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(lua.sha.as_str()).arg(crate::keys::SCRIPT_KEYS);
+        keys.push_script_keys(&mut cmd, self.keys());
+        cmd.arg(now_millis()).arg(instance_id);
+        cmd
+    }
+
+    /// Runs a script on global keys only.
     async fn eval(
         &self,
         at: &At<'_>,
         lua: &Lua,
         keys: &[&str],
         args: &[&[u8]],
+        retry: Retry,
     ) -> Result<Value, BackendError> {
-        let command = |verb: &str, body: &[u8]| {
-            let mut cmd = redis::cmd(verb);
-            cmd.arg(body).arg(keys.len()).arg(keys).arg(args);
-            cmd
-        };
-        let mut lane = self.inner.lanes.get(at).await?;
-        let first = command("EVALSHA", lua.script.get_hash().as_bytes())
-            .query_async::<Value>(&mut lane.conn)
-            .await;
-        let result = match first {
-            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                command("EVAL", lua.source.as_bytes()).query_async::<Value>(&mut lane.conn).await
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(lua.sha.as_str()).arg(keys.len()).arg(keys).arg(args);
+        self.run_script(at, lua, &cmd, retry).await
+    }
+
+    /// Sends an `EVALSHA` command built by the caller, and once as `EVAL` with the source if
+    /// the server does not have the script cached.
+    async fn run_script(
+        &self,
+        at: &At<'_>,
+        lua: &Lua,
+        evalsha: &redis::Cmd,
+        retry: Retry,
+    ) -> Result<Value, BackendError> {
+        self.on_connection(at, retry, |mut conn| async move {
+            match evalsha.query_async::<Value>(&mut conn).await {
+                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    lua.eval_command(evalsha).query_async::<Value>(&mut conn).await
+                }
+                other => other,
             }
-            other => other,
-        };
-        self.inner.lanes.observe(&lane, result).map_err(|e| error::redis(at, &e))
+        })
+        .await
     }
 
     /// Runs one plain command.
@@ -277,11 +289,61 @@ impl RedisBackend {
         &self,
         at: &At<'_>,
         cmd: &redis::Cmd,
+        retry: Retry,
     ) -> Result<T, BackendError> {
-        let mut lane = self.inner.lanes.get(at).await?;
-        let result = cmd.query_async::<T>(&mut lane.conn).await;
-        self.inner.lanes.observe(&lane, result).map_err(|e| error::redis(at, &e))
+        self.on_connection(
+            at,
+            retry,
+            |mut conn| async move { cmd.query_async::<T>(&mut conn).await },
+        )
+        .await
     }
+
+    /// Runs `call` on one of the held connections. A connection that turns out broken is
+    /// replaced; with [`Retry::OnReconnect`] a call that failed because of it is sent once
+    /// more, on a fresh connection (after a server restart every held connection is stale,
+    /// and each would otherwise fail one call). The happy path is one attempt.
+    async fn on_connection<T, F, Fut>(
+        &self,
+        at: &At<'_>,
+        retry: Retry,
+        call: F,
+    ) -> Result<T, BackendError>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let lanes = &self.inner.lanes;
+        let lane = lanes.get(at).await?;
+        let error = match call(lane.conn.clone()).await {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        lanes.observe(&lane, &error);
+        if retry == Retry::No || !error::worth_reconnecting(&error) {
+            return Err(error::redis(at, &error));
+        }
+        tracing::debug!(error = %error, "redis connection lost; retrying once on a fresh one");
+        let fresh = lanes.get_slot(at, lane.index).await?;
+        match call(fresh.conn.clone()).await {
+            Ok(value) => Ok(value),
+            Err(error) => {
+                lanes.observe(&fresh, &error);
+                Err(error::redis(at, &error))
+            }
+        }
+    }
+}
+
+/// Whether a call may be sent a second time after it met a broken connection: only for
+/// calls whose repetition is harmless (reads, compare-and-set writes whose outcome the
+/// caller does not report).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// Send once.
+    No,
+    /// Send once more on a fresh connection after a connection-class error.
+    OnReconnect,
 }
 
 /// The scripts, compiled once per process.
@@ -297,12 +359,7 @@ fn now_millis() -> i64 {
 
 /// A tracing span for one backend operation.
 fn span(operation: &'static str, instance_id: &str) -> tracing::Span {
-    tracing::debug_span!(
-        "sayiir_persistence_redis",
-        db.system = "redis",
-        db.operation.name = operation,
-        instance_id = instance_id,
-    )
+    tracing::debug_span!("sayiir_persistence", db.system = "redis", operation, instance_id)
 }
 
 /// A few long-lived multiplexed connections taken from a deadpool pool.
@@ -321,6 +378,8 @@ struct Lanes {
     /// requests never queue on the pool for connections the slots already hold.
     filling: Vec<futures::lock::Mutex<()>>,
     next: AtomicUsize,
+    /// Source of connection generations: every connection put in a slot gets a new one.
+    generations: AtomicU64,
 }
 
 impl std::fmt::Debug for Lanes {
@@ -334,23 +393,41 @@ struct Held {
     /// Returned to the pool when dropped.
     _object: deadpool_redis::Connection,
     conn: MultiplexedConnection,
+    generation: u64,
 }
 
 /// A connection to send one operation on.
 struct Lane {
     index: usize,
+    generation: u64,
     conn: MultiplexedConnection,
 }
 
 impl Lanes {
+    fn new(pool: deadpool_redis::Pool, count: usize) -> Self {
+        Self {
+            pool,
+            slots: (0..count).map(|_| Mutex::new(None)).collect(),
+            filling: (0..count).map(|_| futures::lock::Mutex::new(())).collect(),
+            next: AtomicUsize::new(0),
+            generations: AtomicU64::new(0),
+        }
+    }
+
     fn slot(&self, index: usize) -> MutexGuard<'_, Option<Held>> {
         // A panic while the lock was held cannot leave the slot inconsistent: it holds a
         // whole value or nothing.
         self.slots[index].lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The connection of the next slot, round-robin.
     async fn get(&self, at: &At<'_>) -> Result<Lane, BackendError> {
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        self.get_slot(at, index).await
+    }
+
+    /// The connection of slot `index`, fetched from the pool if the slot is empty.
+    async fn get_slot(&self, at: &At<'_>, index: usize) -> Result<Lane, BackendError> {
         if let Some(lane) = self.cached(index) {
             return Ok(lane);
         }
@@ -360,21 +437,68 @@ impl Lanes {
         }
         let object = self.pool.get().await.map_err(|e| error::pool(at, &e))?;
         let conn = MultiplexedConnection::clone(&object);
-        *self.slot(index) = Some(Held { _object: object, conn: conn.clone() });
-        Ok(Lane { index, conn })
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed);
+        *self.slot(index) = Some(Held { _object: object, conn: conn.clone(), generation });
+        Ok(Lane { index, generation, conn })
     }
 
     fn cached(&self, index: usize) -> Option<Lane> {
-        self.slot(index).as_ref().map(|held| Lane { index, conn: held.conn.clone() })
+        self.slot(index).as_ref().map(|held| Lane {
+            index,
+            generation: held.generation,
+            conn: held.conn.clone(),
+        })
     }
 
-    /// Drops the lane's connection if `result` shows it is broken.
-    fn observe<T>(&self, lane: &Lane, result: RedisResult<T>) -> RedisResult<T> {
-        if let Err(e) = &result
-            && error::breaks_connection(e)
-        {
-            *self.slot(lane.index) = None;
+    /// Drops the lane's connection if `error` shows it is broken; unless the slot already
+    /// holds another connection (a concurrent request met the same error and refilled it).
+    fn observe(&self, lane: &Lane, error: &redis::RedisError) {
+        if error::breaks_connection(error) {
+            let mut slot = self.slot(lane.index);
+            if slot.as_ref().is_some_and(|held| held.generation == lane.generation) {
+                *slot = None;
+            }
         }
-        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A late report of a broken connection never drops the healthy connection a
+    /// concurrent request has already put in the slot.
+    #[tokio::test]
+    async fn observe_keeps_a_slot_refilled_meanwhile() {
+        let url = sayiir_persistence_conformance::servers::redis_url();
+        let Ok(manager) = deadpool_redis::Manager::new(url) else { panic!("bad Redis URL") };
+        let pool = deadpool_redis::Pool::builder(manager)
+            .max_size(2)
+            .runtime(deadpool_redis::Runtime::Tokio1)
+            .build();
+        let Ok(pool) = pool else { panic!("cannot build the pool") };
+        let lanes = Lanes::new(pool, 1);
+        let at = At::new("test");
+        let broken = redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::BrokenPipe,
+            "connection closed",
+        ));
+        let Ok(stale) = lanes.get(&at).await else { panic!("no connection") };
+        // A first request meets the broken connection and the slot is refilled.
+        lanes.observe(&stale, &broken);
+        assert!(lanes.cached(0).is_none());
+        let Ok(fresh) = lanes.get(&at).await else { panic!("no connection") };
+        assert_ne!(fresh.generation, stale.generation);
+        // A second request that was in flight on the old connection reports late.
+        lanes.observe(&stale, &broken);
+        assert_eq!(lanes.cached(0).map(|lane| lane.generation), Some(fresh.generation));
+        // The fresh connection itself breaking does empty the slot.
+        lanes.observe(&fresh, &broken);
+        assert!(lanes.cached(0).is_none());
+        // Errors that leave the connection usable do not.
+        let Ok(again) = lanes.get(&at).await else { panic!("no connection") };
+        let script_error = redis::RedisError::from((redis::ErrorKind::Client, "script failed"));
+        lanes.observe(&again, &script_error);
+        assert_eq!(lanes.cached(0).map(|lane| lane.generation), Some(again.generation));
     }
 }

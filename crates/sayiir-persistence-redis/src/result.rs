@@ -8,7 +8,7 @@ use tracing::Instrument;
 
 use crate::error::{self, At};
 use crate::reply::Items;
-use crate::{RedisBackend, scripts, span};
+use crate::{RedisBackend, Retry, scripts, span};
 
 impl TaskResultStore for RedisBackend {
     async fn load_task_result(
@@ -22,7 +22,14 @@ impl TaskResultStore for RedisBackend {
             let keys = self.keys().workflow(instance_id);
             let args: [&[u8]; 1] = [task_id.as_bytes()];
             let reply = self
-                .run_workflow_script(&at, &scripts().load_task_result, &keys, instance_id, &args)
+                .run_workflow_script(
+                    &at,
+                    &scripts().load_task_result,
+                    &keys,
+                    instance_id,
+                    &args,
+                    Retry::OnReconnect,
+                )
                 .await?;
             let mut items = Items::new(reply, at)?;
             match items.text()?.as_deref() {

@@ -6,18 +6,30 @@
 //! source, which also caches the script again. Unlike `SCRIPT LOAD` + `EVALSHA`, that
 //! fallback cannot meet a second flush in between.
 
-use redis::Script;
+use redis::{Arg, Cmd, Script};
 
-/// One script: its source and its SHA-1 (via `redis::Script`).
+/// One script: its source and its SHA-1 (computed once, via `redis::Script`).
 #[derive(Debug)]
 pub(crate) struct Lua {
-    pub(crate) script: Script,
+    pub(crate) sha: String,
     pub(crate) source: String,
 }
 
 impl Lua {
     fn new(source: String) -> Self {
-        Self { script: Script::new(&source), source }
+        Self { sha: Script::new(&source).get_hash().to_string(), source }
+    }
+
+    /// `evalsha` (`EVALSHA <sha> <numkeys> ...`) as `EVAL <source> <numkeys> ...`.
+    pub(crate) fn eval_command(&self, evalsha: &Cmd) -> Cmd {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(self.source.as_bytes());
+        for arg in evalsha.args_iter().skip(2) {
+            if let Arg::Simple(bytes) = arg {
+                cmd.arg(bytes);
+            }
+        }
+        cmd
     }
 }
 
@@ -71,6 +83,34 @@ impl Scripts {
             take: workflow(include_str!("../lua/take.lua")),
             unindex: workflow(include_str!("../lua/unindex.lua")),
             poll: Lua::new(include_str!("../lua/poll.lua").to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sayiir_persistence::results::status_holds_results;
+    use sayiir_persistence::sayiir_core::snapshot::SnapshotStatus;
+
+    use super::COMMON;
+
+    /// `holds_results` in `common.lua` lists exactly the statuses of the core rule.
+    #[test]
+    fn lua_holds_results_matches_the_core_rule() {
+        let start = COMMON.find("local function holds_results(st)").unwrap_or(0);
+        let body = &COMMON[start..];
+        let body = &body[..body.find("\nend").unwrap_or(body.len())];
+        let listed: Vec<&str> = body.split('\'').skip(1).step_by(2).collect();
+        assert!(!listed.is_empty(), "holds_results not found in common.lua");
+        for status in [
+            SnapshotStatus::InProgress,
+            SnapshotStatus::Completed,
+            SnapshotStatus::Failed,
+            SnapshotStatus::Cancelled,
+            SnapshotStatus::Paused,
+        ] {
+            let name: &str = status.as_ref();
+            assert_eq!(listed.contains(&name), status_holds_results(name), "{name}");
         }
     }
 }

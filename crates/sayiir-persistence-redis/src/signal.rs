@@ -3,25 +3,36 @@
 //! `store_signal`, `clear_signal` and the event queues are single scripts. The transitions
 //! (`check_and_cancel`, `check_and_pause`, `unpause`) need the snapshot decoded, so they read
 //! it with one script, apply the sayiir-core mutator in Rust, and write it back with a
-//! compare-and-set on the snapshot's revision that also consumes the request. When no
-//! request is pending, a check is a single `HEXISTS`.
+//! compare-and-set that also consumes the request. The compare-and-set is on what the
+//! transition depends on: the pending request, and the state revision, which only whole
+//! saves bump. Results recorded meanwhile by `save_task_result` (concurrent fork branches)
+//! do not make it lose: the transition keeps the results hash as it is, and keeps the
+//! stored last completed task id where the new state carries it. A lost compare-and-set
+//! (another whole save, another transition, a request overwritten) re-reads, without a
+//! limit: each loss means another writer made progress, and an error here would be fatal
+//! to the workflow (contract 8.4). When no request is pending, a check is a single
+//! `HEXISTS`.
+
+use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
+use std::pin::Pin;
+use std::sync::LazyLock;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use sayiir_persistence::sayiir_core::snapshot::{
-    PauseRequest, SignalKind, SignalRequest, WorkflowSnapshot,
+    PauseRequest, SignalKind, SignalRequest, SnapshotStatus, WorkflowSnapshot,
 };
-use sayiir_persistence::validation::{IdKind, not_paused_error, validate_id, validate_ids};
+use sayiir_persistence::validation::{
+    IdKind, SignalDecision, not_paused_error, signal_decision, validate_id, validate_ids,
+};
 use sayiir_persistence::{BackendError, SignalStore};
 use tracing::Instrument;
 
 use crate::error::{self, At};
 use crate::reply::{self, Items};
 use crate::snapshot::{Expect, Written};
-use crate::{RedisBackend, scripts, span};
-
-/// How many times a transition re-reads after losing a compare-and-set. Each loss means
-/// another writer changed the workflow; after it the transition usually no longer applies.
-const TRANSITION_ATTEMPTS: usize = 16;
+use crate::{RedisBackend, Retry, scripts, span};
 
 fn kind_name(kind: SignalKind) -> &'static str {
     match kind {
@@ -40,6 +51,73 @@ fn decode_request(at: &At<'_>, raw: &[u8]) -> Result<SignalRequest, BackendError
     rmp_serde::from_slice(raw).map_err(|e| error::corrupt(at, &format!("signal request: {e}")))
 }
 
+/// The decision word `store_signal.lua` applies for one status.
+fn decision_word(status: &str, kind: SignalKind) -> &'static str {
+    match signal_decision(status, kind) {
+        Ok(SignalDecision::Store) => "store",
+        Ok(SignalDecision::AlreadyApplied) => "already",
+        Err(_) => "refuse",
+    }
+}
+
+/// The ARGV tail of `store_signal.lua` for `kind`: the decision for a status the table does
+/// not list, then (status, decision) for every status, all computed by the core rule
+/// `validation::signal_decision`, so the script only looks the stored status up.
+fn decision_table(kind: SignalKind) -> Vec<String> {
+    // A text no status has: the rule's answer for unknown statuses.
+    let mut table = vec![decision_word("", kind).to_string()];
+    for status in [
+        SnapshotStatus::InProgress,
+        SnapshotStatus::Completed,
+        SnapshotStatus::Failed,
+        SnapshotStatus::Cancelled,
+        SnapshotStatus::Paused,
+    ] {
+        let name: &str = status.as_ref();
+        table.push(name.to_string());
+        table.push(decision_word(name, kind).to_string());
+    }
+    table
+}
+
+static CANCEL_DECISIONS: LazyLock<Vec<String>> =
+    LazyLock::new(|| decision_table(SignalKind::Cancel));
+static PAUSE_DECISIONS: LazyLock<Vec<String>> = LazyLock::new(|| decision_table(SignalKind::Pause));
+
+fn decisions(kind: SignalKind) -> &'static [String] {
+    match kind {
+        SignalKind::Cancel => &CANCEL_DECISIONS,
+        SignalKind::Pause => &PAUSE_DECISIONS,
+    }
+}
+
+/// Lets the scheduler run other tasks a random number of times, growing with the number of
+/// compare-and-sets lost in a row, so that transitions that keep colliding spread out.
+async fn back_off(losses: u32) {
+    let spread = 1_u64 << losses.min(6);
+    let turns = RandomState::new().hash_one(losses) % spread + 1;
+    for _ in 0..turns {
+        YieldNow(false).await;
+    }
+}
+
+/// Pending once, then ready: hands the thread to the other tasks of the runtime.
+#[derive(Debug)]
+struct YieldNow(bool);
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
 impl RedisBackend {
     /// Applies a pending request of `kind` to an in-progress workflow (contract 4.5, 4.6).
     async fn apply_signal(
@@ -53,10 +131,11 @@ impl RedisBackend {
         let keys = self.keys().workflow(instance_id);
         let mut probe = redis::cmd("HEXISTS");
         probe.arg(keys.signals()).arg(name);
-        if !self.query::<bool>(at, &probe).await? {
+        if !self.query::<bool>(at, &probe, Retry::OnReconnect).await? {
             return Ok(false);
         }
-        for _ in 0..TRANSITION_ATTEMPTS {
+        let mut losses = 0_u32;
+        loop {
             let read = self.read_full(at, instance_id, name).await?;
             let Some(raw) = read.request else {
                 return Ok(false);
@@ -64,10 +143,10 @@ impl RedisBackend {
             let Some(loaded) = read.loaded else {
                 return Err(BackendError::NotFound(instance_id.to_string()));
             };
-            if loaded.status != "InProgress" {
+            if loaded.status != SnapshotStatus::InProgress.as_ref() {
                 return Ok(false);
             }
-            let revision = loaded.revision.clone();
+            let revision = loaded.transition_revision();
             let request = decode_request(at, &raw)?;
             let mut snapshot = loaded.assemble(instance_id)?;
             match kind {
@@ -79,18 +158,18 @@ impl RedisBackend {
                 SignalKind::Pause => snapshot.mark_paused(&PauseRequest::from(request)),
             }
             let expect = Expect {
-                revision: Some(&revision),
                 consume_signal: Some((name, &raw)),
+                // Paused keeps the last completed task id: one recorded since the read wins.
+                keep_last: kind == SignalKind::Pause,
                 add_results: Some(Vec::new()),
-                ..Expect::default()
+                ..revision.expect()
             };
             if self.write_snapshot(at, &snapshot, expect).await? == Written::Ok {
                 return Ok(true);
             }
+            losses = losses.saturating_add(1);
+            back_off(losses).await;
         }
-        Err(BackendError::Backend(format!(
-            "redis {at}: the workflow kept changing during {TRANSITION_ATTEMPTS} attempts"
-        )))
     }
 }
 
@@ -106,19 +185,23 @@ impl SignalStore for RedisBackend {
             let at = At::new("store_signal").instance(instance_id);
             let encoded = encode_request(&at, &request)?;
             let keys = self.keys().workflow(instance_id);
-            let args: [&[u8]; 2] = [kind_name(kind).as_bytes(), &encoded];
-            let reply = self
-                .run_workflow_script(&at, &scripts().store_signal, &keys, instance_id, &args)
-                .await?;
+            let script = &scripts().store_signal;
+            let mut cmd = self.workflow_script_command(script, &keys, instance_id);
+            cmd.arg(kind_name(kind)).arg(&encoded).arg(decisions(kind));
+            let reply = self.run_script(&at, script, &cmd, Retry::No).await?;
             let mut items = Items::new(reply, at)?;
             match items.text()?.as_deref() {
                 Some("stored" | "already") => Ok(()),
                 Some("not_found") => Err(BackendError::NotFound(instance_id.to_string())),
-                Some("cannot_cancel") => {
-                    Err(BackendError::CannotCancel(items.text()?.unwrap_or_default()))
-                }
-                Some("cannot_pause") => {
-                    Err(BackendError::CannotPause(items.text()?.unwrap_or_default()))
+                // The same rule that built the table gives the error, with its message.
+                Some("refused") => {
+                    match signal_decision(&items.text()?.unwrap_or_default(), kind) {
+                        Err(refused) => Err(refused),
+                        Ok(decision) => Err(error::reply(
+                            &at,
+                            &format!("refused a signal the rule allows: {decision:?}"),
+                        )),
+                    }
                 }
                 other => Err(error::reply(&at, &format!("store_signal returned {other:?}"))),
             }
@@ -138,7 +221,7 @@ impl SignalStore for RedisBackend {
             let keys = self.keys().workflow(instance_id);
             let mut cmd = redis::cmd("HGET");
             cmd.arg(keys.signals()).arg(kind_name(kind));
-            let raw: Option<Vec<u8>> = self.query(&at, &cmd).await?;
+            let raw: Option<Vec<u8>> = self.query(&at, &cmd, Retry::OnReconnect).await?;
             raw.map(|raw| decode_request(&at, &raw)).transpose()
         }
         .instrument(span("get_signal", instance_id))
@@ -152,7 +235,14 @@ impl SignalStore for RedisBackend {
             let keys = self.keys().workflow(instance_id);
             let args: [&[u8]; 1] = [kind_name(kind).as_bytes()];
             let reply = self
-                .run_workflow_script(&at, &scripts().clear_signal, &keys, instance_id, &args)
+                .run_workflow_script(
+                    &at,
+                    &scripts().clear_signal,
+                    &keys,
+                    instance_id,
+                    &args,
+                    Retry::No,
+                )
                 .await?;
             expect_ok(&at, reply)
         }
@@ -172,7 +262,14 @@ impl SignalStore for RedisBackend {
             let keys = self.keys().workflow(instance_id);
             let args: [&[u8]; 2] = [signal_name.as_bytes(), &payload];
             let reply = self
-                .run_workflow_script(&at, &scripts().send_event, &keys, instance_id, &args)
+                .run_workflow_script(
+                    &at,
+                    &scripts().send_event,
+                    &keys,
+                    instance_id,
+                    &args,
+                    Retry::No,
+                )
                 .await?;
             expect_ok(&at, reply)
         }
@@ -191,7 +288,14 @@ impl SignalStore for RedisBackend {
             let keys = self.keys().workflow(instance_id);
             let args: [&[u8]; 1] = [signal_name.as_bytes()];
             let reply = self
-                .run_workflow_script(&at, &scripts().consume_event, &keys, instance_id, &args)
+                .run_workflow_script(
+                    &at,
+                    &scripts().consume_event,
+                    &keys,
+                    instance_id,
+                    &args,
+                    Retry::No,
+                )
                 .await?;
             let mut items = Items::new(reply, at)?;
             if items.remaining() == 0 {
@@ -234,30 +338,29 @@ impl SignalStore for RedisBackend {
         async {
             validate_id(IdKind::Instance, instance_id)?;
             let at = At::new("unpause").instance(instance_id);
-            for _ in 0..TRANSITION_ATTEMPTS {
+            let mut losses = 0_u32;
+            loop {
                 let read = self.read_full(&at, instance_id, "").await?;
                 let Some(loaded) = read.loaded else {
                     return Err(BackendError::NotFound(instance_id.to_string()));
                 };
-                let revision = loaded.revision.clone();
+                let revision = loaded.transition_revision();
                 let mut snapshot = loaded.assemble(instance_id)?;
                 if !snapshot.state.is_paused() {
                     return Err(not_paused_error(&snapshot.state));
                 }
                 snapshot.mark_unpaused();
                 let expect = Expect {
-                    revision: Some(&revision),
                     clear_pause: true,
                     add_results: Some(Vec::new()),
-                    ..Expect::default()
+                    ..revision.expect()
                 };
                 if self.write_snapshot(&at, &snapshot, expect).await? == Written::Ok {
                     return Ok(snapshot);
                 }
+                losses = losses.saturating_add(1);
+                back_off(losses).await;
             }
-            Err(BackendError::Backend(format!(
-                "redis {at}: the workflow kept changing during {TRANSITION_ATTEMPTS} attempts"
-            )))
         }
         .instrument(span("unpause", instance_id))
         .await
@@ -268,5 +371,49 @@ fn expect_ok(at: &At<'_>, reply: redis::Value) -> Result<(), BackendError> {
     match reply::word(reply, at)?.as_str() {
         "ok" => Ok(()),
         other => Err(error::reply(at, other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table `store_signal.lua` receives is contract 4.1 with D2, as the core rule
+    /// gives it.
+    #[test]
+    fn decision_tables_follow_the_core_rule() {
+        let table = |kind| decisions(kind).iter().map(String::as_str).collect::<Vec<_>>();
+        assert_eq!(
+            table(SignalKind::Cancel),
+            [
+                "store",
+                "InProgress",
+                "store",
+                "Completed",
+                "refuse",
+                "Failed",
+                "refuse",
+                "Cancelled",
+                "already",
+                "Paused",
+                "store"
+            ]
+        );
+        assert_eq!(
+            table(SignalKind::Pause),
+            [
+                "store",
+                "InProgress",
+                "store",
+                "Completed",
+                "refuse",
+                "Failed",
+                "refuse",
+                "Cancelled",
+                "refuse",
+                "Paused",
+                "already"
+            ]
+        );
     }
 }

@@ -225,8 +225,9 @@ async fn structural_characters_in_ids() {
     .await;
 }
 
-/// A connection killed by the server fails at most the call that finds it broken; the
-/// backend replaces it by itself (contract D11), through a pool the caller built.
+/// A connection killed by the server is replaced by the backend itself (contract D11),
+/// through a pool the caller built; reads and `find_available_tasks` are sent once more on
+/// the fresh connection, so not even the first call after the kill fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovers_after_the_server_drops_its_connection() {
     use sayiir_persistence_redis::deadpool_redis::{self, Hook, HookError, Runtime};
@@ -258,28 +259,209 @@ async fn recovers_after_the_server_drops_its_connection() {
         backend.save_snapshot(&at_task(&id, "t")).await.unwrap();
 
         let mut raw = common::raw().await;
-        let list: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut raw).await.unwrap();
-        let ids: Vec<&str> = list
-            .lines()
-            .filter(|line| line.split(' ').any(|field| field == format!("name={name}")))
-            .filter_map(|line| line.split(' ').find_map(|f| f.strip_prefix("id=")))
-            .collect();
-        assert_eq!(ids.len(), 1, "the backend should hold exactly one connection: {ids:?}");
-        let _: () = redis::cmd("CLIENT")
-            .arg("KILL")
-            .arg("ID")
-            .arg(ids[0])
-            .query_async(&mut raw)
-            .await
-            .unwrap();
+        let kill = |raw: &mut redis::aio::MultiplexedConnection| {
+            let name = name.clone();
+            let mut raw = raw.clone();
+            async move {
+                let list: String =
+                    redis::cmd("CLIENT").arg("LIST").query_async(&mut raw).await.unwrap();
+                let ids: Vec<String> = list
+                    .lines()
+                    .filter(|line| line.split(' ').any(|field| field == format!("name={name}")))
+                    .filter_map(|line| line.split(' ').find_map(|f| f.strip_prefix("id=")))
+                    .map(String::from)
+                    .collect();
+                assert_eq!(ids.len(), 1, "the backend should hold exactly one connection: {ids:?}");
+                let _: () = redis::cmd("CLIENT")
+                    .arg("KILL")
+                    .arg("ID")
+                    .arg(&ids[0])
+                    .query_async(&mut raw)
+                    .await
+                    .unwrap();
+            }
+        };
 
-        // The first call may meet the dead connection; it fails with a message that names it.
-        if let Err(e) = backend.load_snapshot(&id).await {
+        // Reads are sent once more on a fresh connection: the first call after the kill
+        // succeeds.
+        kill(&mut raw).await;
+        assert_eq!(backend.load_snapshot(&id).await.unwrap().instance_id, id);
+        kill(&mut raw).await;
+        assert!(!backend.check_and_cancel(&id, Some("t")).await.unwrap());
+        kill(&mut raw).await;
+        assert!(backend.get_signal(&id, SignalKind::Pause).await.unwrap().is_none());
+        kill(&mut raw).await;
+        assert!(backend.load_task_result(&id, "t").await.unwrap().is_none());
+        // An error from find_available_tasks would end a worker's loop (contract 6.6).
+        kill(&mut raw).await;
+        let found = backend.find_available_tasks("w", 1, aging(), &[]).await.unwrap();
+        assert_eq!(found.len(), 1);
+        kill(&mut raw).await;
+        assert_eq!(backend.list_snapshots().await.unwrap(), vec![id.clone()]);
+
+        // A write that is not a compare-and-set is not repeated: it may fail, with a
+        // message that names the operation and the instance.
+        kill(&mut raw).await;
+        if let Err(e) = backend.save_task_result(&id, "t", Bytes::from_static(b"x")).await {
             let BackendError::Backend(message) = e else { panic!("unexpected error {e:?}") };
-            assert!(message.contains("load_snapshot") && message.contains(&id), "{message}");
+            assert!(message.contains("save_task_result") && message.contains(&id), "{message}");
         }
         // The next one runs on a fresh connection.
-        assert_eq!(backend.load_snapshot(&id).await.unwrap().instance_id, id);
+        backend.save_task_result(&id, "t", Bytes::from_static(b"x")).await.unwrap();
+        assert_eq!(
+            backend.load_task_result(&id, "t").await.unwrap(),
+            Some(Bytes::from_static(b"x"))
+        );
+    })
+    .await;
+}
+
+/// Signal transitions do not depend on results recorded meanwhile (fork branches): with 8
+/// tasks recording results on the instance as fast as they can, a pending Cancel or Pause
+/// is applied at the first attempt, without error, and every result recorded before the
+/// transition is kept (a result recorded after it is a no-op: the workflow is no longer in
+/// progress).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transitions_do_not_lose_to_concurrent_results() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+    use sayiir_persistence_conformance::fixtures::completed;
+
+    const BRANCHES: usize = 8;
+    let backend = common::backend("contention").await;
+    guarded(&[&backend], async {
+        for kind in [SignalKind::Cancel, SignalKind::Pause, SignalKind::Cancel, SignalKind::Pause] {
+            let id = unique_id("hammer");
+            backend.save_snapshot(&at_task(&id, "join")).await.unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let done: Arc<Vec<AtomicU32>> =
+                Arc::new((0..BRANCHES).map(|_| AtomicU32::new(0)).collect());
+            let branches: Vec<_> = (0..BRANCHES)
+                .map(|branch| {
+                    let (backend, id, stop, done) =
+                        (backend.clone(), id.clone(), stop.clone(), done.clone());
+                    tokio::spawn(async move {
+                        let mut n = 0_u32;
+                        while !stop.load(Ordering::Relaxed) {
+                            let output = Bytes::from(format!("{branch}:{n}"));
+                            backend
+                                .save_task_result(&id, &format!("b{branch}-{n}"), output)
+                                .await
+                                .expect("save_task_result under contention");
+                            n += 1;
+                            done[branch].store(n, Ordering::Relaxed);
+                        }
+                    })
+                })
+                .collect();
+            // Let every branch get going.
+            while done.iter().any(|d| d.load(Ordering::Relaxed) < 10) {
+                tokio::task::yield_now().await;
+            }
+            backend
+                .store_signal(&id, kind, SignalRequest::new(Some("stop".into()), None))
+                .await
+                .unwrap();
+            let before: Vec<u32> = done.iter().map(|d| d.load(Ordering::Relaxed)).collect();
+            let applied = match kind {
+                SignalKind::Cancel => backend.check_and_cancel(&id, Some("join")).await,
+                SignalKind::Pause => backend.check_and_pause(&id).await,
+            };
+            // Branches keep recording for a while after the transition.
+            let target: Vec<u32> = done.iter().map(|d| d.load(Ordering::Relaxed) + 10).collect();
+            while done.iter().zip(&target).any(|(d, t)| d.load(Ordering::Relaxed) < *t) {
+                tokio::task::yield_now().await;
+            }
+            stop.store(true, Ordering::Relaxed);
+            for branch in branches {
+                branch.await.unwrap();
+            }
+            assert!(applied.expect("the transition must not fail under contention"), "{kind:?}");
+
+            let loaded = backend.load_snapshot(&id).await.unwrap();
+            let expected_status = match kind {
+                SignalKind::Cancel => "Cancelled",
+                SignalKind::Pause => "Paused",
+            };
+            assert_eq!(loaded.state.as_ref(), expected_status);
+            let results = completed(&loaded.state);
+            let mut last_of_branch = Vec::new();
+            for (branch, recorded) in before.iter().enumerate() {
+                // Each branch records in order, so what is kept is a prefix of its results,
+                // and it covers at least what was recorded before the transition started.
+                let kept = results.keys().filter(|k| k.starts_with(&format!("b{branch}-"))).count();
+                let kept = u32::try_from(kept).unwrap();
+                assert!(kept >= *recorded, "branch {branch}: {kept} kept < {recorded} recorded");
+                for n in 0..kept {
+                    let output = results.get(&format!("b{branch}-{n}"));
+                    assert_eq!(
+                        output,
+                        Some(&Bytes::from(format!("{branch}:{n}"))),
+                        "branch {branch} lost result {n}"
+                    );
+                }
+                last_of_branch.push(format!("b{branch}-{}", kept.saturating_sub(1)));
+            }
+            if kind == SignalKind::Pause {
+                // Paused keeps the last completed task: the last result recorded, never an
+                // older one.
+                let sayiir_persistence_redis::sayiir_core::snapshot::WorkflowSnapshotState::Paused {
+                    last_completed_task_id,
+                    ..
+                } = &loaded.state
+                else {
+                    panic!("not paused");
+                };
+                let last = last_completed_task_id.clone().expect("a last completed task");
+                assert!(last_of_branch.contains(&last), "{last} is not the newest of its branch");
+            }
+            assert!(backend.get_signal(&id, kind).await.unwrap().is_none(), "request not consumed");
+        }
+    })
+    .await;
+}
+
+/// D12 in `claim.lua` mirrors `claims::claim_refused` of the core crate: for every status,
+/// a task whose result the state holds and one it does not, and no snapshot at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_refusal_mirrors_the_core_rule() {
+    use sayiir_persistence_conformance::fixtures::{
+        cancelled_snapshot, completed, completed_snapshot, failed_snapshot, in_progress,
+        paused_snapshot,
+    };
+    use sayiir_persistence_redis::sayiir_persistence::claims::claim_refused;
+
+    type Build = fn(&str) -> sayiir_persistence_redis::sayiir_core::snapshot::WorkflowSnapshot;
+    let backend = common::backend("claim-rule").await;
+    guarded(&[&backend], async {
+        let builders: [(&str, Build); 5] = [
+            ("InProgress", in_progress),
+            ("Paused", paused_snapshot),
+            ("Cancelled", cancelled_snapshot),
+            ("Completed", completed_snapshot),
+            ("Failed", failed_snapshot),
+        ];
+        for (status, build) in builders {
+            // Each fixture holds (or, terminal, held) the result of "a" and stands at "b".
+            for task in ["a", "b", "z"] {
+                let id = unique_id("rule");
+                // Saved in progress first, so Completed/Failed keep "a" in the archive.
+                backend.save_snapshot(&in_progress(&id)).await.unwrap();
+                let snapshot = build(&id);
+                assert_eq!(snapshot.state.as_ref(), status);
+                backend.save_snapshot(&snapshot).await.unwrap();
+                let has_result = completed(&snapshot.state).contains_key(task);
+                let claimed = backend.claim_task(&id, task, "w", None).await.unwrap();
+                assert_eq!(
+                    claimed.is_none(),
+                    claim_refused(status, has_result),
+                    "{status}, task {task} (has result: {has_result})"
+                );
+            }
+        }
+        let id = unique_id("rule-none");
+        assert!(backend.claim_task(&id, "a", "w", None).await.unwrap().is_some());
     })
     .await;
 }

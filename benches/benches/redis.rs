@@ -1,0 +1,107 @@
+//! Benchmarks of the Redis backend: `cargo bench -p sayiir-persistence-benches --bench redis`.
+//! The server is found as the tests find it (`SAYIIR_REDIS_URL`, then localhost:6379).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use sayiir_persistence_benches::{RawLimit, Target, run};
+use sayiir_persistence_conformance::fixtures::unique_id;
+use sayiir_persistence_conformance::servers::redis_url;
+use sayiir_persistence_redis::redis::aio::MultiplexedConnection;
+use sayiir_persistence_redis::redis::{self, AsyncCommands};
+use sayiir_persistence_redis::{RedisBackend, RedisOptions};
+
+struct Redis(RedisBackend);
+
+/// One held multiplexed connection: SET and GET.
+struct Raw(MultiplexedConnection, String);
+
+impl RawLimit for Raw {
+    async fn write(&self, key: &str, value: &[u8]) {
+        let mut conn = self.0.clone();
+        let _: () = conn.set(format!("{}:{key}", self.1), value).await.unwrap();
+    }
+    async fn read(&self, key: &str) -> usize {
+        let mut conn = self.0.clone();
+        let v: Vec<u8> = conn.get(format!("{}:{key}", self.1)).await.unwrap();
+        v.len()
+    }
+}
+
+async fn connection() -> MultiplexedConnection {
+    redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap()
+}
+
+/// Every key of the backend's prefix (SCAN, never KEYS: the server is shared).
+async fn keys(backend: &RedisBackend) -> Vec<String> {
+    let mut conn = connection().await;
+    let (mut cursor, mut keys) = (0u64, Vec::new());
+    loop {
+        let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(backend.key_pattern())
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        keys.extend(page);
+        if next == 0 {
+            return keys;
+        }
+        cursor = next;
+    }
+}
+
+impl Target for Redis {
+    type Backend = RedisBackend;
+    type Raw = Raw;
+    const NAME: &'static str = "redis";
+
+    async fn open() -> Self {
+        let options = RedisOptions::default().key_prefix(unique_id("bench"));
+        Redis(RedisBackend::connect_with(&redis_url(), options).await.unwrap())
+    }
+    fn backend(&self) -> &RedisBackend {
+        &self.0
+    }
+    async fn raw(&self) -> Option<Raw> {
+        // Raw keys live under the backend's prefix, so cleanup removes them too.
+        let prefix = self.0.key_pattern().trim_end_matches('*').to_string();
+        Some(Raw(connection().await, format!("{prefix}raw")))
+    }
+    async fn storage_bytes(&self, _: &[String]) -> Option<u64> {
+        let mut conn = connection().await;
+        let mut total = 0u64;
+        for key in keys(&self.0).await {
+            let bytes: Option<u64> = redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(&key)
+                .arg("SAMPLES")
+                .arg(0)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            total += bytes.unwrap_or(0);
+        }
+        Some(total)
+    }
+    async fn describe(&self) -> String {
+        let mut conn = connection().await;
+        let info: String = redis::cmd("INFO").arg("server").query_async(&mut conn).await.unwrap();
+        let version =
+            info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("?").to_string();
+        format!(
+            "Redis {version} on localhost (TCP loopback), no persistence; redis-rs, backend pool of 2 multiplexed connections."
+        )
+    }
+    async fn cleanup(&self) {
+        let mut conn = connection().await;
+        for chunk in keys(&self.0).await.chunks(500) {
+            let _: () = conn.unlink(chunk).await.unwrap();
+        }
+    }
+}
+
+fn main() {
+    run::<Redis>(Some(0.7));
+}
