@@ -65,7 +65,7 @@ impl InMemoryBackend {
             Ok(snapshot) => Stored::Snapshot(Box::new(snapshot)),
             Err(_) => Stored::Undecodable(blob.to_vec()),
         };
-        state.put(instance_id, Workflow { stored, archive });
+        state.put(instance_id, Workflow::new(stored, archive));
         Ok(())
     }
 

@@ -33,7 +33,7 @@ impl SnapshotStore for InMemoryBackend {
             }
         };
         let stored = Stored::Snapshot(Box::new(snapshot.clone()));
-        state.put(id, Workflow { stored, archive });
+        state.put(id, Workflow::new(stored, archive));
         Ok(())
     }
 

@@ -14,6 +14,16 @@ pub(crate) struct Workflow {
     pub(crate) stored: Stored,
     /// Results kept after a transition to Completed/Failed (D5).
     pub(crate) archive: HashMap<String, TaskResult>,
+    /// The index entries made for it, so removing them needs no recomputation.
+    indexed: Indexed,
+}
+
+/// Where [`State::index`] put a workflow.
+#[derive(Debug, Default)]
+struct Indexed {
+    ready: Option<(u8, u64)>,
+    timer: Option<i64>,
+    woken: bool,
 }
 
 /// A snapshot, or bytes that did not decode (written through the raw test hook).
@@ -24,6 +34,11 @@ pub(crate) enum Stored {
 }
 
 impl Workflow {
+    /// A workflow not yet in any index.
+    pub(crate) fn new(stored: Stored, archive: HashMap<String, TaskResult>) -> Self {
+        Self { stored, archive, indexed: Indexed::default() }
+    }
+
     /// The snapshot, or the `Serialization` error of the bytes that stand in for it.
     pub(crate) fn snapshot(&self, instance_id: &str) -> Result<&WorkflowSnapshot, BackendError> {
         match &self.stored {
@@ -87,53 +102,60 @@ impl State {
     /// Stores `workflow` under `instance_id`, replacing any previous one, and re-indexes it.
     pub(crate) fn put(&mut self, instance_id: &str, workflow: Workflow) {
         self.unindex(instance_id);
-        self.workflows.insert(instance_id.to_string(), workflow);
+        match self.workflows.get_mut(instance_id) {
+            Some(slot) => *slot = workflow,
+            None => {
+                self.workflows.insert(instance_id.to_string(), workflow);
+            }
+        }
         self.index(instance_id);
     }
 
     /// Removes the workflow from every index (before it changes or goes).
     pub(crate) fn unindex(&mut self, instance_id: &str) {
-        let Some(workflow) = self.workflows.get(instance_id) else {
+        let Some(workflow) = self.workflows.get_mut(instance_id) else { return };
+        let Indexed { ready, timer, woken } = std::mem::take(&mut workflow.indexed);
+        if ready.is_none() && timer.is_none() && !woken {
             return;
-        };
-        match workflow.schedule() {
-            Schedule::Ready(task) => {
-                self.ready.remove(&(task.priority, task.updated_at, instance_id.to_string()));
-            }
-            Schedule::Delay { wake_at } => {
-                self.timers.remove(&(wake_at.timestamp_millis(), instance_id.to_string()));
-            }
-            Schedule::Signal { wake_at, .. } => {
-                if let Some(wake_at) = wake_at {
-                    self.timers.remove(&(wake_at.timestamp_millis(), instance_id.to_string()));
-                }
-                self.woken.remove(instance_id);
-            }
-            Schedule::Idle => {}
+        }
+        let id = instance_id.to_string();
+        if let Some((priority, updated_at)) = ready {
+            self.ready.remove(&(priority, updated_at, id));
+        } else if let Some(wake_ms) = timer {
+            self.timers.remove(&(wake_ms, id));
+        }
+        if woken {
+            self.woken.remove(instance_id);
         }
     }
 
     /// Adds the workflow to the indexes its schedule calls for.
     pub(crate) fn index(&mut self, instance_id: &str) {
-        let Some(workflow) = self.workflows.get(instance_id) else {
-            return;
-        };
+        let Some(workflow) = self.workflows.get(instance_id) else { return };
+        let mut indexed = Indexed::default();
         match workflow.schedule() {
             Schedule::Ready(task) => {
                 self.ready.insert((task.priority, task.updated_at, instance_id.to_string()));
+                indexed.ready = Some((task.priority, task.updated_at));
             }
             Schedule::Delay { wake_at } => {
                 self.timers.insert((wake_at.timestamp_millis(), instance_id.to_string()));
+                indexed.timer = Some(wake_at.timestamp_millis());
             }
             Schedule::Signal { signal_name, wake_at } => {
                 if let Some(wake_at) = wake_at {
                     self.timers.insert((wake_at.timestamp_millis(), instance_id.to_string()));
+                    indexed.timer = Some(wake_at.timestamp_millis());
                 }
                 if self.has_event(instance_id, &signal_name) {
                     self.woken.insert(instance_id.to_string());
+                    indexed.woken = true;
                 }
             }
             Schedule::Idle => {}
+        }
+        if let Some(workflow) = self.workflows.get_mut(instance_id) {
+            workflow.indexed = indexed;
         }
     }
 
