@@ -74,10 +74,6 @@ struct Suite<T> {
     _t: std::marker::PhantomData<T>,
 }
 
-fn state_of<T>(target: &Arc<T>) -> Arc<Arc<T>> {
-    Arc::new(Arc::clone(target))
-}
-
 /// Blob size of a snapshot with `tasks` results: the payload the raw limit moves.
 fn blob_bytes(tasks: usize) -> usize {
     encode_snapshot(&with_tasks("size", tasks)).map(|b| b.len()).unwrap_or(OUTPUT_BYTES)
@@ -281,7 +277,8 @@ impl<T: Target> Suite<T> {
             self.line(pair, concurrency, Some((raw_key("write", 16), 2.0)), true);
         }
         // Release alone needs a claim made first, outside the timed part: measured alone.
-        self.measure(c, &state_of(target), "release_task_claim", 1, move |t, w, seq| async move {
+        let state = Arc::new(Arc::clone(target));
+        self.measure(c, &state, "release_task_claim", 1, move |t, w, seq| async move {
             let (id, task) = (format!("release-{w}"), format!("t{seq}"));
             t.backend().claim_task(&id, &task, "worker", ttl).await.unwrap().unwrap();
             timed(t.backend().release_task_claim(&id, &task, "worker")).await.1
