@@ -9,7 +9,11 @@ use sayiir_persistence_redis::redis::aio::MultiplexedConnection;
 use sayiir_persistence_redis::redis::{self, AsyncCommands};
 use sayiir_persistence_redis::{RedisBackend, RedisOptions};
 
-struct Redis(RedisBackend);
+struct Redis {
+    backend: RedisBackend,
+    /// Prefix of the raw-limit keys, removed with the backend's own keys.
+    raw_prefix: String,
+}
 
 /// One held multiplexed connection: SET and GET.
 struct Raw(MultiplexedConnection, String);
@@ -30,15 +34,15 @@ async fn connection() -> MultiplexedConnection {
     redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap()
 }
 
-/// Every key of the backend's prefix (SCAN, never KEYS: the server is shared).
-async fn keys(backend: &RedisBackend) -> Vec<String> {
+/// Every key matching `pattern` (SCAN, never KEYS: the server is shared).
+async fn keys(pattern: &str) -> Vec<String> {
     let mut conn = connection().await;
     let (mut cursor, mut keys) = (0u64, Vec::new());
     loop {
         let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
-            .arg(backend.key_pattern())
+            .arg(pattern)
             .arg("COUNT")
             .arg(1000)
             .query_async(&mut conn)
@@ -58,21 +62,21 @@ impl Target for Redis {
     const NAME: &'static str = "redis";
 
     async fn open() -> Self {
-        let options = RedisOptions::default().key_prefix(unique_id("bench"));
-        Redis(RedisBackend::connect_with(&redis_url(), options).await.unwrap())
+        let prefix = unique_id("bench");
+        let options = RedisOptions::default().key_prefix(&prefix);
+        let backend = RedisBackend::connect_with(&redis_url(), options).await.unwrap();
+        Redis { backend, raw_prefix: format!("sayiir-bench-raw:{prefix}") }
     }
     fn backend(&self) -> &RedisBackend {
-        &self.0
+        &self.backend
     }
     async fn raw(&self) -> Option<Raw> {
-        // Raw keys live under the backend's prefix, so cleanup removes them too.
-        let prefix = self.0.key_pattern().trim_end_matches('*').to_string();
-        Some(Raw(connection().await, format!("{prefix}raw")))
+        Some(Raw(connection().await, self.raw_prefix.clone()))
     }
     async fn storage_bytes(&self, _: &[String]) -> Option<u64> {
         let mut conn = connection().await;
         let mut total = 0u64;
-        for key in keys(&self.0).await {
+        for key in keys(&self.backend.key_pattern()).await {
             let bytes: Option<u64> = redis::cmd("MEMORY")
                 .arg("USAGE")
                 .arg(&key)
@@ -96,8 +100,11 @@ impl Target for Redis {
     }
     async fn cleanup(&self) {
         let mut conn = connection().await;
-        for chunk in keys(&self.0).await.chunks(500) {
-            let _: () = conn.unlink(chunk).await.unwrap();
+        let raw = format!("{}:*", self.raw_prefix);
+        for pattern in [self.backend.key_pattern(), raw] {
+            for chunk in keys(&pattern).await.chunks(500) {
+                let _: () = conn.unlink(chunk).await.unwrap();
+            }
         }
     }
 }
