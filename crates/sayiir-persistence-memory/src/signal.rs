@@ -5,7 +5,8 @@ use sayiir_persistence::sayiir_core::snapshot::{
     PauseRequest, SignalKind, SignalRequest, WorkflowSnapshot,
 };
 use sayiir_persistence::validation::{
-    IdKind, SignalDecision, not_paused_error, signal_decision, validate_id, validate_ids,
+    IdKind, SignalDecision, not_paused_error, signal_decision, validate_cancel_ids, validate_id,
+    validate_ids,
 };
 use sayiir_persistence::{BackendError, SignalStore};
 
@@ -128,10 +129,7 @@ impl SignalStore for InMemoryBackend {
         interrupted_at_task: Option<&str>,
     ) -> Result<bool, BackendError> {
         let _span = span("check_and_cancel", instance_id).entered();
-        validate_id(IdKind::Instance, instance_id)?;
-        if let Some(task_id) = interrupted_at_task {
-            validate_id(IdKind::Task, task_id)?;
-        }
+        validate_cancel_ids(instance_id, interrupted_at_task)?;
         let mut state = self.lock()?;
         let Some(request) =
             take_request_for_in_progress(&mut state, instance_id, SignalKind::Cancel)?

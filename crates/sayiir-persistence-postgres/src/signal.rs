@@ -14,7 +14,8 @@ use crate::error::db;
 use crate::row::{ALL_STATUSES, COLUMNS_PARAMS, SnapshotRow, StoredRow, assemble};
 use crate::sayiir_core::snapshot::{PauseRequest, SignalKind, SignalRequest, WorkflowSnapshot};
 use crate::validation::{
-    IdKind, SignalDecision, not_paused_error, signal_decision, validate_id, validate_ids,
+    IdKind, SignalDecision, not_paused_error, signal_decision, validate_cancel_ids, validate_id,
+    validate_ids,
 };
 use crate::{BackendError, PostgresBackend, SignalStore, span};
 
@@ -292,10 +293,7 @@ impl SignalStore for PostgresBackend {
         interrupted_at_task: Option<&str>,
     ) -> Result<bool, BackendError> {
         async {
-            validate_id(IdKind::Instance, instance_id)?;
-            if let Some(task_id) = interrupted_at_task {
-                validate_id(IdKind::Task, task_id)?;
-            }
+            validate_cancel_ids(instance_id, interrupted_at_task)?;
             self.check_and_apply("check_and_cancel", instance_id, SignalKind::Cancel, |s, r| {
                 s.mark_cancelled(r.reason, r.requested_by, interrupted_at_task.map(String::from));
             })

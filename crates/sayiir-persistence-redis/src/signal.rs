@@ -24,7 +24,8 @@ use sayiir_persistence::sayiir_core::snapshot::{
     PauseRequest, SignalKind, SignalRequest, SnapshotStatus, WorkflowSnapshot,
 };
 use sayiir_persistence::validation::{
-    IdKind, SignalDecision, not_paused_error, signal_decision, validate_id, validate_ids,
+    IdKind, SignalDecision, not_paused_error, signal_decision, validate_cancel_ids, validate_id,
+    validate_ids,
 };
 use sayiir_persistence::{BackendError, SignalStore};
 use tracing::Instrument;
@@ -313,10 +314,7 @@ impl SignalStore for RedisBackend {
         interrupted_at_task: Option<&str>,
     ) -> Result<bool, BackendError> {
         async {
-            validate_id(IdKind::Instance, instance_id)?;
-            if let Some(task) = interrupted_at_task {
-                validate_id(IdKind::Task, task)?;
-            }
+            validate_cancel_ids(instance_id, interrupted_at_task)?;
             let at = At::new("check_and_cancel").instance(instance_id);
             self.apply_signal(&at, instance_id, SignalKind::Cancel, interrupted_at_task).await
         }

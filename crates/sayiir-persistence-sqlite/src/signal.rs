@@ -7,7 +7,8 @@ use sayiir_persistence::sayiir_core::snapshot::{
     PauseRequest, SignalKind, SignalRequest, WorkflowSnapshot,
 };
 use sayiir_persistence::validation::{
-    IdKind, SignalDecision, not_paused_error, signal_decision, validate_id, validate_ids,
+    IdKind, SignalDecision, not_paused_error, signal_decision, validate_cancel_ids, validate_id,
+    validate_ids,
 };
 use sayiir_persistence::{BackendError, SignalStore};
 use tracing::Instrument;
@@ -222,10 +223,7 @@ impl SignalStore for SqliteBackend {
         instance_id: &str,
         interrupted_at_task: Option<&str>,
     ) -> Result<bool, BackendError> {
-        validate_id(IdKind::Instance, instance_id)?;
-        if let Some(task) = interrupted_at_task {
-            validate_id(IdKind::Task, task)?;
-        }
+        validate_cancel_ids(instance_id, interrupted_at_task)?;
         let interrupted = interrupted_at_task.map(String::from);
         self.apply_signal("check_and_cancel", instance_id, SignalKind::Cancel, move |s, r| {
             s.mark_cancelled(r.reason, r.requested_by, interrupted);

@@ -80,6 +80,18 @@ pub fn validate_claim_ids(
     ])
 }
 
+/// Checks the ids `check_and_cancel` takes: the instance, and the interrupted task if any.
+///
+/// # Errors
+/// As [`validate_id`], for the first invalid one.
+pub fn validate_cancel_ids(
+    instance_id: &str,
+    interrupted_at_task: Option<&str>,
+) -> Result<(), BackendError> {
+    validate_id(IdKind::Instance, instance_id)?;
+    interrupted_at_task.map_or(Ok(()), |task_id| validate_id(IdKind::Task, task_id))
+}
+
 /// A quoted, escaped id, cut to its first 64 characters when longer.
 fn shorten(id: &str) -> String {
     const SHOWN: usize = 64;
