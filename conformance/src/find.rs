@@ -625,6 +625,24 @@ pub async fn signal_last_node_completes<H: Harness>(h: Arc<H>) {
     assert!(h.backend().load_task_result(&id, "before").await.unwrap().is_some());
 }
 
+/// A workflow advanced past a signal wait, then cancelled, then loaded: the signal's
+/// payload, the earlier results and the cancel all show (the advancement and the cancel
+/// compose, whatever way a backend applies them).
+pub async fn advanced_then_cancelled_keeps_the_signal_result<H: Harness>(h: Arc<H>) {
+    let id = unique_id("advanced-cancelled");
+    save(&*h, &at_signal(&id, "sig-node", "approval", None, Some("next"))).await;
+    h.backend().send_event(&id, "approval", Bytes::from_static(b"yes")).await.unwrap();
+    assert_visible(&*h, &id, "next", "signal with event").await;
+    h.backend().store_signal(&id, SignalKind::Cancel, request("stop")).await.unwrap();
+    assert!(h.backend().check_and_cancel(&id, Some("next")).await.unwrap());
+    let loaded = h.backend().load_snapshot(&id).await.unwrap();
+    assert_eq!(status(&loaded), "Cancelled");
+    let results = completed(&loaded.state);
+    assert_eq!(results.get("sig-node"), Some(&Bytes::from_static(b"yes")));
+    assert_eq!(results.get("before"), Some(&Bytes::from_static(b"before-out")));
+    assert_hidden(&*h, &id, "cancelled").await;
+}
+
 /// A signal wait without event and without timeout, or with a future timeout, is neither
 /// returned nor changed; an event for another name does not wake it and stays queued.
 pub async fn signal_wait_not_due_untouched<H: Harness>(h: Arc<H>) {

@@ -169,6 +169,9 @@ macro_rules! __conformance_group {
                     unpause_keeps_pending_cancel,
                     unpause_twice_cannot_pause,
                     pause_unpause_cycle,
+                    cancel_after_unpause_keeps_every_result,
+                    pause_then_unpause_keeps_position_and_last,
+                    save_after_transitions_is_loaded_as_saved,
                 ]
             );
         }
@@ -295,6 +298,7 @@ macro_rules! __conformance_group {
                     signal_event_consumes_only_oldest,
                     signal_timeout_advances,
                     signal_last_node_completes,
+                    advanced_then_cancelled_keeps_the_signal_result,
                     signal_wait_not_due_untouched,
                     pending_cancel_blocks_advancement,
                     pending_pause_blocks_advancement,

@@ -14,9 +14,9 @@ use sayiir_persistence::{BackendError, SignalStore, SnapshotStore};
 
 use crate::Harness;
 use crate::fixtures::{
-    assert_not_found, assert_same, at_delay, cancelled_snapshot, completed, completed_snapshot,
-    failed_snapshot, hour, in_progress, json, paused_snapshot, position, request, status,
-    unique_id, with_results,
+    assert_not_found, assert_same, at_delay, at_task_id, cancelled_snapshot, completed,
+    completed_snapshot, failed_snapshot, hour, in_progress, json, paused_snapshot, position,
+    request, status, unique_id, with_results,
 };
 
 /// Saves `snapshot` and stores `kind`, returning the result of `store_signal`.
@@ -517,4 +517,78 @@ pub async fn pause_unpause_cycle<H: Harness>(h: Arc<H>) {
         let back = h.backend().unpause(&id).await.unwrap();
         assert_eq!(status(&back), "InProgress");
     }
+}
+
+/// Transitions chain without losing anything: a Paused save, `unpause`, a result recorded
+/// by `save_task_result`, then a cancel keeps every result (the earlier ones and the new
+/// one) and the deadline the unpause left alone is cleared by the cancel.
+pub async fn cancel_after_unpause_keeps_every_result<H: Harness>(h: Arc<H>) {
+    let id = unique_id("unpause-then-cancel");
+    let mut snapshot = paused_snapshot(&id);
+    snapshot.set_task_deadline("b".to_string(), std::time::Duration::from_secs(60));
+    h.backend().save_snapshot(&snapshot).await.unwrap();
+    let resumed = h.backend().unpause(&id).await.unwrap();
+    assert!(resumed.task_deadline.is_some(), "unpause cleared the deadline");
+    assert_eq!(at_task_id(&resumed), "b");
+    h.backend().save_task_result(&id, "b", Bytes::from_static(b"out-b")).await.unwrap();
+    h.backend().store_signal(&id, SignalKind::Cancel, request("stop")).await.unwrap();
+
+    assert!(h.backend().check_and_cancel(&id, Some("c")).await.unwrap());
+
+    let loaded = h.backend().load_snapshot(&id).await.unwrap();
+    let WorkflowSnapshotState::Cancelled { reason, interrupted_at_task, .. } = &loaded.state else {
+        panic!("expected Cancelled, got {}", status(&loaded));
+    };
+    assert_eq!(reason.as_deref(), Some("stop"));
+    assert_eq!(interrupted_at_task.as_deref(), Some("c"));
+    let results = completed(&loaded.state);
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert_eq!(results["a"], Bytes::from_static(b"out-a"));
+    assert_eq!(results["b"], Bytes::from_static(b"out-b"));
+    assert!(loaded.task_deadline.is_none(), "deadline not cleared");
+}
+
+/// A pause applied and lifted by the guards leaves a workflow that loads as in progress at
+/// the same position, and a result recorded after it is the last completed task.
+pub async fn pause_then_unpause_keeps_position_and_last<H: Harness>(h: Arc<H>) {
+    let id = unique_id("pause-unpause-last");
+    h.backend().save_snapshot(&in_progress(&id)).await.unwrap();
+    h.backend().store_signal(&id, SignalKind::Pause, request("hold")).await.unwrap();
+    assert!(h.backend().check_and_pause(&id).await.unwrap());
+    let paused = h.backend().load_snapshot(&id).await.unwrap();
+    let WorkflowSnapshotState::Paused { reason, last_completed_task_id, .. } = &paused.state else {
+        panic!("expected Paused, got {}", status(&paused));
+    };
+    assert_eq!(reason.as_deref(), Some("hold"));
+    assert_eq!(last_completed_task_id.as_deref(), Some("a"));
+
+    h.backend().unpause(&id).await.unwrap();
+    h.backend().save_task_result(&id, "b", Bytes::from_static(b"out-b")).await.unwrap();
+    let loaded = h.backend().load_snapshot(&id).await.unwrap();
+    assert_eq!(at_task_id(&loaded), "b");
+    let WorkflowSnapshotState::InProgress { last_completed_task_id, .. } = &loaded.state else {
+        panic!("expected InProgress, got {}", status(&loaded));
+    };
+    assert_eq!(last_completed_task_id.as_deref(), Some("b"));
+    assert_eq!(completed(&loaded.state).len(), 2);
+}
+
+/// A whole save after guarded transitions is what the next load returns, exactly: nothing
+/// of the earlier transitions is applied to it again.
+pub async fn save_after_transitions_is_loaded_as_saved<H: Harness>(h: Arc<H>) {
+    let id = unique_id("save-after-transition");
+    h.backend().save_snapshot(&in_progress(&id)).await.unwrap();
+    h.backend().store_signal(&id, SignalKind::Pause, request("hold")).await.unwrap();
+    assert!(h.backend().check_and_pause(&id).await.unwrap());
+    let mut resumed = h.backend().unpause(&id).await.unwrap();
+    resumed.mark_task_completed("b".to_string(), Bytes::from_static(b"out-b"));
+    resumed.update_position(ExecutionPosition::AtTask { task_id: "c".to_string() });
+    resumed.set_task_deadline("c".to_string(), std::time::Duration::from_secs(60));
+    h.backend().save_snapshot(&resumed).await.unwrap();
+    assert_same(&h.backend().load_snapshot(&id).await.unwrap(), &resumed);
+
+    let mut paused = resumed.clone();
+    paused.mark_paused(&request("again").into());
+    h.backend().save_snapshot(&paused).await.unwrap();
+    assert_same(&h.backend().load_snapshot(&id).await.unwrap(), &paused);
 }

@@ -12,7 +12,7 @@
 --   9 meta     global hash: instance -> tags and last failed worker of the current task
 --  10 inst     global set: every stored instance id
 --  11 cexp     global zset: "<len(instance)>:<instance><task>" -> claim expiry (server ms)
---  12 seq      global counter: source of snapshot revisions (`rev` and `srev` in snap)
+--  12 seq      global counter: source of snapshot revisions (`rev` in snap)
 -- ARGV[1] is the application clock in Unix milliseconds, ARGV[2] the instance id.
 
 local K_SNAP, K_BLOB, K_RES, K_SIG, K_CLM, K_EV =
@@ -148,4 +148,29 @@ end
 
 local function next_revision()
   return redis.call('INCR', K_SEQ)
+end
+
+-- Appends the stored snapshot to `out`, as src/snapshot.rs (`Loaded::read`) reads it: the
+-- blob, the snap fields below, then flat task/output pairs. Results are sent for the states
+-- that hold them (holds_results), and for a workflow a script advanced (`xv`): replaying
+-- the advancement may need them (a delay's passthrough output). Returns false when no
+-- snapshot is stored.
+local SNAPSHOT_FIELDS = {'st', 'tp', 'last', 'upd', 'xt', 'xd', 'xv', 'xe', 'xq', 'xa', 'xi'}
+local function push_snapshot(out)
+  local f = redis.call('HMGET', K_SNAP, unpack(SNAPSHOT_FIELDS))
+  if not f[1] then
+    return false
+  end
+  out[#out + 1] = redis.call('GET', K_BLOB) or ''
+  for i = 1, #SNAPSHOT_FIELDS do
+    out[#out + 1] = f[i]
+  end
+  if holds_results(f[1]) or f[7] then
+    local results = redis.call('HGETALL', K_RES)
+    local base = #out
+    for i = 1, #results do
+      out[base + i] = results[i]
+    end
+  end
+  return true
 end

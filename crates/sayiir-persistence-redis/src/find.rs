@@ -11,29 +11,27 @@
 //! priority levels in use), not with the number of stored workflows.
 //!
 //! Delays, signal timeouts and retry backoffs wait in the `parked` index, scored by wake
-//! time (a buffered event scores 0). Due entries are advanced with a compare-and-set on
-//! the snapshot revision, so a slow poller never moves a workflow back.
+//! time (a buffered event scores 0). Due entries are advanced by `advance.lua`, which checks
+//! on the stored fields that the park is still due, so concurrent pollers advance it once.
 //!
 //! A workflow whose blob does not decode is logged, skipped and taken out of the indexes
 //! (its next save puts it back), so it cannot crowd out the others.
 
 use bytes::Bytes;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{Duration, Utc};
 use futures::future::join_all;
 use redis::Value;
 use sayiir_persistence::BackendError;
 use sayiir_persistence::codec::decode_snapshot;
-use sayiir_persistence::sayiir_core::snapshot::{ExecutionPosition, WorkflowSnapshotState};
 use sayiir_persistence::sayiir_core::task_claim::AvailableTask;
 use sayiir_persistence::schedule::{
-    Advance, RankKey, advance_parked, aging_seconds, best_by_rank, effective_priority, unix_seconds,
+    RankKey, aging_seconds, best_by_rank, effective_priority, unix_seconds,
 };
 use sayiir_persistence::validation::{IdKind, validate_id};
 
 use crate::error::{self, At};
 use crate::keys::split_claim_member;
 use crate::reply::{self, Items};
-use crate::snapshot::Expect;
 use crate::{RedisBackend, Retry, now_millis, scripts};
 
 /// Index scores are `priority * SPAN + updated_at`.
@@ -49,7 +47,8 @@ const TAKE_ROUNDS: usize = 4;
 
 /// Every call of `find_available_tasks` may be sent again on a fresh connection after a lost
 /// one (an error here ends the worker's loop, contract 6.6): its reads are reads, and its
-/// writes are compare-and-sets or idempotent index repairs whose outcome is not reported.
+/// writes check their own preconditions (an advancement sent twice advances once) and do
+/// not report their outcome.
 const RETRY: Retry = Retry::OnReconnect;
 
 /// A ready task proposed by `poll.lua`.
@@ -178,9 +177,9 @@ impl RedisBackend {
     /// Purges the expired claims and advances the due parks of `poll`. Failures are logged,
     /// not returned: the next call retries them, and the tasks already ready are served.
     async fn settle(&self, at: &At<'_>, poll: &Poll) {
-        let now = Utc::now();
+        let now_secs = Utc::now().timestamp().to_string();
         let purges = poll.expired.iter().map(|member| self.purge(at, member));
-        let advances = poll.due.iter().map(|id| self.advance(at, id, now));
+        let advances = poll.due.iter().map(|id| self.advance(at, id, &now_secs));
         let (purged, advanced) = futures::join!(join_all(purges), join_all(advances));
         for result in purged.into_iter().chain(advanced) {
             if let Err(e) = result {
@@ -201,70 +200,22 @@ impl RedisBackend {
         reply::word(reply, at).map(|_| ())
     }
 
-    /// Recomputes the index entries of one workflow.
-    async fn refresh(&self, at: &At<'_>, instance_id: &str) -> Result<(), BackendError> {
-        let keys = self.keys().workflow(instance_id);
-        let reply = self
-            .run_workflow_script(at, &scripts().refresh, &keys, instance_id, &[], RETRY)
-            .await?;
-        reply::word(reply, at).map(|_| ())
-    }
-
     /// Advances one due park (contract 6.1), or fixes its index entry when it is not due
     /// after all (a backoff that ended, an event consumed by someone else, a pending
-    /// request).
+    /// request): one script, `advance.lua`, which may run again after a lost connection (a
+    /// second run finds the park advanced and only refreshes the index).
     async fn advance(
         &self,
         at: &At<'_>,
         instance_id: &str,
-        now: DateTime<Utc>,
+        now_secs: &str,
     ) -> Result<(), BackendError> {
-        let read = self.read_full(at, instance_id, "").await?;
-        let Some(loaded) = read.loaded else {
-            return self.refresh(at, instance_id).await;
-        };
-        if read.pending > 0 || loaded.status != "InProgress" {
-            return self.refresh(at, instance_id).await;
-        }
-        let revision = loaded.revision.clone();
-        let mut snapshot = match loaded.assemble(instance_id) {
-            Ok(snapshot) => snapshot,
-            Err(e) => return Err(self.unindex(at, instance_id, &revision, e).await),
-        };
-        let waited_signal = match &snapshot.state {
-            WorkflowSnapshotState::InProgress {
-                position: ExecutionPosition::AtSignal { signal_id, signal_name, .. },
-                ..
-            } => Some((signal_id.clone(), signal_name.clone())),
-            _ => None,
-        };
-        let event = waited_signal.as_ref().and(read.event).map(Bytes::from);
-        let consumed = match advance_parked(&mut snapshot, now, event.clone()) {
-            Advance::NotDue => return self.refresh(at, instance_id).await,
-            Advance::ToTask { consumed_event } | Advance::Completed { consumed_event, .. } => {
-                consumed_event
-            }
-        };
-        let payload = if consumed { event.unwrap_or_default() } else { Bytes::new() };
-        // A signal's payload (empty on timeout) is stored as the result of its node; the
-        // results hash keeps it even when the workflow completes here (D5).
-        let added = match &waited_signal {
-            Some((signal_id, _)) => vec![(signal_id.clone(), payload.clone())],
-            None => Vec::new(),
-        };
-        let expect = Expect {
-            revision: Some(&revision),
-            pop_event: match (&waited_signal, consumed) {
-                (Some((_, name)), true) => Some((name.as_str(), &payload[..])),
-                _ => None,
-            },
-            no_signal: true,
-            add_results: Some(added),
-            retry: true,
-            ..Expect::default()
-        };
-        // Losing the compare-and-set means another caller advanced or changed it: done.
-        self.write_snapshot(at, &snapshot, expect).await.map(|_| ())
+        let keys = self.keys().workflow(instance_id);
+        let args: [&[u8]; 1] = [now_secs.as_bytes()];
+        let reply = self
+            .run_workflow_script(at, &scripts().advance, &keys, instance_id, &args, RETRY)
+            .await?;
+        reply::word(reply, at).map(|_| ())
     }
 
     /// Takes a workflow whose blob does not decode out of the indexes (unless it was

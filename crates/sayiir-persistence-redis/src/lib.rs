@@ -30,6 +30,7 @@ mod result;
 mod scripts;
 mod signal;
 mod snapshot;
+mod transition;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -336,8 +337,8 @@ impl RedisBackend {
 }
 
 /// Whether a call may be sent a second time after it met a broken connection: only for
-/// calls whose repetition is harmless (reads, compare-and-set writes whose outcome the
-/// caller does not report).
+/// calls whose repetition is harmless (reads, and writes that check their own preconditions
+/// and whose outcome the caller does not report).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Retry {
     /// Send once.

@@ -1,38 +1,26 @@
 //! `SignalStore`: cancel and pause requests, events, and the atomic transitions.
 //!
-//! `store_signal`, `clear_signal` and the event queues are single scripts. The transitions
-//! (`check_and_cancel`, `check_and_pause`, `unpause`) need the snapshot decoded, so they read
-//! it with one script, apply the sayiir-core mutator in Rust, and write it back with a
-//! compare-and-set that also consumes the request. The compare-and-set is on what the
-//! transition depends on: the pending request, and the state revision, which only whole
-//! saves bump. Results recorded meanwhile by `save_task_result` (concurrent fork branches)
-//! do not make it lose: the transition keeps the results hash as it is, and keeps the
-//! stored last completed task id where the new state carries it. A lost compare-and-set
-//! (another whole save, another transition, a request overwritten) re-reads, without a
-//! limit: each loss means another writer made progress, and an error here would be fatal
-//! to the workflow (contract 8.4). When no request is pending, a check is a single
-//! `HEXISTS`.
+//! Every operation is one script. The transitions (`check_and_cancel`, `check_and_pause`,
+//! `unpause`) change the stored status and record what they applied, without decoding the
+//! blob (see `transition`); when no request is pending, a check is a single `HEXISTS`.
 
-use std::future::Future;
-use std::hash::{BuildHasher, RandomState};
-use std::pin::Pin;
 use std::sync::LazyLock;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use chrono::Utc;
 use sayiir_persistence::sayiir_core::snapshot::{
-    PauseRequest, SignalKind, SignalRequest, SnapshotStatus, WorkflowSnapshot,
+    SignalKind, SignalRequest, SnapshotStatus, WorkflowSnapshot,
 };
 use sayiir_persistence::validation::{
-    IdKind, SignalDecision, not_paused_error, signal_decision, validate_cancel_ids, validate_id,
-    validate_ids,
+    IdKind, SignalDecision, not_paused_status_error, signal_decision, validate_cancel_ids,
+    validate_id, validate_ids,
 };
 use sayiir_persistence::{BackendError, SignalStore};
 use tracing::Instrument;
 
 use crate::error::{self, At};
 use crate::reply::{self, Items};
-use crate::snapshot::{Expect, Written};
+use crate::snapshot::Loaded;
 use crate::{RedisBackend, Retry, scripts, span};
 
 fn kind_name(kind: SignalKind) -> &'static str {
@@ -92,33 +80,6 @@ fn decisions(kind: SignalKind) -> &'static [String] {
     }
 }
 
-/// Lets the scheduler run other tasks a random number of times, growing with the number of
-/// compare-and-sets lost in a row, so that transitions that keep colliding spread out.
-async fn back_off(losses: u32) {
-    let spread = 1_u64 << losses.min(6);
-    let turns = RandomState::new().hash_one(losses) % spread + 1;
-    for _ in 0..turns {
-        YieldNow(false).await;
-    }
-}
-
-/// Pending once, then ready: hands the thread to the other tasks of the runtime.
-#[derive(Debug)]
-struct YieldNow(bool);
-
-impl Future for YieldNow {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            return Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    }
-}
-
 impl RedisBackend {
     /// Applies a pending request of `kind` to an in-progress workflow (contract 4.5, 4.6).
     async fn apply_signal(
@@ -135,41 +96,20 @@ impl RedisBackend {
         if !self.query::<bool>(at, &probe, Retry::OnReconnect).await? {
             return Ok(false);
         }
-        let mut losses = 0_u32;
-        loop {
-            let read = self.read_full(at, instance_id, name).await?;
-            let Some(raw) = read.request else {
-                return Ok(false);
-            };
-            let Some(loaded) = read.loaded else {
-                return Err(BackendError::NotFound(instance_id.to_string()));
-            };
-            if loaded.status != SnapshotStatus::InProgress.as_ref() {
-                return Ok(false);
-            }
-            let revision = loaded.transition_revision();
-            let request = decode_request(at, &raw)?;
-            let mut snapshot = loaded.assemble(instance_id)?;
-            match kind {
-                SignalKind::Cancel => snapshot.mark_cancelled(
-                    request.reason,
-                    request.requested_by,
-                    interrupted_at_task.map(String::from),
-                ),
-                SignalKind::Pause => snapshot.mark_paused(&PauseRequest::from(request)),
-            }
-            let expect = Expect {
-                consume_signal: Some((name, &raw)),
-                // Paused keeps the last completed task id: one recorded since the read wins.
-                keep_last: kind == SignalKind::Pause,
-                add_results: Some(Vec::new()),
-                ..revision.expect()
-            };
-            if self.write_snapshot(at, &snapshot, expect).await? == Written::Ok {
-                return Ok(true);
-            }
-            losses = losses.saturating_add(1);
-            back_off(losses).await;
+        let now = Utc::now();
+        let seconds = now.timestamp().to_string();
+        let micros = now.timestamp_micros().to_string();
+        let interrupted = interrupted_at_task.unwrap_or_default();
+        let args: [&[u8]; 4] =
+            [name.as_bytes(), seconds.as_bytes(), micros.as_bytes(), interrupted.as_bytes()];
+        let reply = self
+            .run_workflow_script(at, &scripts().apply_signal, &keys, instance_id, &args, Retry::No)
+            .await?;
+        match reply::word(reply, at)?.as_str() {
+            "applied" => Ok(true),
+            "none" => Ok(false),
+            "not_found" => Err(BackendError::NotFound(instance_id.to_string())),
+            other => Err(error::reply(at, &format!("apply_signal returned {other:?}"))),
         }
     }
 }
@@ -336,28 +276,23 @@ impl SignalStore for RedisBackend {
         async {
             validate_id(IdKind::Instance, instance_id)?;
             let at = At::new("unpause").instance(instance_id);
-            let mut losses = 0_u32;
-            loop {
-                let read = self.read_full(&at, instance_id, "").await?;
-                let Some(loaded) = read.loaded else {
-                    return Err(BackendError::NotFound(instance_id.to_string()));
-                };
-                let revision = loaded.transition_revision();
-                let mut snapshot = loaded.assemble(instance_id)?;
-                if !snapshot.state.is_paused() {
-                    return Err(not_paused_error(&snapshot.state));
+            let keys = self.keys().workflow(instance_id);
+            let seconds = Utc::now().timestamp().to_string();
+            let args: [&[u8]; 1] = [seconds.as_bytes()];
+            let reply = self
+                .run_workflow_script(&at, &scripts().unpause, &keys, instance_id, &args, Retry::No)
+                .await?;
+            let mut items = Items::new(reply, at)?;
+            match items.text()?.as_deref() {
+                Some("ok") => {
+                    let blob = items.bytes()?.unwrap_or_default();
+                    Loaded::read(blob, &mut items)?.assemble(&at, instance_id)
                 }
-                snapshot.mark_unpaused();
-                let expect = Expect {
-                    clear_pause: true,
-                    add_results: Some(Vec::new()),
-                    ..revision.expect()
-                };
-                if self.write_snapshot(&at, &snapshot, expect).await? == Written::Ok {
-                    return Ok(snapshot);
+                Some("not_found") => Err(BackendError::NotFound(instance_id.to_string())),
+                Some("not_paused") => {
+                    Err(not_paused_status_error(&items.text()?.unwrap_or_default()))
                 }
-                losses = losses.saturating_add(1);
-                back_off(losses).await;
+                other => Err(error::reply(&at, &format!("unpause returned {other:?}"))),
             }
         }
         .instrument(span("unpause", instance_id))

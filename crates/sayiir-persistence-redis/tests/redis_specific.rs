@@ -299,7 +299,7 @@ async fn recovers_after_the_server_drops_its_connection() {
         kill(&mut raw).await;
         assert_eq!(backend.list_snapshots().await.unwrap(), vec![id.clone()]);
 
-        // A write that is not a compare-and-set is not repeated: it may fail, with a
+        // A write whose repetition could apply it twice is not repeated: it may fail, with a
         // message that names the operation and the instance.
         kill(&mut raw).await;
         if let Err(e) = backend.save_task_result(&id, "t", Bytes::from_static(b"x")).await {
@@ -497,6 +497,42 @@ async fn corrupted_rows_are_unindexed() {
         backend.save_snapshot(&at_task_with(&bad[0], "t", Some(1), 600)).await.unwrap();
         let found = backend.find_available_tasks("w", 1, aging(), &[]).await.unwrap();
         assert_eq!(found[0].instance_id, bad[0]);
+    })
+    .await;
+}
+
+/// A transition record that contradicts itself (here: a pause whose request was removed by
+/// hand) makes `load_snapshot` fail with a `Serialization` error that names the instance;
+/// nothing else is lost, and the next whole save replaces the record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inconsistent_transition_records_are_reported() {
+    use sayiir_persistence_conformance::fixtures::{in_progress, request};
+    use sayiir_persistence_redis::redis::AsyncCommands;
+
+    let backend = common::backend("record").await;
+    guarded(&[&backend], async {
+        let mut raw = common::raw().await;
+        let id = unique_id("record");
+        backend.save_snapshot(&in_progress(&id)).await.unwrap();
+        backend.store_signal(&id, SignalKind::Pause, request("hold")).await.unwrap();
+        assert!(backend.check_and_pause(&id).await.unwrap());
+        let blob_key = backend.snapshot_blob_key(&id);
+        let snap_key = format!("{}snap", blob_key.strip_suffix("blob").unwrap());
+        let _: () = raw.hdel(&snap_key, "xq").await.unwrap();
+
+        match backend.load_snapshot(&id).await {
+            Err(BackendError::Serialization(message)) => {
+                assert!(message.contains(&id), "{message}");
+                assert!(message.contains("request is missing"), "{message}");
+            }
+            other => panic!("expected a Serialization error, got {other:?}"),
+        }
+        assert_eq!(
+            backend.load_task_result(&id, "a").await.unwrap().as_deref(),
+            Some(&b"out-a"[..])
+        );
+        backend.save_snapshot(&in_progress(&id)).await.unwrap();
+        assert_eq!(backend.load_snapshot(&id).await.unwrap().state.as_ref(), "InProgress");
     })
     .await;
 }

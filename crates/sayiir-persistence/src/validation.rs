@@ -145,10 +145,13 @@ pub fn validate_signal_allowed(status: &str, kind: SignalKind) -> Result<(), Bac
 /// The error `unpause` returns for a workflow that is not paused.
 #[must_use]
 pub fn not_paused_error(state: &WorkflowSnapshotState) -> BackendError {
-    BackendError::CannotPause(format!(
-        "Workflow is not paused (current state: {:?})",
-        state.as_ref()
-    ))
+    not_paused_status_error(state.as_ref())
+}
+
+/// [`not_paused_error`] for a backend that knows only the stored status name.
+#[must_use]
+pub fn not_paused_status_error(status: &str) -> BackendError {
+    BackendError::CannotPause(format!("Workflow is not paused (current state: {status:?})"))
 }
 
 #[cfg(test)]
