@@ -17,7 +17,7 @@ if st ~= 'InProgress' or redis.call('HLEN', K_SIG) > 0 then
   refresh()
   return 'refreshed'
 end
-local record = {'xt', '1', 'xv', ARGV[1], 'upd', ARGV[3], 'rev', next_revision()}
+local record = {'xt', '1', 'xv', ARGV[1], 'upd', ARGV[3]}
 if pk == 'AtSignal' and sig and sid then
   local payload = ev_pop(sig)
   if payload then

@@ -27,7 +27,7 @@ if kind == 'Cancel' then
 end
 redis.call('HDEL', K_SIG, kind)
 redis.call('HDEL', K_SNAP, 'xi')
-redis.call('HSET', K_SNAP, 'st', target, 'upd', ARGV[4], 'rev', next_revision(),
+redis.call('HSET', K_SNAP, 'st', target, 'upd', ARGV[4],
   'xt', '1', 'xd', '1', 'xq', request, 'xa', ARGV[5])
 if ARGV[6] ~= '' then
   redis.call('HSET', K_SNAP, 'xi', ARGV[6])

@@ -1,4 +1,5 @@
--- Shared prelude, prepended to every per-workflow script (see src/scripts.rs).
+-- Shared prelude, prepended to every per-workflow script (see src/scripts.rs); the scripts
+-- that change a workflow also get lua/index.lua.
 --
 -- KEYS (every per-workflow script receives all of them, in this order):
 --   1 snap     hash: the denormalised fields of the snapshot (small: stays a listpack)
@@ -12,7 +13,7 @@
 --   9 meta     global hash: instance -> tags and last failed worker of the current task
 --  10 inst     global set: every stored instance id
 --  11 cexp     global zset: "<len(instance)>:<instance><task>" -> claim expiry (server ms)
---  12 seq      global counter: source of snapshot revisions (`rev` in snap)
+--  12 seq      global counter: source of blob revisions (`rev` in snap, bumped by save.lua)
 -- ARGV[1] is the application clock in Unix milliseconds, ARGV[2] the instance id.
 
 local K_SNAP, K_BLOB, K_RES, K_SIG, K_CLM, K_EV =
@@ -22,9 +23,6 @@ local K_READY, K_PARKED, K_META, K_INST, K_CEXP, K_SEQ =
 local APP_NOW = tonumber(ARGV[1])
 local INSTANCE = ARGV[2]
 
--- Scores are priority * SPAN + updated_at, exact in a double for any u8 priority.
-local SPAN = 8589934592
-
 -- Whether a state holds its own task results (results::status_holds_results of the core
 -- crate; src/scripts.rs tests that the two agree): for the others (Completed, Failed) the
 -- results hash is the archive.
@@ -32,145 +30,20 @@ local function holds_results(st)
   return st == 'InProgress' or st == 'Paused' or st == 'Cancelled'
 end
 
--- Integers as decimal text without exponent (tostring switches to one past 14 digits).
-local function fmt(n)
-  return string.format('%.0f', n)
-end
-
--- The server clock in milliseconds: one clock for every worker machine.
-local function server_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
-local function claim_member(task)
-  return #INSTANCE .. ':' .. INSTANCE .. task
-end
-
--- A claim value: claimed ms, expiry ms (or nil: never expires), worker.
-local function parse_claim(value)
-  local claimed, expires, worker = string.match(value, '^(%-?%d+) (%S+) (.*)$')
-  if expires == '-' then
-    return tonumber(claimed), nil, worker
-  end
-  return tonumber(claimed), tonumber(expires), worker
-end
-
-local function claim_live(task, now_ms)
-  local value = redis.call('HGET', K_CLM, task)
-  if not value then
-    return false
-  end
-  local _, expires = parse_claim(value)
-  return expires == nil or now_ms < expires
-end
-
--- Event queues of one workflow live in one hash (so a delete is one DEL and every key is
--- known in advance): "h\0<name>" oldest sequence number, "t\0<name>" newest,
--- "m\0<seq>\0<name>" the payloads. Names never contain NUL (ids are validated).
-local function ev_head_field(name) return 'h\0' .. name end
-local function ev_tail_field(name) return 't\0' .. name end
-local function ev_msg_field(seq, name) return 'm\0' .. seq .. '\0' .. name end
-
-local function ev_head(name)
-  local head = redis.call('HGET', K_EV, ev_head_field(name))
-  if not head then
-    return nil
-  end
-  return redis.call('HGET', K_EV, ev_msg_field(head, name))
-end
-
-local function ev_pop(name)
-  local head = redis.call('HGET', K_EV, ev_head_field(name))
-  if not head then
-    return nil
-  end
-  local field = ev_msg_field(head, name)
-  local payload = redis.call('HGET', K_EV, field)
-  redis.call('HDEL', K_EV, field)
-  if head == redis.call('HGET', K_EV, ev_tail_field(name)) then
-    redis.call('HDEL', K_EV, ev_head_field(name), ev_tail_field(name))
-  else
-    redis.call('HSET', K_EV, ev_head_field(name), fmt(tonumber(head) + 1))
-  end
-  return payload
-end
-
--- The rule of schedule::task_input: the initial input while no task has completed, else
--- the output of the last completed task.
-local function input_available(has_input, last)
-  if redis.call('HLEN', K_RES) == 0 then
-    return has_input == '1'
-  end
-  return last ~= false and redis.call('HEXISTS', K_RES, last) == 1
-end
-
--- Puts the workflow in the index its stored state calls for (contract 6.2, re-expressed
--- from schedule::schedule_of): `ready` when a worker may take its task now, `parked` when
--- it waits for a time or has an event to wake it, neither otherwise.
-local function refresh()
-  local f = redis.call('HMGET', K_SNAP,
-    'st', 'pk', 'cur', 'hin', 'last', 'upd', 'prio', 'nb', 'wake', 'sig')
-  local st, pk, cur, hin, last, upd, prio, nb, wake, sig =
-    f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10]
-  local ready, parked = nil, nil
-  if st == 'InProgress' and redis.call('HLEN', K_SIG) == 0 then
-    if pk == 'AtTask' and cur then
-      if redis.call('HEXISTS', K_RES, cur) == 0 and input_available(hin, last)
-        and not claim_live(cur, server_ms()) then
-        if nb and tonumber(nb) > APP_NOW then
-          parked = tonumber(nb)
-        else
-          ready = tonumber(prio) * SPAN + math.min(tonumber(upd), SPAN - 1)
-        end
-      end
-    elseif pk == 'AtDelay' and wake then
-      parked = tonumber(wake)
-    elseif pk == 'AtSignal' and sig then
-      if redis.call('HEXISTS', K_EV, ev_head_field(sig)) == 1 then
-        parked = 0
-      elseif wake then
-        parked = tonumber(wake)
-      end
-    end
-  end
-  if ready then
-    redis.call('ZADD', K_READY, fmt(ready), INSTANCE)
-  else
-    redis.call('ZREM', K_READY, INSTANCE)
-  end
-  if parked then
-    redis.call('ZADD', K_PARKED, fmt(parked), INSTANCE)
-  else
-    redis.call('ZREM', K_PARKED, INSTANCE)
-  end
-end
-
-local function next_revision()
-  return redis.call('INCR', K_SEQ)
-end
-
--- Appends the stored snapshot to `out`, as src/snapshot.rs (`Loaded::read`) reads it: the
--- blob, the snap fields below, then flat task/output pairs. Results are sent for the states
--- that hold them (holds_results), and for a workflow a script advanced (`xv`): replaying
--- the advancement may need them (a delay's passthrough output). Returns false when no
+-- The stored snapshot, packed (cmsgpack) for src/snapshot.rs (`Loaded::read`): the blob,
+-- the snap fields below, then the results as flat task/output pairs. Results are sent for
+-- the states that hold them (holds_results), and for a workflow a script advanced (`xv`):
+-- replaying the advancement may need them (a delay's passthrough output). False when no
 -- snapshot is stored.
 local SNAPSHOT_FIELDS = {'st', 'tp', 'last', 'upd', 'xt', 'xd', 'xv', 'xe', 'xq', 'xa', 'xi'}
-local function push_snapshot(out)
+local function packed_snapshot()
   local f = redis.call('HMGET', K_SNAP, unpack(SNAPSHOT_FIELDS))
   if not f[1] then
     return false
   end
-  out[#out + 1] = redis.call('GET', K_BLOB) or ''
-  for i = 1, #SNAPSHOT_FIELDS do
-    out[#out + 1] = f[i]
-  end
+  local results = {}
   if holds_results(f[1]) or f[7] then
-    local results = redis.call('HGETALL', K_RES)
-    local base = #out
-    for i = 1, #results do
-      out[base + i] = results[i]
-    end
+    results = redis.call('HGETALL', K_RES)
   end
-  return true
+  return cmsgpack.pack(redis.call('GET', K_BLOB) or '', f, results)
 end

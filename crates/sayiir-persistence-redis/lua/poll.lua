@@ -2,7 +2,7 @@
 -- KEYS: 1 ready, 2 meta, 3 parked, 4 claim expiries.
 -- ARGV: 1 now (application clock, ms), 2 limit, 3 worker, 4 batch size for due work,
 --   5.. the worker's tags.
--- Returns {due parked instances, expired claim members, candidates} where candidates are
+-- Returns, packed: due parked instances, expired claim members, candidates, where candidates are
 -- flat triples (instance, score, biased 0/1): for each priority level, in index order, the
 -- first `limit` candidates the worker accepts that did not last fail on it, and the first
 -- `limit` that did (those sort after all others, contract 6.4).
@@ -86,4 +86,4 @@ while true do
   end
   low = string.format('%.0f', (level + 1) * SPAN)
 end
-return {due, expired, out}
+return cmsgpack.pack(due, expired, out)

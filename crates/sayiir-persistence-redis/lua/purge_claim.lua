@@ -8,7 +8,7 @@ if not value then
   redis.call('ZREM', K_CEXP, member)
   return 'ok'
 end
-if claim_live(task, server_ms()) then
+if claim_live(task) then
   return 'ok'
 end
 redis.call('HDEL', K_CLM, task)

@@ -12,7 +12,7 @@ local n = tonumber(ARGV[6])
 local first_result = 7 + 2 * n
 redis.call('SET', K_BLOB, ARGV[5])
 redis.call('DEL', K_SNAP)
-redis.call('HSET', K_SNAP, 'rev', next_revision(), unpack(ARGV, 7, first_result - 1))
+redis.call('HSET', K_SNAP, 'rev', redis.call('INCR', K_SEQ), unpack(ARGV, 7, first_result - 1))
 
 if ARGV[3] == 'replace' then
   redis.call('DEL', K_RES)

@@ -11,6 +11,6 @@ if st ~= 'InProgress' then
   return 'ok'
 end
 redis.call('HSET', K_RES, ARGV[3], ARGV[4])
-redis.call('HSET', K_SNAP, 'last', ARGV[3], 'upd', ARGV[5], 'rev', next_revision())
+redis.call('HSET', K_SNAP, 'last', ARGV[3], 'upd', ARGV[5])
 refresh()
 return 'ok'

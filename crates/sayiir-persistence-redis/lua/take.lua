@@ -1,7 +1,7 @@
 -- Reads a ready task for find_available_tasks, if it is still ready.
 -- ARGV: 1 now, 2 instance.
--- Returns false, or {task, blob, trace_parent|false, input|false, revision} where a false
--- input means "the initial input" (no task has completed yet).
+-- Returns false, or packed: task, blob, trace_parent|false, input|false, revision, where a
+-- false input means "the initial input" (no task has completed yet).
 
 if not redis.call('ZSCORE', K_READY, INSTANCE) then
   return false
@@ -18,4 +18,4 @@ if redis.call('HLEN', K_RES) > 0 then
     return false
   end
 end
-return {f[1], blob, f[2], input, f[4]}
+return cmsgpack.pack(f[1], blob, f[2], input, f[4])

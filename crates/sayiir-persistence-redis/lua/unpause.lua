@@ -2,7 +2,7 @@
 -- InProgress (the transition record says so, see src/transition.rs), a pending Pause
 -- request is dropped (D3), and the index entries follow.
 -- ARGV: 1 now, 2 instance, 3 now in Unix seconds.
--- Returns {'ok', then the reply of push_snapshot}, {'not_found'} or {'not_paused', status}.
+-- Returns {'ok', packed_snapshot()}, {'not_found'} or {'not_paused', status}.
 
 local st = redis.call('HGET', K_SNAP, 'st')
 if not st then
@@ -12,8 +12,6 @@ if st ~= 'Paused' then
   return {'not_paused', st}
 end
 redis.call('HDEL', K_SIG, 'Pause')
-redis.call('HSET', K_SNAP, 'st', 'InProgress', 'upd', ARGV[3], 'rev', next_revision(), 'xt', '1')
+redis.call('HSET', K_SNAP, 'st', 'InProgress', 'upd', ARGV[3], 'xt', '1')
 refresh()
-local out = {'ok'}
-push_snapshot(out)
-return out
+return {'ok', packed_snapshot()}

@@ -17,7 +17,6 @@
 //! A workflow whose blob does not decode is logged, skipped and taken out of the indexes
 //! (its next save puts it back), so it cannot crowd out the others.
 
-use bytes::Bytes;
 use chrono::{Duration, Utc};
 use futures::future::join_all;
 use redis::Value;
@@ -31,7 +30,8 @@ use sayiir_persistence::validation::{IdKind, validate_id};
 
 use crate::error::{self, At};
 use crate::keys::split_claim_member;
-use crate::reply::{self, Items};
+use crate::packed::Packed;
+use crate::reply;
 use crate::{RedisBackend, Retry, now_millis, scripts};
 
 /// Index scores are `priority * SPAN + updated_at`.
@@ -153,18 +153,18 @@ impl RedisBackend {
         args.extend(worker_tags.iter().map(|tag| tag.as_bytes()));
         let keys = [keys.ready(), keys.meta(), keys.parked(), keys.claim_expiry()];
         let reply = self.eval(at, &scripts().poll, &keys, &args, RETRY).await?;
-        let mut items = Items::new(reply, *at)?;
-        let due = texts(items.array()?)?;
-        let expired = texts(items.array()?)?;
-        let mut flat = items.array()?;
-        let mut candidates = Vec::with_capacity(flat.remaining() / 3);
-        while flat.remaining() >= 3 {
-            let instance_id = flat.text()?.unwrap_or_default();
-            let score: f64 = flat
+        let mut packed = Packed::new(reply, *at)?;
+        let due = texts(&mut packed)?;
+        let expired = texts(&mut packed)?;
+        let count = packed.array()? / 3;
+        let mut candidates = Vec::with_capacity(count);
+        for _ in 0..count {
+            let instance_id = packed.text()?.unwrap_or_default();
+            let score: f64 = packed
                 .text()?
                 .and_then(|s| s.parse().ok())
                 .ok_or_else(|| error::reply(at, "candidate without a score"))?;
-            let biased = flat.int()? == Some(1);
+            let biased = packed.int()? == Some(1);
             let level = (score / SPAN).floor();
             // Scores are built from a u8 priority and a clamped u64: both conversions are exact.
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -254,18 +254,18 @@ impl RedisBackend {
         if reply == Value::Nil {
             return Ok(None);
         }
-        let mut items = Items::new(reply, *at)?;
-        let task_id = items.text()?.unwrap_or_default();
-        let blob = items.bytes()?.unwrap_or_default();
-        let trace_parent = items.text()?;
-        let last_output = items.bytes()?;
-        let revision = items.text()?.unwrap_or_default();
+        let mut packed = Packed::new(reply, *at)?;
+        let task_id = packed.text()?.unwrap_or_default();
+        let blob = packed.bytes()?.unwrap_or_default();
+        let trace_parent = packed.text()?;
+        let last_output = packed.bytes()?;
+        let revision = packed.text()?.unwrap_or_default();
         let snapshot = match decode_snapshot(instance_id, &blob) {
             Ok(snapshot) => snapshot,
             Err(e) => return Err(self.unindex(at, instance_id, &revision, e).await),
         };
         let input = match last_output {
-            Some(output) => Bytes::from(output),
+            Some(output) => output,
             None => match snapshot.initial_input {
                 Some(input) => input,
                 None => return Ok(None),
@@ -281,10 +281,12 @@ impl RedisBackend {
     }
 }
 
-fn texts(mut items: Items<'_>) -> Result<Vec<String>, BackendError> {
-    let mut out = Vec::with_capacity(items.remaining());
-    while items.remaining() > 0 {
-        out.push(items.text()?.unwrap_or_default());
+/// An array of texts.
+fn texts(packed: &mut Packed<'_>) -> Result<Vec<String>, BackendError> {
+    let count = packed.array()?;
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        out.push(packed.text()?.unwrap_or_default());
     }
     Ok(out)
 }

@@ -47,6 +47,12 @@ impl WorkflowKeys {
         self.key(OWN[3])
     }
 
+    /// The total length of the KEYS [`Self::push_script_keys`] appends.
+    pub(crate) fn script_keys_len(&self, space: &KeySpace) -> usize {
+        OWN.iter().map(|suffix| self.tag.len() + 1 + suffix.len()).sum::<usize>()
+            + space.globals.iter().map(String::len).sum::<usize>()
+    }
+
     /// Appends the KEYS of a per-workflow script to `cmd`: this workflow's keys, then the
     /// global ones (see `lua/common.lua`). One scratch buffer, no string per key.
     pub(crate) fn push_script_keys(&self, cmd: &mut redis::Cmd, space: &KeySpace) {

@@ -25,6 +25,7 @@ mod claim;
 mod error;
 mod find;
 mod keys;
+mod packed;
 mod reply;
 mod result;
 mod scripts;
@@ -244,8 +245,10 @@ impl RedisBackend {
         keys: &WorkflowKeys,
         instance_id: &str,
     ) -> redis::Cmd {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(lua.sha.as_str()).arg(crate::keys::SCRIPT_KEYS);
+        // Sized for the keys and a few arguments, so that building it does not reallocate.
+        let data = lua.sha.len() + keys.script_keys_len(self.keys()) + instance_id.len() + 128;
+        let mut cmd = redis::Cmd::with_capacity(crate::keys::SCRIPT_KEYS + 12, data);
+        cmd.arg("EVALSHA").arg(lua.sha.as_str()).arg(crate::keys::SCRIPT_KEYS);
         keys.push_script_keys(&mut cmd, self.keys());
         cmd.arg(now_millis()).arg(instance_id);
         cmd

@@ -59,12 +59,6 @@ impl<'a> Items<'a> {
             other => Err(error::reply(&at, &format!("expected an integer, got {}", kind(&other)))),
         }
     }
-
-    /// The next element as a nested array.
-    pub(crate) fn array(&mut self) -> Result<Items<'a>, BackendError> {
-        let value = self.value()?;
-        Items::new(value, self.at)
-    }
 }
 
 /// A bulk-string or status reply as bytes, `None` for nil.

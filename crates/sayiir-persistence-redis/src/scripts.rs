@@ -1,7 +1,9 @@
 //! The Lua scripts, loaded from `lua/*.lua` once per backend.
 //!
-//! Per-workflow scripts are prefixed with `lua/common.lua`, which holds the index rules
-//! every write must apply. Calls send `EVALSHA`; after a `NOSCRIPT` reply (`SCRIPT FLUSH`,
+//! Per-workflow scripts are prefixed with `lua/common.lua` (keys and the snapshot reader);
+//! the scripts that change a workflow also with `lua/index.lua`, the index rules every
+//! write must apply. Reads go without it: the prelude runs on every call, and its
+//! definitions cost server time. Calls send `EVALSHA`; after a `NOSCRIPT` reply (`SCRIPT FLUSH`,
 //! a restart, a failover to a fresh replica) the same call is sent once as `EVAL` with the
 //! source, which also caches the script again. Unlike `SCRIPT LOAD` + `EVALSHA`, that
 //! fallback cannot meet a second flush in between.
@@ -34,6 +36,7 @@ impl Lua {
 }
 
 const COMMON: &str = include_str!("../lua/common.lua");
+const INDEX: &str = include_str!("../lua/index.lua");
 
 /// One compiled script per atomic operation.
 #[derive(Debug)]
@@ -59,7 +62,13 @@ pub(crate) struct Scripts {
     pub(crate) poll: Lua,
 }
 
+/// A per-workflow script that changes the workflow.
 fn workflow(body: &str) -> Lua {
+    Lua::new(format!("{COMMON}\n{INDEX}\n{body}"))
+}
+
+/// A per-workflow script that only reads, or only takes a workflow out of the indexes.
+fn reader(body: &str) -> Lua {
     Lua::new(format!("{COMMON}\n{body}"))
 }
 
@@ -67,9 +76,9 @@ impl Scripts {
     pub(crate) fn new() -> Self {
         Self {
             save: workflow(include_str!("../lua/save.lua")),
-            load: workflow(include_str!("../lua/load.lua")),
+            load: reader(include_str!("../lua/load.lua")),
             save_task_result: workflow(include_str!("../lua/save_task_result.lua")),
-            load_task_result: workflow(include_str!("../lua/load_task_result.lua")),
+            load_task_result: reader(include_str!("../lua/load_task_result.lua")),
             delete: workflow(include_str!("../lua/delete.lua")),
             store_signal: workflow(include_str!("../lua/store_signal.lua")),
             apply_signal: workflow(include_str!("../lua/apply_signal.lua")),
@@ -82,8 +91,8 @@ impl Scripts {
             extend: workflow(include_str!("../lua/extend.lua")),
             purge_claim: workflow(include_str!("../lua/purge_claim.lua")),
             advance: workflow(include_str!("../lua/advance.lua")),
-            take: workflow(include_str!("../lua/take.lua")),
-            unindex: workflow(include_str!("../lua/unindex.lua")),
+            take: reader(include_str!("../lua/take.lua")),
+            unindex: reader(include_str!("../lua/unindex.lua")),
             poll: Lua::new(include_str!("../lua/poll.lua").to_string()),
         }
     }

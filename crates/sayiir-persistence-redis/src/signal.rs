@@ -19,6 +19,7 @@ use sayiir_persistence::{BackendError, SignalStore};
 use tracing::Instrument;
 
 use crate::error::{self, At};
+use crate::packed::Packed;
 use crate::reply::{self, Items};
 use crate::snapshot::Loaded;
 use crate::{RedisBackend, Retry, scripts, span};
@@ -285,8 +286,8 @@ impl SignalStore for RedisBackend {
             let mut items = Items::new(reply, at)?;
             match items.text()?.as_deref() {
                 Some("ok") => {
-                    let blob = items.bytes()?.unwrap_or_default();
-                    Loaded::read(blob, &mut items)?.assemble(&at, instance_id)
+                    let mut packed = Packed::new(items.value()?, at)?;
+                    Loaded::read(&mut packed)?.assemble(&at, instance_id)
                 }
                 Some("not_found") => Err(BackendError::NotFound(instance_id.to_string())),
                 Some("not_paused") => {

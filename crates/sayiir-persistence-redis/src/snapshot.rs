@@ -25,7 +25,8 @@ use sayiir_persistence::{BackendError, SnapshotStore};
 use tracing::Instrument;
 
 use crate::error::{self, At};
-use crate::reply::{self, Items};
+use crate::packed::Packed;
+use crate::reply;
 use crate::transition::Record;
 use crate::{RedisBackend, Retry, scripts, span};
 
@@ -125,10 +126,10 @@ fn ceil_millis(time: DateTime<Utc>) -> i64 {
     }
 }
 
-/// A snapshot as read back (`push_snapshot` in `lua/common.lua`), before it is assembled.
+/// A snapshot as read back (`packed_snapshot` in `lua/common.lua`), before it is assembled.
 #[derive(Debug)]
 pub(crate) struct Loaded {
-    pub(crate) blob: Vec<u8>,
+    pub(crate) blob: Bytes,
     pub(crate) status: String,
     pub(crate) trace_parent: Option<String>,
     pub(crate) last: Option<String>,
@@ -137,27 +138,38 @@ pub(crate) struct Loaded {
     pub(crate) results: Vec<(String, Bytes)>,
 }
 
+/// How many snap fields `packed_snapshot` sends.
+const SNAPSHOT_FIELDS: usize = 11;
+
 impl Loaded {
-    /// Reads the rest of a `push_snapshot` reply once its first element (the blob) is known.
-    pub(crate) fn read(blob: Vec<u8>, items: &mut Items<'_>) -> Result<Self, BackendError> {
-        let status = items.text()?.unwrap_or_default();
-        let trace_parent = items.text()?;
-        let last = items.text()?;
-        let updated_at = items.int()?.and_then(|n| u64::try_from(n).ok());
+    /// Reads a `packed_snapshot` reply.
+    pub(crate) fn read(packed: &mut Packed<'_>) -> Result<Self, BackendError> {
+        let blob = packed.bytes()?.unwrap_or_default();
+        let fields = packed.array()?;
+        if fields != SNAPSHOT_FIELDS {
+            return Err(
+                packed.error(&format!("{fields} snapshot fields, {SNAPSHOT_FIELDS} expected"))
+            );
+        }
+        let status = packed.text()?.unwrap_or_default();
+        let trace_parent = packed.text()?;
+        let last = packed.text()?;
+        let updated_at = packed.int()?.and_then(|n| u64::try_from(n).ok());
         let record = Record {
-            transitioned: items.value()? != Value::Nil,
-            deadline_cleared: items.value()? != Value::Nil,
-            advanced_at_ms: items.int()?,
-            event_consumed: items.value()? != Value::Nil,
-            request: items.bytes()?,
-            applied_at_us: items.int()?,
-            interrupted_at_task: items.text()?,
+            transitioned: packed.bytes()?.is_some(),
+            deadline_cleared: packed.bytes()?.is_some(),
+            advanced_at_ms: packed.int()?,
+            event_consumed: packed.bytes()?.is_some(),
+            request: packed.bytes()?,
+            applied_at_us: packed.int()?,
+            interrupted_at_task: packed.text()?,
         };
-        let mut results = Vec::with_capacity(items.remaining() / 2);
-        while items.remaining() > 0 {
-            let task = items.text()?.unwrap_or_default();
-            let output = items.bytes()?.unwrap_or_default();
-            results.push((task, Bytes::from(output)));
+        let pairs = packed.array()? / 2;
+        let mut results = Vec::with_capacity(pairs);
+        for _ in 0..pairs {
+            let task = packed.text()?.unwrap_or_default();
+            let output = packed.bytes()?.unwrap_or_default();
+            results.push((task, output));
         }
         Ok(Self { blob, status, trace_parent, last, updated_at, record, results })
     }
@@ -309,9 +321,7 @@ impl SnapshotStore for RedisBackend {
             if reply == Value::Nil {
                 return Err(BackendError::NotFound(instance_id.to_string()));
             }
-            let mut items = Items::new(reply, at)?;
-            let blob = items.bytes()?.unwrap_or_default();
-            Loaded::read(blob, &mut items)?.assemble(&at, instance_id)
+            Loaded::read(&mut Packed::new(reply, at)?)?.assemble(&at, instance_id)
         }
         .instrument(span("load_snapshot", instance_id))
         .await

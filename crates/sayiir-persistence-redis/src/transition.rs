@@ -27,6 +27,7 @@
 //!
 //! The final status is the stored `st`; the replay checks that it arrives there.
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use sayiir_persistence::sayiir_core::snapshot::{
     ExecutionPosition, PauseRequest, SignalRequest, WorkflowSnapshot, WorkflowSnapshotState,
@@ -45,7 +46,7 @@ pub(crate) struct Record {
     /// `xe`: the advancement consumed the head event of the awaited signal.
     pub(crate) event_consumed: bool,
     /// `xq`: the pause or cancel request applied, encoded.
-    pub(crate) request: Option<Vec<u8>>,
+    pub(crate) request: Option<Bytes>,
     /// `xa`: when the request was applied (Unix µs).
     pub(crate) applied_at_us: Option<i64>,
     /// `xi`: the task a cancel interrupted.
@@ -150,15 +151,14 @@ impl Record {
 mod tests {
     use std::collections::HashMap;
 
-    use bytes::Bytes;
     use chrono::Duration;
     use sayiir_persistence::sayiir_core::snapshot::{TaskDeadline, TaskResult};
 
     use super::*;
 
-    fn request(reason: &str) -> (SignalRequest, Vec<u8>) {
+    fn request(reason: &str) -> (SignalRequest, Bytes) {
         let request = SignalRequest::new(Some(reason.into()), Some("ops".into()));
-        let raw = rmp_serde::to_vec_named(&request).unwrap();
+        let raw = Bytes::from(rmp_serde::to_vec_named(&request).unwrap());
         (request, raw)
     }
 
