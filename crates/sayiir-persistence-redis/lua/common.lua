@@ -30,13 +30,15 @@ local function holds_results(st)
   return st == 'InProgress' or st == 'Paused' or st == 'Cancelled'
 end
 
--- The stored snapshot, packed (cmsgpack) for src/snapshot.rs (`Loaded::read`): the blob,
--- the snap fields below, then the results as flat task/output pairs. Results are sent for
--- the states that hold them (holds_results), and for a workflow a script advanced (`xv`):
+-- The stored snapshot for src/snapshot.rs (`Loaded::read`): {packed blob and snap fields
+-- below, results as flat task/output pairs}. The small values are packed (cmsgpack) into
+-- one string, cheaper to read than one reply element each; the results are not (packing
+-- large values in Lua costs more server time than it saves). Results are sent for the
+-- states that hold them (holds_results), and for a workflow a script advanced (`xv`):
 -- replaying the advancement may need them (a delay's passthrough output). False when no
 -- snapshot is stored.
 local SNAPSHOT_FIELDS = {'st', 'tp', 'last', 'upd', 'xt', 'xd', 'xv', 'xe', 'xq', 'xa', 'xi'}
-local function packed_snapshot()
+local function stored_snapshot()
   local f = redis.call('HMGET', K_SNAP, unpack(SNAPSHOT_FIELDS))
   if not f[1] then
     return false
@@ -45,5 +47,5 @@ local function packed_snapshot()
   if holds_results(f[1]) or f[7] then
     results = redis.call('HGETALL', K_RES)
   end
-  return cmsgpack.pack(redis.call('GET', K_BLOB) or '', f, results)
+  return {cmsgpack.pack(redis.call('GET', K_BLOB) or '', f), results}
 end

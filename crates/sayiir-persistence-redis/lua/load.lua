@@ -1,4 +1,4 @@
 -- Reads a snapshot in one atomic step.
--- Returns false when absent, else packed_snapshot().
+-- Returns stored_snapshot().
 
-return packed_snapshot()
+return stored_snapshot()

@@ -19,7 +19,6 @@ use sayiir_persistence::{BackendError, SignalStore};
 use tracing::Instrument;
 
 use crate::error::{self, At};
-use crate::packed::Packed;
 use crate::reply::{self, Items};
 use crate::snapshot::Loaded;
 use crate::{RedisBackend, Retry, scripts, span};
@@ -285,10 +284,7 @@ impl SignalStore for RedisBackend {
                 .await?;
             let mut items = Items::new(reply, at)?;
             match items.text()?.as_deref() {
-                Some("ok") => {
-                    let mut packed = Packed::new(items.value()?, at)?;
-                    Loaded::read(&mut packed)?.assemble(&at, instance_id)
-                }
+                Some("ok") => Loaded::read(items.value()?, at)?.assemble(&at, instance_id),
                 Some("not_found") => Err(BackendError::NotFound(instance_id.to_string())),
                 Some("not_paused") => {
                     Err(not_paused_status_error(&items.text()?.unwrap_or_default()))

@@ -26,7 +26,7 @@ use tracing::Instrument;
 
 use crate::error::{self, At};
 use crate::packed::Packed;
-use crate::reply;
+use crate::reply::{self, Items};
 use crate::transition::Record;
 use crate::{RedisBackend, Retry, scripts, span};
 
@@ -126,7 +126,7 @@ fn ceil_millis(time: DateTime<Utc>) -> i64 {
     }
 }
 
-/// A snapshot as read back (`packed_snapshot` in `lua/common.lua`), before it is assembled.
+/// A snapshot as read back (`stored_snapshot` in `lua/common.lua`), before it is assembled.
 #[derive(Debug)]
 pub(crate) struct Loaded {
     pub(crate) blob: Bytes,
@@ -138,12 +138,14 @@ pub(crate) struct Loaded {
     pub(crate) results: Vec<(String, Bytes)>,
 }
 
-/// How many snap fields `packed_snapshot` sends.
+/// How many snap fields `stored_snapshot` sends.
 const SNAPSHOT_FIELDS: usize = 11;
 
 impl Loaded {
-    /// Reads a `packed_snapshot` reply.
-    pub(crate) fn read(packed: &mut Packed<'_>) -> Result<Self, BackendError> {
+    /// Reads a `stored_snapshot` reply.
+    pub(crate) fn read(reply: Value, at: At<'_>) -> Result<Self, BackendError> {
+        let mut items = Items::new(reply, at)?;
+        let mut packed = Packed::new(items.value()?, at)?;
         let blob = packed.bytes()?.unwrap_or_default();
         let fields = packed.array()?;
         if fields != SNAPSHOT_FIELDS {
@@ -164,12 +166,17 @@ impl Loaded {
             applied_at_us: packed.int()?,
             interrupted_at_task: packed.text()?,
         };
-        let pairs = packed.array()? / 2;
-        let mut results = Vec::with_capacity(pairs);
-        for _ in 0..pairs {
-            let task = packed.text()?.unwrap_or_default();
-            let output = packed.bytes()?.unwrap_or_default();
-            results.push((task, output));
+        let Value::Array(flat) = items.value()? else {
+            return Err(error::reply(&at, "results are not an array"));
+        };
+        let mut results = Vec::with_capacity(flat.len() / 2);
+        let mut flat = flat.into_iter();
+        while let (Some(task), Some(output)) = (flat.next(), flat.next()) {
+            let task = reply::bytes(task, &at)?.unwrap_or_default();
+            let task =
+                String::from_utf8(task).map_err(|_| error::reply(&at, "a task id is not UTF-8"))?;
+            let output = reply::bytes(output, &at)?.unwrap_or_default();
+            results.push((task, Bytes::from(output)));
         }
         Ok(Self { blob, status, trace_parent, last, updated_at, record, results })
     }
@@ -321,7 +328,7 @@ impl SnapshotStore for RedisBackend {
             if reply == Value::Nil {
                 return Err(BackendError::NotFound(instance_id.to_string()));
             }
-            Loaded::read(&mut Packed::new(reply, at)?)?.assemble(&at, instance_id)
+            Loaded::read(reply, at)?.assemble(&at, instance_id)
         }
         .instrument(span("load_snapshot", instance_id))
         .await
