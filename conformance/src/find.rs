@@ -693,6 +693,28 @@ pub async fn paused_due_delay_not_advanced<H: Harness>(h: Arc<H>) {
     assert_same(&h.backend().load_snapshot(&id).await.unwrap(), &snapshot);
 }
 
+/// A workflow saved Paused and resumed by `unpause` is scheduled like one saved in
+/// progress: its task is returned to a worker its tags accept and to no other, and a due
+/// delay it was paused at is advanced.
+pub async fn unpaused_workflow_is_scheduled<H: Harness>(h: Arc<H>) {
+    let id = unique_id("unpaused-task");
+    let mut snapshot = paused_snapshot(&id);
+    snapshot.task_tags = vec!["gpu".to_string()];
+    save(&*h, &snapshot).await;
+    assert_hidden(&*h, &id, "paused").await;
+    h.backend().unpause(&id).await.unwrap();
+    assert!(task_of(&find(&*h, "w", ALL, aging(), &["cpu"]).await, &id).is_none(), "tags");
+    let found = find(&*h, "w", ALL, aging(), &["gpu"]).await;
+    assert_eq!(task_of(&found, &id).map(|t| t.task_id.as_str()), Some("b"), "unpaused at a task");
+
+    let delayed = unique_id("unpaused-delay");
+    let mut snapshot = at_delay(&delayed, "d", -hour(), Some("next"));
+    snapshot.mark_paused(&PauseRequest::new(None, None));
+    save(&*h, &snapshot).await;
+    h.backend().unpause(&delayed).await.unwrap();
+    assert_visible(&*h, &delayed, "next", "unpaused at a due delay").await;
+}
+
 /// An advanced task is claimable, and once claimed the next call does not return it.
 pub async fn advanced_task_then_claimed_is_hidden<H: Harness>(h: Arc<H>) {
     let id = unique_id("delay-claim");

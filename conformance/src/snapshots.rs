@@ -156,6 +156,19 @@ pub async fn timestamps_stored_verbatim<H: Harness>(h: Arc<H>) {
     assert_eq!((loaded.created_at, loaded.updated_at), (7, 3));
 }
 
+/// The extreme timestamps (0 and `u64::MAX`) are stored verbatim too, also by backends that
+/// keep `updated_at` beside the blob for scheduling.
+pub async fn extreme_timestamps_stored_verbatim<H: Harness>(h: Arc<H>) {
+    for (created_at, updated_at) in [(0, u64::MAX), (u64::MAX, 0)] {
+        let mut snapshot = in_progress(&unique_id("extreme-stamps"));
+        snapshot.created_at = created_at;
+        snapshot.updated_at = updated_at;
+        round_trip(&*h, &snapshot).await;
+        let loaded = h.backend().load_snapshot(&snapshot.instance_id).await.unwrap();
+        assert_eq!((loaded.created_at, loaded.updated_at), (created_at, updated_at));
+    }
+}
+
 /// Priority, tag order (duplicates included) and an unusual priority value are kept.
 pub async fn priority_and_tag_order_kept<H: Harness>(h: Arc<H>) {
     let mut snapshot = in_progress(&unique_id("tags"));

@@ -21,8 +21,9 @@ end
 local t = redis.call('TIME')
 local server_now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local due = redis.call('ZRANGEBYSCORE', K_PARKED, '-inf', ARGV[1], 'LIMIT', 0, batch)
+-- A claim is live while now < expiry (claim_live in lua/index.lua): expired at expiry.
 local expired = redis.call('ZRANGEBYSCORE', K_CEXP, '-inf',
-  string.format('(%.0f', server_now), 'LIMIT', 0, batch)
+  string.format('%.0f', server_now), 'LIMIT', 0, batch)
 
 -- meta: netstrings "<len>:<bytes>"; the first is 'F' .. worker or 'N', then the tags.
 local function accepts(meta)

@@ -55,29 +55,32 @@ impl<'a> Stored<'a> {
             }
         };
         push("pk", snapshot.position_kind());
-        let current = snapshot.current_task_id();
-        push("cur", current);
         push("hin", snapshot.initial_input.as_ref().map(|_| "1"));
         push("last", last_completed(&snapshot.state));
         push("tp", snapshot.trace_parent.as_deref());
-        // A park: what advance.lua needs to move to the next task without the blob.
-        let next = match &snapshot.state {
-            WorkflowSnapshotState::InProgress {
-                position: ExecutionPosition::AtSignal { signal_id, signal_name, next_task_id, .. },
-                ..
-            } => {
-                push("sig", Some(signal_name));
-                push("sid", Some(signal_id));
-                next_task_id.as_deref()
-            }
-            WorkflowSnapshotState::InProgress {
-                position: ExecutionPosition::AtDelay { next_task_id, .. },
-                ..
-            } => next_task_id.as_deref(),
+        // The position's fields are stored for a Paused workflow too: `unpause.lua` resumes it
+        // without the blob, and the indexes need them then.
+        let position = match &snapshot.state {
+            WorkflowSnapshotState::InProgress { position, .. }
+            | WorkflowSnapshotState::Paused { position, .. } => Some(position),
             _ => None,
         };
+        // A park: what advance.lua needs to move to the next task without the blob.
+        let (current, next, wake) = match position {
+            Some(ExecutionPosition::AtTask { task_id }) => (Some(task_id.as_str()), None, None),
+            Some(ExecutionPosition::AtSignal { signal_id, signal_name, next_task_id, wake_at }) => {
+                push("sig", Some(signal_name));
+                push("sid", Some(signal_id));
+                (None, next_task_id.as_deref(), *wake_at)
+            }
+            Some(ExecutionPosition::AtDelay { next_task_id, wake_at, .. }) => {
+                (None, next_task_id.as_deref(), Some(*wake_at))
+            }
+            _ => (None, None, None),
+        };
+        push("cur", current);
         push("nxt", next);
-        if let Some(wake) = snapshot.delay_wake_at() {
+        if let Some(wake) = wake {
             // Rounded up: a script that finds the park due (now_ms >= wake) has an application
             // time at or past `wake_at`, so replaying the advancement at that time agrees.
             fields.push(("wake", Cow::Owned(ceil_millis(wake).to_string().into_bytes())));
@@ -106,7 +109,8 @@ fn task_fields(snapshot: &WorkflowSnapshot, task: Option<&str>) -> (Option<Strin
         return (None, Vec::new());
     };
     let retry = snapshot.task_retries.get(task);
-    let not_before = retry.map(|retry| retry.next_retry_at.timestamp_millis().to_string());
+    // Rounded up, as `backoff_elapsed` requires `now >= next_retry_at`.
+    let not_before = retry.map(|retry| ceil_millis(retry.next_retry_at).to_string());
     let failed_worker = retry.and_then(|r| r.last_failed_worker.as_deref());
     let meta = if failed_worker.is_some() || !snapshot.task_tags.is_empty() {
         encode_meta(failed_worker, &snapshot.task_tags)
@@ -156,7 +160,12 @@ impl Loaded {
         let status = packed.text()?.unwrap_or_default();
         let trace_parent = packed.text()?;
         let last = packed.text()?;
-        let updated_at = packed.int()?.and_then(|n| u64::try_from(n).ok());
+        // Text, not `Packed::int`: any u64 is stored verbatim, also past i64::MAX.
+        let updated_at = packed
+            .text()?
+            .map(|text| text.parse::<u64>())
+            .transpose()
+            .map_err(|_| packed.error("updated_at is not an unsigned integer"))?;
         let record = Record {
             transitioned: packed.bytes()?.is_some(),
             deadline_cleared: packed.bytes()?.is_some(),
