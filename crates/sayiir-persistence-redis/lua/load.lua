@@ -1,4 +1,5 @@
--- Reads a snapshot in one atomic step.
--- Returns stored_snapshot().
+-- Reads a snapshot without its results in one atomic step; load_snapshot sends it in one
+-- MULTI with an HGETALL of the results.
+-- Returns packed_snapshot().
 
-return stored_snapshot()
+return packed_snapshot()

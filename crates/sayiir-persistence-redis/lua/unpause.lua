@@ -2,7 +2,8 @@
 -- InProgress (the transition record says so, see src/transition.rs), a pending Pause
 -- request is dropped (D3), and the index entries follow.
 -- ARGV: 1 now, 2 instance, 3 now in Unix seconds.
--- Returns {'ok', stored_snapshot()}, {'not_found'} or {'not_paused', status}.
+-- Returns {'ok', packed_snapshot(), the results as flat task/output pairs}, {'not_found'}
+-- or {'not_paused', status}.
 
 local st = redis.call('HGET', K_SNAP, 'st')
 if not st then
@@ -14,4 +15,4 @@ end
 redis.call('HDEL', K_SIG, 'Pause')
 redis.call('HSET', K_SNAP, 'st', 'InProgress', 'upd', ARGV[3], 'xt', '1')
 refresh()
-return {'ok', stored_snapshot()}
+return {'ok', packed_snapshot(), redis.call('HGETALL', K_RES)}

@@ -23,7 +23,7 @@ pub(crate) struct WorkflowKeys {
 }
 
 /// Suffixes of a workflow's keys, in the order scripts receive them.
-const OWN: [&str; 6] = ["snap", "blob", "results", "signals", "claims", "events"];
+const OWN: [&str; 7] = ["snap", "blob", "results", "signals", "claims", "events", "archive"];
 
 /// How many KEYS a per-workflow script receives: the workflow's own, then the globals.
 pub(crate) const SCRIPT_KEYS: usize = OWN.len() + 6;
@@ -40,6 +40,11 @@ impl WorkflowKeys {
     /// The string holding the snapshot blob.
     pub(crate) fn blob(&self) -> String {
         self.key(OWN[1])
+    }
+
+    /// The hash of the results a state holds.
+    pub(crate) fn results(&self) -> String {
+        self.key(OWN[2])
     }
 
     /// The pending-signal hash.

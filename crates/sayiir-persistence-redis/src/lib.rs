@@ -288,6 +288,53 @@ impl RedisBackend {
         .await
     }
 
+    /// Sends `evalsha` and `beside` in one transaction (`MULTI`/`EXEC`: one round trip, and
+    /// nothing runs in between), again with `EVAL` if the server does not have the script
+    /// cached; gives both replies.
+    async fn run_script_beside(
+        &self,
+        at: &At<'_>,
+        lua: &Lua,
+        evalsha: redis::Cmd,
+        beside: redis::Cmd,
+        retry: Retry,
+    ) -> Result<(Value, Value), BackendError> {
+        let mut transaction = redis::Pipeline::with_capacity(2);
+        transaction.atomic().ignore_errors().add_command(evalsha).add_command(beside);
+        let replies = self
+            .on_connection(at, retry, |mut conn| {
+                let transaction = &transaction;
+                async move {
+                    let replies: Vec<Value> = transaction.query_async(&mut conn).await?;
+                    let no_script = matches!(
+                        replies.first(),
+                        Some(Value::ServerError(e)) if e.kind() == Some(ServerErrorKind::NoScript)
+                    );
+                    if !no_script {
+                        return Ok(replies);
+                    }
+                    let mut again = redis::Pipeline::with_capacity(2);
+                    again.atomic().ignore_errors();
+                    for (index, cmd) in transaction.cmd_iter().enumerate() {
+                        again.add_command(if index == 0 {
+                            lua.eval_command(cmd)
+                        } else {
+                            cmd.clone()
+                        });
+                    }
+                    again.query_async(&mut conn).await
+                }
+            })
+            .await?;
+        let mut replies = replies.into_iter();
+        let (Some(script), Some(other)) = (replies.next(), replies.next()) else {
+            return Err(error::reply(at, "the transaction returned fewer than two replies"));
+        };
+        let script = script.extract_error().map_err(|e| error::redis(at, &e))?;
+        let other = other.extract_error().map_err(|e| error::redis(at, &e))?;
+        Ok((script, other))
+    }
+
     /// Runs one plain command.
     async fn query<T: redis::FromRedisValue>(
         &self,

@@ -284,7 +284,10 @@ impl SignalStore for RedisBackend {
                 .await?;
             let mut items = Items::new(reply, at)?;
             match items.text()?.as_deref() {
-                Some("ok") => Loaded::read(items.value()?, at)?.assemble(&at, instance_id),
+                Some("ok") => {
+                    let packed = items.value()?;
+                    Loaded::read(packed, items.value()?, at)?.assemble(&at, instance_id)
+                }
                 Some("not_found") => Err(BackendError::NotFound(instance_id.to_string())),
                 Some("not_paused") => {
                     Err(not_paused_status_error(&items.text()?.unwrap_or_default()))

@@ -26,7 +26,7 @@ use tracing::Instrument;
 
 use crate::error::{self, At};
 use crate::packed::Packed;
-use crate::reply::{self, Items};
+use crate::reply;
 use crate::transition::Record;
 use crate::{RedisBackend, Retry, scripts, span};
 
@@ -70,10 +70,11 @@ impl<'a> Stored<'a> {
             Some(ExecutionPosition::AtTask { task_id }) => (Some(task_id.as_str()), None, None),
             Some(ExecutionPosition::AtSignal { signal_id, signal_name, next_task_id, wake_at }) => {
                 push("sig", Some(signal_name));
-                push("sid", Some(signal_id));
+                push("pid", Some(signal_id));
                 (None, next_task_id.as_deref(), *wake_at)
             }
-            Some(ExecutionPosition::AtDelay { next_task_id, wake_at, .. }) => {
+            Some(ExecutionPosition::AtDelay { delay_id, next_task_id, wake_at, .. }) => {
+                push("pid", Some(delay_id));
                 (None, next_task_id.as_deref(), Some(*wake_at))
             }
             _ => (None, None, None),
@@ -130,7 +131,8 @@ fn ceil_millis(time: DateTime<Utc>) -> i64 {
     }
 }
 
-/// A snapshot as read back (`stored_snapshot` in `lua/common.lua`), before it is assembled.
+/// A snapshot as read back (`packed_snapshot` in `lua/common.lua`, and its results), before it
+/// is assembled.
 #[derive(Debug)]
 pub(crate) struct Loaded {
     pub(crate) blob: Bytes,
@@ -142,14 +144,14 @@ pub(crate) struct Loaded {
     pub(crate) results: Vec<(String, Bytes)>,
 }
 
-/// How many snap fields `stored_snapshot` sends.
+/// How many snap fields `packed_snapshot` sends.
 const SNAPSHOT_FIELDS: usize = 11;
 
 impl Loaded {
-    /// Reads a `stored_snapshot` reply.
-    pub(crate) fn read(reply: Value, at: At<'_>) -> Result<Self, BackendError> {
-        let mut items = Items::new(reply, at)?;
-        let mut packed = Packed::new(items.value()?, at)?;
+    /// Reads a `packed_snapshot` reply and the results read beside it (flat task/output
+    /// pairs).
+    pub(crate) fn read(packed: Value, results: Value, at: At<'_>) -> Result<Self, BackendError> {
+        let mut packed = Packed::new(packed, at)?;
         let blob = packed.bytes()?.unwrap_or_default();
         let fields = packed.array()?;
         if fields != SNAPSHOT_FIELDS {
@@ -175,10 +177,10 @@ impl Loaded {
             applied_at_us: packed.int()?,
             interrupted_at_task: packed.text()?,
         };
-        let Value::Array(flat) = items.value()? else {
+        let Value::Array(flat) = results else {
             return Err(error::reply(&at, "results are not an array"));
         };
-        let mut results = Vec::with_capacity(flat.len() / 2);
+        let mut results = Vec::with_capacity(flat.len() / 2 + 1);
         let mut flat = flat.into_iter();
         while let (Some(task), Some(output)) = (flat.next(), flat.next()) {
             let task = reply::bytes(task, &at)?.unwrap_or_default();
@@ -186,6 +188,10 @@ impl Loaded {
                 String::from_utf8(task).map_err(|_| error::reply(&at, "a task id is not UTF-8"))?;
             let output = reply::bytes(output, &at)?.unwrap_or_default();
             results.push((task, Bytes::from(output)));
+        }
+        // A park a script completed: its output, which the replay needs, is in the archive.
+        if let (Some(park), Some(output)) = (packed.text()?, packed.bytes()?) {
+            results.push((park, output));
         }
         Ok(Self { blob, status, trace_parent, last, updated_at, record, results })
     }
@@ -255,10 +261,9 @@ impl RedisBackend {
         let keys = self.keys().workflow(&snapshot.instance_id);
         let mut cmd = self.workflow_script_command(&scripts().save, &keys, &snapshot.instance_id);
         // The snapshot's own results replace the stored ones. A state without results
-        // (Completed, Failed) keeps the results hash as the archive of the last state that
-        // held them.
+        // (Completed, Failed) moves the stored ones to the archive (D5).
         let held = held_results(&snapshot.state);
-        let mode = if held.is_some() { "replace" } else { "keep" };
+        let mode = if held.is_some() { "replace" } else { "archive" };
         cmd.arg(mode).arg(&stored.meta).arg(&stored.blob).arg(stored.fields.len());
         for (name, value) in &stored.fields {
             cmd.arg(*name).arg(value.as_ref());
@@ -324,20 +329,16 @@ impl SnapshotStore for RedisBackend {
             validate_id(IdKind::Instance, instance_id)?;
             let at = At::new("load_snapshot").instance(instance_id);
             let keys = self.keys().workflow(instance_id);
-            let reply = self
-                .run_workflow_script(
-                    &at,
-                    &scripts().load,
-                    &keys,
-                    instance_id,
-                    &[],
-                    Retry::OnReconnect,
-                )
-                .await?;
-            if reply == Value::Nil {
+            let lua = &scripts().load;
+            let load = self.workflow_script_command(lua, &keys, instance_id);
+            let mut results = redis::cmd("HGETALL");
+            results.arg(keys.results());
+            let (packed, results) =
+                self.run_script_beside(&at, lua, load, results, Retry::OnReconnect).await?;
+            if packed == Value::Nil {
                 return Err(BackendError::NotFound(instance_id.to_string()));
             }
-            Loaded::read(reply, at)?.assemble(&at, instance_id)
+            Loaded::read(packed, results, at)?.assemble(&at, instance_id)
         }
         .instrument(span("load_snapshot", instance_id))
         .await

@@ -537,6 +537,37 @@ async fn inconsistent_transition_records_are_reported() {
     .await;
 }
 
+/// Once Completed, a workflow's results live in its archive key, not in the results key
+/// that `load_snapshot` reads beside its script: loading a completed workflow does not
+/// fetch its archive, while `load_task_result` still serves it (D5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completed_results_move_to_the_archive_key() {
+    use sayiir_persistence_conformance::fixtures::{completed_snapshot, in_progress};
+    use sayiir_persistence_redis::redis::AsyncCommands;
+
+    let backend = common::backend("archive").await;
+    guarded(&[&backend], async {
+        let mut raw = common::raw().await;
+        let id = unique_id("archive");
+        let blob_key = backend.snapshot_blob_key(&id);
+        let base = blob_key.strip_suffix("blob").unwrap();
+        let (results_key, archive_key) = (format!("{base}results"), format!("{base}archive"));
+        backend.save_snapshot(&in_progress(&id)).await.unwrap();
+        assert!(raw.exists::<_, bool>(&results_key).await.unwrap());
+        backend.save_snapshot(&completed_snapshot(&id)).await.unwrap();
+        assert!(!raw.exists::<_, bool>(&results_key).await.unwrap(), "results left in place");
+        let archived: Vec<String> = raw.hkeys(&archive_key).await.unwrap();
+        assert_eq!(archived, vec!["a".to_string()]);
+        assert_eq!(backend.load_snapshot(&id).await.unwrap().state.as_ref(), "Completed");
+        let output = backend.load_task_result(&id, "a").await.unwrap();
+        assert_eq!(output.as_deref(), Some(&b"out-a"[..]));
+        // Saved in progress again: the state holds results, there is no archive.
+        backend.save_snapshot(&in_progress(&id)).await.unwrap();
+        assert!(!raw.exists::<_, bool>(&archive_key).await.unwrap(), "stale archive kept");
+    })
+    .await;
+}
+
 /// The encoded key prefix, read back from the backend's key pattern.
 fn key_prefix_of(backend: &RedisBackend) -> String {
     let pattern = backend.key_pattern();
