@@ -10,18 +10,20 @@
 --   6 ev       hash: event queues, see the ev_* helpers
 --   7 arch     hash: task_id -> output, the archive of a Completed or Failed workflow (D5):
 --              `res` renamed when the workflow reaches one of those states
---   8 ready    global zset: runnable workflows, score priority * SPAN + updated_at
---   9 parked   global zset: workflows waiting for a time (delay, signal timeout, backoff)
---  10 meta     global hash: instance -> tags and last failed worker of the current task
---  11 inst     global set: every stored instance id
---  12 cexp     global zset: "<len(instance)>:<instance><task>" -> claim expiry (server ms)
---  13 seq      global counter: source of blob revisions (`rev` in snap, bumped by save.lua)
+--   8 stage    hash: the results save_snapshot writes natively in the same transaction,
+--              just before save.lua renames the hash to `res` (exists only in between)
+--   9 ready    global zset: runnable workflows, score priority * SPAN + updated_at
+--  10 parked   global zset: workflows waiting for a time (delay, signal timeout, backoff)
+--  11 meta     global hash: instance -> tags and last failed worker of the current task
+--  12 inst     global set: every stored instance id
+--  13 cexp     global zset: "<len(instance)>:<instance><task>" -> claim expiry (server ms)
+--  14 seq      global counter: source of blob revisions (`rev` in snap, bumped by save.lua)
 -- ARGV[1] is the application clock in Unix milliseconds, ARGV[2] the instance id.
 
-local K_SNAP, K_BLOB, K_RES, K_SIG, K_CLM, K_EV, K_ARCH =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local K_SNAP, K_BLOB, K_RES, K_SIG, K_CLM, K_EV, K_ARCH, K_STAGE =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local K_READY, K_PARKED, K_META, K_INST, K_CEXP, K_SEQ =
-  KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13]
+  KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14]
 local APP_NOW = tonumber(ARGV[1])
 local INSTANCE = ARGV[2]
 

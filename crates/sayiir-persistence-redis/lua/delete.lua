@@ -8,7 +8,7 @@ local tasks = redis.call('HKEYS', K_CLM)
 for i = 1, #tasks do
   redis.call('ZREM', K_CEXP, claim_member(tasks[i]))
 end
-redis.call('DEL', K_SNAP, K_BLOB, K_RES, K_SIG, K_CLM, K_EV, K_ARCH)
+redis.call('DEL', K_SNAP, K_BLOB, K_RES, K_SIG, K_CLM, K_EV, K_ARCH, K_STAGE)
 redis.call('ZREM', K_READY, INSTANCE)
 redis.call('ZREM', K_PARKED, INSTANCE)
 redis.call('HDEL', K_META, INSTANCE)

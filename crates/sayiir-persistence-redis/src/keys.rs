@@ -23,7 +23,8 @@ pub(crate) struct WorkflowKeys {
 }
 
 /// Suffixes of a workflow's keys, in the order scripts receive them.
-const OWN: [&str; 7] = ["snap", "blob", "results", "signals", "claims", "events", "archive"];
+const OWN: [&str; 8] =
+    ["snap", "blob", "results", "signals", "claims", "events", "archive", "staging"];
 
 /// How many KEYS a per-workflow script receives: the workflow's own, then the globals.
 pub(crate) const SCRIPT_KEYS: usize = OWN.len() + 6;
@@ -45,6 +46,11 @@ impl WorkflowKeys {
     /// The hash of the results a state holds.
     pub(crate) fn results(&self) -> String {
         self.key(OWN[2])
+    }
+
+    /// The hash `save_snapshot` writes the results into before `save.lua` renames it.
+    pub(crate) fn staging(&self) -> String {
+        self.key(OWN[7])
     }
 
     /// The pending-signal hash.

@@ -288,35 +288,40 @@ impl RedisBackend {
         .await
     }
 
-    /// Sends `evalsha` and `beside` in one transaction (`MULTI`/`EXEC`: one round trip, and
-    /// nothing runs in between), again with `EVAL` if the server does not have the script
-    /// cached; gives both replies.
-    async fn run_script_beside(
+    /// Sends `commands` in one transaction (`MULTI`/`EXEC`: one round trip, and nothing
+    /// runs in between), the one at `script` being the `EVALSHA` of `lua`; sends the whole
+    /// transaction again with `EVAL` if the server does not have the script cached. Gives
+    /// every reply.
+    async fn run_transaction(
         &self,
         at: &At<'_>,
         lua: &Lua,
-        evalsha: redis::Cmd,
-        beside: redis::Cmd,
+        commands: Vec<redis::Cmd>,
+        script: usize,
         retry: Retry,
-    ) -> Result<(Value, Value), BackendError> {
-        let mut transaction = redis::Pipeline::with_capacity(2);
-        transaction.atomic().ignore_errors().add_command(evalsha).add_command(beside);
+    ) -> Result<Vec<Value>, BackendError> {
+        let count = commands.len();
+        let mut transaction = redis::Pipeline::with_capacity(count);
+        transaction.atomic().ignore_errors();
+        for cmd in commands {
+            transaction.add_command(cmd);
+        }
         let replies = self
             .on_connection(at, retry, |mut conn| {
                 let transaction = &transaction;
                 async move {
                     let replies: Vec<Value> = transaction.query_async(&mut conn).await?;
                     let no_script = matches!(
-                        replies.first(),
+                        replies.get(script),
                         Some(Value::ServerError(e)) if e.kind() == Some(ServerErrorKind::NoScript)
                     );
                     if !no_script {
                         return Ok(replies);
                     }
-                    let mut again = redis::Pipeline::with_capacity(2);
+                    let mut again = redis::Pipeline::with_capacity(count);
                     again.atomic().ignore_errors();
                     for (index, cmd) in transaction.cmd_iter().enumerate() {
-                        again.add_command(if index == 0 {
+                        again.add_command(if index == script {
                             lua.eval_command(cmd)
                         } else {
                             cmd.clone()
@@ -326,13 +331,16 @@ impl RedisBackend {
                 }
             })
             .await?;
-        let mut replies = replies.into_iter();
-        let (Some(script), Some(other)) = (replies.next(), replies.next()) else {
-            return Err(error::reply(at, "the transaction returned fewer than two replies"));
-        };
-        let script = script.extract_error().map_err(|e| error::redis(at, &e))?;
-        let other = other.extract_error().map_err(|e| error::redis(at, &e))?;
-        Ok((script, other))
+        if replies.len() != count {
+            return Err(error::reply(
+                at,
+                "the transaction returned a reply per command but not all",
+            ));
+        }
+        replies
+            .into_iter()
+            .map(|reply| reply.extract_error().map_err(|e| error::redis(at, &e)))
+            .collect()
     }
 
     /// Runs one plain command.

@@ -259,19 +259,39 @@ impl RedisBackend {
     ) -> Result<(), BackendError> {
         let stored = Stored::new(snapshot)?;
         let keys = self.keys().workflow(&snapshot.instance_id);
-        let mut cmd = self.workflow_script_command(&scripts().save, &keys, &snapshot.instance_id);
-        // The snapshot's own results replace the stored ones. A state without results
-        // (Completed, Failed) moves the stored ones to the archive (D5).
+        let lua = &scripts().save;
+        let mut save = self.workflow_script_command(lua, &keys, &snapshot.instance_id);
+        // The snapshot's own results replace the stored ones: written natively into the
+        // staging hash in the same transaction, which `save.lua` renames. A state without
+        // results (Completed, Failed) moves the stored ones to the archive (D5).
         let held = held_results(&snapshot.state);
-        let mode = if held.is_some() { "replace" } else { "archive" };
-        cmd.arg(mode).arg(&stored.meta).arg(&stored.blob).arg(stored.fields.len());
+        let mode = match held {
+            Some(held) if !held.is_empty() => "staged",
+            Some(_) => "none",
+            None => "archive",
+        };
+        save.arg(mode).arg(&stored.meta).arg(&stored.blob).arg(stored.fields.len());
         for (name, value) in &stored.fields {
-            cmd.arg(*name).arg(value.as_ref());
+            save.arg(*name).arg(value.as_ref());
         }
-        for (task, result) in held.into_iter().flatten() {
-            cmd.arg(task.as_str()).arg(&result.output[..]);
-        }
-        let reply = self.run_script(at, &scripts().save, &cmd, Retry::No).await?;
+        let reply = match held {
+            Some(held) if !held.is_empty() => {
+                let staging = keys.staging();
+                let mut clear = redis::cmd("DEL");
+                clear.arg(&staging);
+                let size = held.iter().map(|(task, r)| task.len() + r.output.len()).sum::<usize>();
+                let mut stage =
+                    redis::Cmd::with_capacity(2 + 2 * held.len(), staging.len() + size + 16);
+                stage.arg("HSET").arg(&staging);
+                for (task, result) in held {
+                    stage.arg(task.as_str()).arg(&result.output[..]);
+                }
+                let replies =
+                    self.run_transaction(at, lua, vec![clear, stage, save], 2, Retry::No).await?;
+                replies.into_iter().nth(2).unwrap_or(Value::Nil)
+            }
+            _ => self.run_script(at, lua, &save, Retry::No).await?,
+        };
         match reply::word(reply, at)?.as_str() {
             "ok" => Ok(()),
             other => Err(error::reply(at, &format!("save returned {other:?}"))),
@@ -333,8 +353,12 @@ impl SnapshotStore for RedisBackend {
             let load = self.workflow_script_command(lua, &keys, instance_id);
             let mut results = redis::cmd("HGETALL");
             results.arg(keys.results());
-            let (packed, results) =
-                self.run_script_beside(&at, lua, load, results, Retry::OnReconnect).await?;
+            let replies =
+                self.run_transaction(&at, lua, vec![load, results], 0, Retry::OnReconnect).await?;
+            let mut replies = replies.into_iter();
+            let (Some(packed), Some(results)) = (replies.next(), replies.next()) else {
+                return Err(error::reply(&at, "load returned fewer than two replies"));
+            };
             if packed == Value::Nil {
                 return Err(BackendError::NotFound(instance_id.to_string()));
             }

@@ -111,6 +111,13 @@ async fn calls_succeed_after_script_flush() {
         let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut raw).await.unwrap();
         let loaded = backend.load_snapshot(&id).await.unwrap();
         assert_eq!(loaded.get_task_result_bytes("a"), Some(Bytes::from_static(b"out")));
+        // A save with results runs its script inside a transaction: the fallback resends it.
+        let mut with_results = loaded.clone();
+        with_results.mark_task_completed("x".to_string(), Bytes::from_static(b"out-x"));
+        let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut raw).await.unwrap();
+        backend.save_snapshot(&with_results).await.unwrap();
+        let loaded = backend.load_snapshot(&id).await.unwrap();
+        assert_eq!(loaded.get_task_result_bytes("x"), Some(Bytes::from_static(b"out-x")));
         let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut raw).await.unwrap();
         let found = backend.find_available_tasks("w", 1, aging(), &[]).await.unwrap();
         assert_eq!(found.len(), 1);
@@ -539,7 +546,8 @@ async fn inconsistent_transition_records_are_reported() {
 
 /// Once Completed, a workflow's results live in its archive key, not in the results key
 /// that `load_snapshot` reads beside its script: loading a completed workflow does not
-/// fetch its archive, while `load_task_result` still serves it (D5).
+/// fetch its archive, while `load_task_result` still serves it (D5). The staging hash a
+/// save writes its results into never outlives the save.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completed_results_move_to_the_archive_key() {
     use sayiir_persistence_conformance::fixtures::{completed_snapshot, in_progress};
@@ -564,6 +572,8 @@ async fn completed_results_move_to_the_archive_key() {
         // Saved in progress again: the state holds results, there is no archive.
         backend.save_snapshot(&in_progress(&id)).await.unwrap();
         assert!(!raw.exists::<_, bool>(&archive_key).await.unwrap(), "stale archive kept");
+        let staging_key = format!("{base}staging");
+        assert!(!raw.exists::<_, bool>(&staging_key).await.unwrap(), "staged results left");
     })
     .await;
 }
