@@ -37,19 +37,25 @@ macro_rules! retry_read {
             $body.await
         };
         match first {
+            // Boxed: the retry (a fresh connection, TLS included) is rare, and kept inline
+            // its state would make every call's future several KiB larger, copied at each
+            // move.
             Err(error) if $crate::error::is_connection_error(&error) => {
-                tracing::debug!(%error, "connection lost; retrying on a fresh connection");
-                match backend.fresh_connection().await {
-                    Ok(mut fresh) => {
-                        let second = {
-                            let $conn = &mut fresh;
-                            $body.await
-                        };
-                        backend.discard_connection(fresh).await;
-                        second
+                Box::pin(async {
+                    tracing::debug!(%error, "connection lost; retrying on a fresh connection");
+                    match backend.fresh_connection().await {
+                        Ok(mut fresh) => {
+                            let second = {
+                                let $conn = &mut fresh;
+                                $body.await
+                            };
+                            backend.discard_connection(fresh).await;
+                            second
+                        }
+                        Err(_) => Err(error),
                     }
-                    Err(_) => Err(error),
-                }
+                })
+                .await
             }
             other => other,
         }

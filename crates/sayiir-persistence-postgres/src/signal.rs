@@ -150,6 +150,19 @@ impl PostgresBackend {
         if !pending {
             return Ok(false);
         }
+        // Boxed: the transaction's state would otherwise enlarge the future of every check,
+        // most of which end above.
+        Box::pin(self.apply_pending(operation, instance_id, kind, apply)).await
+    }
+
+    /// The slow path of [`Self::check_and_apply`]: a request is pending.
+    async fn apply_pending(
+        &self,
+        operation: &'static str,
+        instance_id: &str,
+        kind: SignalKind,
+        apply: impl FnOnce(&mut WorkflowSnapshot, SignalRequest),
+    ) -> Result<bool, BackendError> {
         let mut tx = self.pool.begin().await.map_err(db(operation, instance_id))?;
         let loaded = self.lock_and_load(&mut tx, operation, instance_id).await?;
         let signal: Option<SignalRow> = sqlx::query_as(self.sql(GET_FOR_UPDATE))
