@@ -7,7 +7,9 @@ use crate::sayiir_core::snapshot::{ExecutionPosition, WorkflowSnapshot, Workflow
 use bytes::Bytes;
 use sayiir_persistence::codec::{decode_snapshot_with_results, encode_snapshot_without_results};
 use sayiir_persistence::results::{held_results, status_holds_results};
-use sayiir_persistence::schedule::{DEFAULT_PRIORITY, task_input};
+use sayiir_persistence::schedule::{
+    DEFAULT_PRIORITY, seconds_from_column, seconds_to_column, task_input,
+};
 use sqlx::Postgres;
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
@@ -38,19 +40,6 @@ pub(crate) struct StoredRow {
     pub(crate) signal_name: Option<String>,
     /// `Some` (possibly empty) when the state holds results: the rows to keep.
     pub(crate) results: Option<Vec<(String, Bytes)>>,
-}
-
-/// `updated_at` as stored. Values past `i64::MAX` (year 292 billion) wrap rather than fail, so
-/// they still round-trip exactly; only their aging order would be off.
-#[allow(clippy::cast_possible_wrap)]
-pub(crate) fn to_db_secs(secs: u64) -> i64 {
-    secs as i64
-}
-
-/// The inverse of [`to_db_secs`].
-#[allow(clippy::cast_sign_loss)]
-pub(crate) fn from_db_secs(secs: i64) -> u64 {
-    secs as u64
 }
 
 impl StoredRow {
@@ -90,7 +79,7 @@ impl StoredRow {
             status: snapshot.state.as_ref().to_string(),
             blob,
             trace_parent: snapshot.trace_parent.clone(),
-            updated_at: to_db_secs(snapshot.updated_at),
+            updated_at: seconds_to_column(snapshot.updated_at),
             last_completed_task_id,
             position_kind: snapshot.position_kind().map(String::from),
             current_task_id,
@@ -206,7 +195,7 @@ pub(crate) fn assemble(
     // `save_task_result` updates these two in the row only, for in-progress workflows.
     if let WorkflowSnapshotState::InProgress { last_completed_task_id, .. } = &mut snapshot.state {
         *last_completed_task_id = last_completed;
-        snapshot.updated_at = from_db_secs(updated_at);
+        snapshot.updated_at = seconds_from_column(updated_at);
     }
     Ok(snapshot)
 }

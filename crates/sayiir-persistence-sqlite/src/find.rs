@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use sayiir_persistence::sayiir_core::task_claim::{AvailableTask, TaskClaim};
 use sayiir_persistence::schedule::{
     Advance, RankKey, ReadyTask, Schedule, advance_parked, aging_seconds, backoff_elapsed,
-    best_by_rank, schedule_of, tags_accepted, task_input, unix_seconds,
+    best_by_rank, schedule_of, seconds_from_column, tags_accepted, task_input, unix_seconds,
 };
 use sayiir_persistence::validation::{IdKind, validate_id};
 use sayiir_persistence::{BackendError, TaskClaimStore};
@@ -293,7 +293,7 @@ fn ready_task(row: &rusqlite::Row<'_>, priority: i64) -> Result<(String, ReadyTa
         tags: serde_json::from_str(&tags).map_err(|e| {
             BackendError::Serialization(format!("task_tags of {id:?} are unreadable: {e}"))
         })?,
-        updated_at: u64::try_from(row.get::<_, i64>(2).map_err(read)?).unwrap_or_default(),
+        updated_at: seconds_from_column(row.get::<_, i64>(2).map_err(read)?),
         not_before: row
             .get::<_, Option<i64>>(4)
             .map_err(read)?

@@ -6,7 +6,9 @@ use sayiir_persistence::BackendError;
 use sayiir_persistence::codec::{decode_snapshot_with_results, encode_snapshot_without_results};
 use sayiir_persistence::results::held_results;
 use sayiir_persistence::sayiir_core::snapshot::{WorkflowSnapshot, WorkflowSnapshotState};
-use sayiir_persistence::schedule::{DEFAULT_PRIORITY, Schedule, schedule_of};
+use sayiir_persistence::schedule::{
+    DEFAULT_PRIORITY, Schedule, schedule_of, seconds_from_column, seconds_to_column,
+};
 
 use crate::error::SqlResultExt;
 
@@ -48,7 +50,7 @@ pub(crate) fn write_snapshot(
                 blob,
                 snapshot.trace_parent,
                 snapshot.definition_hash,
-                i64::try_from(snapshot.updated_at).unwrap_or(i64::MAX),
+                seconds_to_column(snapshot.updated_at),
                 last_completed,
                 snapshot.position_kind(),
                 snapshot.current_task_id(),
@@ -151,7 +153,7 @@ pub(crate) fn read_snapshot(
     };
     let mut snapshot = decode_snapshot_with_results(id, &blob, results)?;
     snapshot.trace_parent = trace_parent;
-    snapshot.updated_at = u64::try_from(updated_at).unwrap_or_default();
+    snapshot.updated_at = seconds_from_column(updated_at);
     if let WorkflowSnapshotState::InProgress { last_completed_task_id, .. } = &mut snapshot.state {
         *last_completed_task_id = last_completed;
     }

@@ -207,6 +207,23 @@ pub fn best_by_rank<T>(mut candidates: Vec<(RankKey<'_>, T)>, limit: usize) -> V
     candidates.into_iter().take(limit).map(|(_, t)| t).collect()
 }
 
+/// `updated_at` (Unix seconds, a `u64`) as a signed 64-bit column, for databases without an
+/// unsigned 64-bit type. Values past `i64::MAX` (year 292 billion) wrap rather than fail or
+/// clamp, so they round-trip exactly through [`seconds_from_column`] (contract: timestamps are
+/// stored verbatim); only their aging order is off.
+#[must_use]
+#[allow(clippy::cast_possible_wrap)]
+pub fn seconds_to_column(secs: u64) -> i64 {
+    secs as i64
+}
+
+/// The inverse of [`seconds_to_column`].
+#[must_use]
+#[allow(clippy::cast_sign_loss)]
+pub fn seconds_from_column(column: i64) -> u64 {
+    column as u64
+}
+
 /// What advancing a parked workflow did (6.1).
 #[derive(Debug, Clone)]
 pub enum Advance {
@@ -286,6 +303,14 @@ mod tests {
             not_before: None,
             failed_worker: failed.map(String::from),
         }
+    }
+
+    #[test]
+    fn column_seconds_round_trip() {
+        for secs in [0, 1, 1_700_000_000, i64::MAX as u64, i64::MAX as u64 + 1, u64::MAX] {
+            assert_eq!(seconds_from_column(seconds_to_column(secs)), secs);
+        }
+        assert_eq!(seconds_to_column(1_700_000_000), 1_700_000_000);
     }
 
     #[test]
