@@ -80,3 +80,44 @@ impl InMemoryBackend {
 fn span(operation: &'static str, instance_id: &str) -> tracing::Span {
     tracing::debug_span!("sayiir_persistence", db.system = "memory", operation, instance_id)
 }
+
+#[cfg(test)]
+mod tests {
+    use sayiir_persistence::sayiir_core::snapshot::{SignalKind, SignalRequest};
+    use sayiir_persistence::{SignalStore, SnapshotStore};
+    use sayiir_persistence_conformance::fixtures::{at_delay, at_task, hour};
+
+    use super::*;
+
+    fn indexed(backend: &InMemoryBackend) -> (usize, usize) {
+        let state = backend.lock().unwrap();
+        (state.ready.len(), state.timers.len())
+    }
+
+    /// Workflows with a pending cancel or pause leave the indexes, so polls do not skip them
+    /// again and again (such requests can stay pending for good, contract 8.5), and come back
+    /// when the request is cleared.
+    #[tokio::test]
+    async fn pending_requests_leave_the_indexes() {
+        let backend = InMemoryBackend::new();
+        for i in 0..50 {
+            backend.save_snapshot(&at_task(&format!("ready-{i}"), "t")).await.unwrap();
+            let parked = at_delay(&format!("parked-{i}"), "d", hour(), Some("next"));
+            backend.save_snapshot(&parked).await.unwrap();
+        }
+        assert_eq!(indexed(&backend), (50, 50));
+        for i in 0..50 {
+            for id in [format!("ready-{i}"), format!("parked-{i}")] {
+                let request = SignalRequest::new(Some("stop".into()), None);
+                backend.store_signal(&id, SignalKind::Cancel, request).await.unwrap();
+            }
+        }
+        assert_eq!(indexed(&backend), (0, 0));
+        backend.clear_signal("ready-0", SignalKind::Cancel).await.unwrap();
+        backend.clear_signal("parked-0", SignalKind::Cancel).await.unwrap();
+        assert_eq!(indexed(&backend), (1, 1));
+        // A save while the request is pending keeps the workflow out.
+        backend.save_snapshot(&at_task("ready-1", "t")).await.unwrap();
+        assert_eq!(indexed(&backend), (1, 1));
+    }
+}

@@ -59,6 +59,8 @@ impl SignalStore for InMemoryBackend {
         };
         if signal_decision(status, kind)? == SignalDecision::Store {
             *slot(state.signals.entry(instance_id.to_string()).or_default(), kind) = Some(request);
+            // Out of the indexes while the request is pending.
+            state.unindex(instance_id);
         }
         Ok(())
     }
@@ -82,6 +84,9 @@ impl SignalStore for InMemoryBackend {
             *slot(signals, kind) = None;
             if !signals.any() {
                 state.signals.remove(instance_id);
+                // Back in the indexes its schedule calls for.
+                state.unindex(instance_id);
+                state.index(instance_id);
             }
         }
         Ok(())

@@ -129,8 +129,14 @@ impl State {
         }
     }
 
-    /// Adds the workflow to the indexes its schedule calls for.
+    /// Adds the workflow to the indexes its schedule calls for. A workflow with a pending
+    /// cancel or pause is in none: it is neither returned nor advanced (6.1, 6.2), and such
+    /// requests can stay pending for good (contract 8.5), so keeping it indexed would make
+    /// every poll skip it again.
     pub(crate) fn index(&mut self, instance_id: &str) {
+        if self.has_signal(instance_id) {
+            return;
+        }
         let Some(workflow) = self.workflows.get(instance_id) else { return };
         let mut indexed = Indexed::default();
         match workflow.schedule() {
