@@ -21,15 +21,14 @@ const OP: &str = "find_available_tasks";
 /// Parked workflows that are due: a passed wake time, or an event for their signal wait.
 const DUE_WORKFLOWS: &str = "
 SELECT instance_id FROM workflows w
-WHERE w.wake_ms <= ?1
-  AND NOT EXISTS (SELECT 1 FROM signals s WHERE s.instance_id = w.instance_id)
+WHERE w.wake_ms <= ?1 AND w.signal_pending = 0
 UNION
 SELECT instance_id FROM workflows w
-WHERE w.woken = 1
-  AND NOT EXISTS (SELECT 1 FROM signals s WHERE s.instance_id = w.instance_id)";
+WHERE w.woken = 1 AND w.signal_pending = 0";
 
 /// The next priority level that has a runnable workflow (one index probe).
-const NEXT_LEVEL: &str = "SELECT min(ready_priority) FROM workflows WHERE ready_priority > ?1";
+const NEXT_LEVEL: &str =
+    "SELECT min(ready_priority) FROM workflows WHERE ready_priority > ?1 AND signal_pending = 0";
 
 /// The runnable workflows of one level, oldest first, without a signal or a live claim;
 /// read lazily, so only as many index entries as needed are visited.
@@ -37,8 +36,7 @@ const LEVEL_ROWS: &str = "
 SELECT w.instance_id, w.current_task_id, w.updated_at, w.task_tags,
        w.retry_not_before_ms, w.failed_worker
 FROM workflows w
-WHERE w.ready_priority = ?1
-  AND NOT EXISTS (SELECT 1 FROM signals s WHERE s.instance_id = w.instance_id)
+WHERE w.ready_priority = ?1 AND w.signal_pending = 0
   AND NOT EXISTS (SELECT 1 FROM claims c
                   WHERE c.instance_id = w.instance_id
                     AND c.task_id = w.current_task_id

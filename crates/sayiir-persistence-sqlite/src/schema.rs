@@ -10,7 +10,10 @@ use crate::options::{JournalMode, SqliteOptions};
 pub(crate) const APPLICATION_ID: i32 = 0x5359_4952;
 
 /// The migrations, in order; migration `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("../schema/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../schema/0001_initial.sql"),
+    include_str!("../schema/0002_pending_requests.sql"),
+];
 
 /// The schema version this library writes.
 pub(crate) fn latest_version() -> i32 {

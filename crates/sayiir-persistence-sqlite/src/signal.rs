@@ -54,8 +54,15 @@ fn delete_signal(
 ) -> Result<(), BackendError> {
     tx.prepare_cached("DELETE FROM signals WHERE instance_id = ?1 AND kind = ?2")
         .and_then(|mut s| s.execute(params![id, kind.as_ref()]))
-        .during(operation, "delete signal")
-        .map(drop)
+        .during(operation, "delete signal")?;
+    tx.prepare_cached(
+        "UPDATE workflows
+         SET signal_pending = EXISTS (SELECT 1 FROM signals WHERE instance_id = ?1)
+         WHERE instance_id = ?1",
+    )
+    .and_then(|mut s| s.execute([id]))
+    .during(operation, "mark pending signals")
+    .map(drop)
 }
 
 impl SqliteBackend {
@@ -145,8 +152,12 @@ impl SignalStore for SqliteBackend {
                         request.requested_at.to_rfc3339_opts(SecondsFormat::Nanos, true),
                     ])
                 })
-                .during("store_signal", "write signal")
-                .map(drop)
+                .during("store_signal", "write signal")?;
+                // Out of the scheduling indexes while a request is pending.
+                tx.prepare_cached("UPDATE workflows SET signal_pending = 1 WHERE instance_id = ?1")
+                    .and_then(|mut s| s.execute([&id]))
+                    .during("store_signal", "mark pending signals")
+                    .map(drop)
             })
             .instrument(span("store_signal", instance_id))
             .await

@@ -211,3 +211,45 @@ async fn in_memory_connections_share_one_database() {
     }
     assert_eq!(backend.list_snapshots().await.unwrap().len(), 20);
 }
+
+/// A version-1 file is migrated in place: a workflow whose cancel was pending when the file
+/// was written leaves the scheduling indexes (schema 0002) and comes back once the request
+/// is cleared.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_1_file_is_migrated_with_its_pending_requests() {
+    let (_dir, path) = temp_db();
+    let (waiting, free) = (unique_id("waiting"), unique_id("free"));
+    {
+        let backend = SqliteBackend::open(&path).await.unwrap();
+        backend.save_snapshot(&at_task(&waiting, "t")).await.unwrap();
+        backend.save_snapshot(&at_task(&free, "t")).await.unwrap();
+        backend.store_signal(&waiting, SignalKind::Cancel, request("stop")).await.unwrap();
+    }
+    {
+        // Back to the shape of version 1: its indexes, no signal_pending column.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP INDEX workflows_ready; DROP INDEX workflows_wake; DROP INDEX workflows_woken;
+             ALTER TABLE workflows DROP COLUMN signal_pending;
+             CREATE INDEX workflows_ready ON workflows (ready_priority, updated_at, instance_id)
+                 WHERE ready_priority IS NOT NULL;
+             CREATE INDEX workflows_wake ON workflows (wake_ms) WHERE wake_ms IS NOT NULL;
+             CREATE INDEX workflows_woken ON workflows (instance_id) WHERE woken = 1;
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let backend = SqliteBackend::open(&path).await.unwrap();
+    let found = |tasks: Vec<sayiir_persistence_sqlite::sayiir_core::task_claim::AvailableTask>| {
+        tasks.into_iter().map(|t| t.instance_id).collect::<Vec<_>>()
+    };
+    let all = backend.find_available_tasks("w", 10, Duration::seconds(60), &[]).await.unwrap();
+    assert_eq!(found(all), vec![free.clone()], "the workflow with a pending cancel is offered");
+    backend.clear_signal(&waiting, SignalKind::Cancel).await.unwrap();
+    let all = backend.find_available_tasks("w", 10, Duration::seconds(60), &[]).await.unwrap();
+    let mut ids = found(all);
+    ids.sort();
+    let mut expected = vec![free, waiting];
+    expected.sort();
+    assert_eq!(ids, expected);
+}
