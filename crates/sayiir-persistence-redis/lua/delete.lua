@@ -1,6 +1,9 @@
 -- Deletes a workflow and everything stored for it (contract D1).
 -- Returns 'ok' or 'not_found'.
 
+-- A staging hash can only outlive its save when the save's connection broke between a
+-- NOSCRIPT and the resend: removed here too, even for a workflow that is not stored.
+redis.call('DEL', K_STAGE)
 if redis.call('EXISTS', K_SNAP) == 0 then
   return 'not_found'
 end

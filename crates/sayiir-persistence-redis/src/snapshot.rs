@@ -177,12 +177,17 @@ impl Loaded {
             applied_at_us: packed.int()?,
             interrupted_at_task: packed.text()?,
         };
-        let Value::Array(flat) = results else {
-            return Err(error::reply(&at, "results are not an array"));
+        // Flat task/output pairs (RESP2), or a map (an `HGETALL` over RESP3).
+        let pairs: Vec<(Value, Value)> = match results {
+            Value::Array(flat) => {
+                let mut flat = flat.into_iter();
+                std::iter::from_fn(|| Some((flat.next()?, flat.next()?))).collect()
+            }
+            Value::Map(pairs) => pairs,
+            _ => return Err(error::reply(&at, "results are neither an array nor a map")),
         };
-        let mut results = Vec::with_capacity(flat.len() / 2 + 1);
-        let mut flat = flat.into_iter();
-        while let (Some(task), Some(output)) = (flat.next(), flat.next()) {
+        let mut results = Vec::with_capacity(pairs.len() + 1);
+        for (task, output) in pairs {
             let task = reply::bytes(task, &at)?.unwrap_or_default();
             let task =
                 String::from_utf8(task).map_err(|_| error::reply(&at, "a task id is not UTF-8"))?;

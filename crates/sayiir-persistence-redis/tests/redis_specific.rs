@@ -578,6 +578,34 @@ async fn completed_results_move_to_the_archive_key() {
     .await;
 }
 
+/// A connection that speaks RESP3 (`?protocol=resp3`) works too: `HGETALL` then replies
+/// with a map, not an array.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resp3_connections_work() {
+    use sayiir_persistence_conformance::fixtures::with_results;
+    use sayiir_persistence_redis::RedisOptions;
+
+    let url = common::url();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let options = RedisOptions::default().key_prefix(common::fresh_prefix("resp3"));
+    let backend = RedisBackend::connect_with(&format!("{url}{separator}protocol=resp3"), options)
+        .await
+        .unwrap();
+    guarded(&[&backend], async {
+        let id = unique_id("resp3");
+        let snapshot = with_results(&id, &[("a", b"out-a"), ("b", b"out-b")], "c");
+        backend.save_snapshot(&snapshot).await.unwrap();
+        let loaded = backend.load_snapshot(&id).await.unwrap();
+        assert_eq!(loaded.get_task_result_bytes("b"), Some(Bytes::from_static(b"out-b")));
+        assert!(!backend.check_and_cancel(&id, None).await.unwrap());
+        let found = backend.find_available_tasks("w", 1, aging(), &[]).await.unwrap();
+        assert_eq!(found.len(), 1);
+        assert!(backend.claim_task(&id, "c", "w", None).await.unwrap().is_some());
+        assert_eq!(backend.list_snapshots().await.unwrap(), vec![id.clone()]);
+    })
+    .await;
+}
+
 /// The encoded key prefix, read back from the backend's key pattern.
 fn key_prefix_of(backend: &RedisBackend) -> String {
     let pattern = backend.key_pattern();

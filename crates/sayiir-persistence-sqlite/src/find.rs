@@ -19,12 +19,18 @@ use crate::{SqliteBackend, span};
 const OP: &str = "find_available_tasks";
 
 /// Parked workflows that are due: a passed wake time, or an event for their signal wait.
+///
+/// `signal_pending = 0` keeps workflows with a pending request out of the indexes read here;
+/// the `NOT EXISTS`, one probe per row read, also covers a process of schema version 1 that
+/// still has the file open and stores requests without setting the flag.
 const DUE_WORKFLOWS: &str = "
 SELECT instance_id FROM workflows w
 WHERE w.wake_ms <= ?1 AND w.signal_pending = 0
+  AND NOT EXISTS (SELECT 1 FROM signals s WHERE s.instance_id = w.instance_id)
 UNION
 SELECT instance_id FROM workflows w
-WHERE w.woken = 1 AND w.signal_pending = 0";
+WHERE w.woken = 1 AND w.signal_pending = 0
+  AND NOT EXISTS (SELECT 1 FROM signals s WHERE s.instance_id = w.instance_id)";
 
 /// The next priority level that has a runnable workflow (one index probe).
 const NEXT_LEVEL: &str =
@@ -37,6 +43,7 @@ SELECT w.instance_id, w.current_task_id, w.updated_at, w.task_tags,
        w.retry_not_before_ms, w.failed_worker
 FROM workflows w
 WHERE w.ready_priority = ?1 AND w.signal_pending = 0
+  AND NOT EXISTS (SELECT 1 FROM signals s WHERE s.instance_id = w.instance_id)
   AND NOT EXISTS (SELECT 1 FROM claims c
                   WHERE c.instance_id = w.instance_id
                     AND c.task_id = w.current_task_id
