@@ -47,7 +47,7 @@ const SETTLE_WOKEN: &str = "SELECT {schema}.settle_woken($1)";
 /// Rows of `workflows w` whose current task may run, as far as the snapshot alone says. The
 /// same predicate as the partial indexes, so the planner uses them.
 const READY: &str = "w.status = 'InProgress' AND w.position_kind = 'AtTask' \
-    AND NOT w.current_done AND w.has_input";
+    AND NOT w.current_done AND w.has_input AND NOT w.signal_pending";
 
 /// The checks that depend on other tables, the clock and the worker: no pending signal, no
 /// live claim (database clock), backoff over (application clock `$4`), tags (`$3`), not among
@@ -136,7 +136,7 @@ fn due_sql() -> String {
                     NULL::bytea AS payload
              FROM {{schema}}.workflows w
              WHERE w.status = 'InProgress' AND w.position_kind IN ('AtDelay', 'AtSignal')
-               AND w.wake_at IS NOT NULL AND w.wake_at <= $1
+               AND w.wake_at IS NOT NULL AND w.wake_at <= $1 AND NOT w.signal_pending
                AND NOT EXISTS (SELECT 1 FROM {{schema}}.signals s
                                WHERE s.instance_id = w.instance_id)
              ORDER BY w.wake_at
@@ -150,6 +150,7 @@ fn due_sql() -> String {
                 ORDER BY e.id LIMIT 1
              ) e ON TRUE
              WHERE w.woken AND w.status = 'InProgress' AND w.position_kind = 'AtSignal'
+               AND NOT w.signal_pending
                AND NOT EXISTS (SELECT 1 FROM {{schema}}.signals s
                                WHERE s.instance_id = w.instance_id)
              ORDER BY w.updated_at, w.instance_id

@@ -20,10 +20,15 @@ use crate::validation::{
 use crate::{BackendError, PostgresBackend, SignalStore, span};
 
 /// Stores a request if the workflow's status allows it, in one statement: the workflow row is
-/// share-locked so its status cannot change between the check and the write. `$7` lists the
-/// statuses that must not store it, from [`signal_decision`].
+/// locked (by the update that marks it `signal_pending` when the request is stored, migration
+/// 0003) so its status cannot change between the check and the write, and before the signals
+/// row (the lock order of every writer). `$7` lists the statuses that must not store it, from
+/// [`signal_decision`].
 const STORE: &str = "WITH w AS (
-        SELECT status FROM {schema}.workflows WHERE instance_id = $1 FOR SHARE
+        UPDATE {schema}.workflows
+        SET signal_pending = signal_pending OR NOT (status = ANY ($7))
+        WHERE instance_id = $1
+        RETURNING status
     ), stored AS (
         INSERT INTO {schema}.signals
             (instance_id, kind, reason, requested_by, requested_secs, requested_nanos)
@@ -46,6 +51,15 @@ const PENDING: &str =
     "SELECT EXISTS (SELECT 1 FROM {schema}.signals WHERE instance_id = $1 AND kind = $2)";
 
 const CLEAR: &str = "DELETE FROM {schema}.signals WHERE instance_id = $1 AND kind = $2";
+
+/// Locks the workflow row before [`CLEAR`] (the lock order of every writer).
+const LOCK_FOR_FLAG: &str =
+    "SELECT 1 FROM {schema}.workflows WHERE instance_id = $1 FOR NO KEY UPDATE";
+
+/// Recomputes `signal_pending` after [`CLEAR`] (migration 0003).
+const FLAG: &str = "UPDATE {schema}.workflows
+    SET signal_pending = EXISTS (SELECT 1 FROM {schema}.signals WHERE instance_id = $1)
+    WHERE instance_id = $1";
 
 const LOCK_WORKFLOW: &str =
     "SELECT status FROM {schema}.workflows WHERE instance_id = $1 FOR UPDATE";
@@ -80,7 +94,10 @@ fn write_and_clear_sql() -> String {
         "WITH cleared AS (
             DELETE FROM {{schema}}.signals WHERE instance_id = $1 AND kind = $17
         )
-        UPDATE {{schema}}.workflows SET {COLUMNS_PARAMS} WHERE instance_id = $1"
+        UPDATE {{schema}}.workflows SET {COLUMNS_PARAMS},
+            signal_pending = EXISTS (SELECT 1 FROM {{schema}}.signals
+                                     WHERE instance_id = $1 AND kind <> $17)
+        WHERE instance_id = $1"
     )
 }
 
@@ -248,12 +265,25 @@ impl SignalStore for PostgresBackend {
     async fn clear_signal(&self, instance_id: &str, kind: SignalKind) -> Result<(), BackendError> {
         async {
             validate_id(IdKind::Instance, instance_id)?;
+            let failed = || db("clear_signal", instance_id);
+            let mut tx = self.pool.begin().await.map_err(failed())?;
+            sqlx::query(self.sql(LOCK_FOR_FLAG))
+                .bind(instance_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed())?;
             sqlx::query(self.sql(CLEAR))
                 .bind(instance_id)
                 .bind(kind.as_ref())
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
-                .map_err(db("clear_signal", instance_id))?;
+                .map_err(failed())?;
+            sqlx::query(self.sql(FLAG))
+                .bind(instance_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed())?;
+            tx.commit().await.map_err(failed())?;
             Ok(())
         }
         .instrument(span("clear_signal", instance_id))
