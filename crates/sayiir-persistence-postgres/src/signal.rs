@@ -56,7 +56,9 @@ const CLEAR: &str = "DELETE FROM {schema}.signals WHERE instance_id = $1 AND kin
 const LOCK_FOR_FLAG: &str =
     "SELECT 1 FROM {schema}.workflows WHERE instance_id = $1 FOR NO KEY UPDATE";
 
-/// Recomputes `signal_pending` after [`CLEAR`] (migration 0003).
+/// Recomputes `signal_pending` after [`CLEAR`] (migration 0003). A statement of its own, after
+/// the lock: its snapshot then sees every request committed while the lock was awaited (one
+/// statement holding all three would compute the flag from a snapshot taken before).
 const FLAG: &str = "UPDATE {schema}.workflows
     SET signal_pending = EXISTS (SELECT 1 FROM {schema}.signals WHERE instance_id = $1)
     WHERE instance_id = $1";

@@ -149,30 +149,24 @@ impl Record {
 /// other backends store).
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use chrono::Duration;
-    use sayiir_persistence::sayiir_core::snapshot::{TaskDeadline, TaskResult};
+    use sayiir_persistence::sayiir_core::snapshot::TaskDeadline;
+    use sayiir_persistence_conformance::fixtures::{self, with_results};
 
     use super::*;
 
+    /// The request with its encoding, as `store_signal` stores it.
     fn request(reason: &str) -> (SignalRequest, Bytes) {
-        let request = SignalRequest::new(Some(reason.into()), Some("ops".into()));
+        let request = fixtures::request(reason);
         let raw = Bytes::from(rmp_serde::to_vec_named(&request).unwrap());
         (request, raw)
     }
 
+    /// In progress at `position` with result `a`, and fixed times (so that two calls agree).
     fn in_progress(position: ExecutionPosition) -> WorkflowSnapshot {
-        let mut snapshot = WorkflowSnapshot::new("wf".into(), "hash".into());
+        let mut snapshot = with_results("wf", &[("a", b"out-a")], "b");
+        snapshot.update_position(position);
         snapshot.created_at = 1_700_000_000;
-        let mut completed_tasks = HashMap::new();
-        completed_tasks
-            .insert("a".into(), TaskResult { task_id: "a".into(), output: Bytes::from("out-a") });
-        snapshot.state = WorkflowSnapshotState::InProgress {
-            position,
-            completed_tasks,
-            last_completed_task_id: Some("a".into()),
-        };
         snapshot.task_deadline = Some(TaskDeadline {
             task_id: "b".into(),
             deadline: DateTime::<Utc>::from_timestamp(2_000_000_000, 0).unwrap(),
@@ -194,8 +188,7 @@ mod tests {
     fn assert_same(mut replayed: WorkflowSnapshot, mut direct: WorkflowSnapshot) {
         replayed.updated_at = 0;
         direct.updated_at = 0;
-        let json = |s: &WorkflowSnapshot| serde_json::to_value(s).unwrap();
-        assert_eq!(json(&replayed), json(&direct));
+        fixtures::assert_same(&replayed, &direct);
     }
 
     #[test]
@@ -284,9 +277,7 @@ mod tests {
         ));
         // What advance.lua stores: the payload as the result of the signal node.
         let mut replayed = in_progress(park);
-        if let WorkflowSnapshotState::InProgress { completed_tasks, .. } = &mut replayed.state {
-            completed_tasks.insert("s".into(), TaskResult { task_id: "s".into(), output: payload });
-        }
+        replayed.mark_task_completed("s".into(), payload);
         let record = Record {
             transitioned: true,
             advanced_at_ms: Some(wake_at.timestamp_millis()),
