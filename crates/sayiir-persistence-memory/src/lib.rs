@@ -8,116 +8,22 @@
 //! workflows, so its cost follows `limit` and the number of due parks, not the number of
 //! stored workflows.
 //!
+//! The backend's code lives in the core crate (sayiir-persistence 0.4.0 exports
+//! `InMemoryBackend` from there, and the Sayiir runtime relies on it); this crate re-exports the
+//! core, so it is the one dependency a user of the in-memory backend needs, like every other
+//! backend crate.
+//!
 //! ```
 //! use sayiir_persistence_memory::{InMemoryBackend, SnapshotStore};
 //! use sayiir_persistence_memory::sayiir_core::snapshot::WorkflowSnapshot;
 //!
-//! # tokio_test_block_on(async {
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let backend = InMemoryBackend::new();
 //! let snapshot = WorkflowSnapshot::new("order-42".into(), "definition-hash".into());
 //! backend.save_snapshot(&snapshot).await?;
 //! assert_eq!(backend.list_snapshots().await?, vec!["order-42".to_string()]);
 //! # Ok::<(), sayiir_persistence_memory::BackendError>(())
-//! # });
-//! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
-//! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
-//! # }
+//! # }).unwrap();
 //! ```
 
-mod claim;
-mod find;
-mod result;
-mod signal;
-mod snapshot;
-mod state;
-
-use std::sync::{Arc, Mutex, MutexGuard};
-
 pub use sayiir_persistence::*;
-
-use state::{State, Stored, Workflow};
-
-/// Keeps workflow state in process memory. Cloning gives another handle on the same data.
-#[derive(Debug, Clone, Default)]
-pub struct InMemoryBackend {
-    state: Arc<Mutex<State>>,
-}
-
-impl InMemoryBackend {
-    /// An empty backend.
-    #[must_use]
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Stores `blob` as the snapshot of an existing instance as if it had been read from
-    /// storage: decoded with the shared codec, or kept as undecodable bytes that make
-    /// `load_snapshot` fail with `Serialization`. For tests of corrupted data.
-    #[doc(hidden)]
-    pub fn write_raw_snapshot(&self, instance_id: &str, blob: &[u8]) -> Result<(), BackendError> {
-        let mut state = self.lock()?;
-        let archive = state
-            .workflows
-            .get_mut(instance_id)
-            .map(|w| std::mem::take(&mut w.archive))
-            .ok_or_else(|| BackendError::NotFound(instance_id.to_string()))?;
-        let stored = match codec::decode_snapshot(instance_id, blob) {
-            Ok(snapshot) => Stored::Snapshot(Box::new(snapshot)),
-            Err(_) => Stored::Undecodable(blob.to_vec()),
-        };
-        state.put(instance_id, Workflow::new(stored, archive));
-        Ok(())
-    }
-
-    fn lock(&self) -> Result<MutexGuard<'_, State>, BackendError> {
-        // A panic while the lock was held cannot leave the maps half-updated in a way that
-        // breaks them (every change is a plain insert/remove), so keep serving.
-        Ok(self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
-    }
-}
-
-/// The tracing span of one operation.
-fn span(operation: &'static str, instance_id: &str) -> tracing::Span {
-    tracing::debug_span!("sayiir_persistence", db.system = "memory", operation, instance_id)
-}
-
-#[cfg(test)]
-mod tests {
-    use sayiir_persistence::sayiir_core::snapshot::{SignalKind, SignalRequest};
-    use sayiir_persistence::{SignalStore, SnapshotStore};
-    use sayiir_persistence_conformance::fixtures::{at_delay, at_task, hour};
-
-    use super::*;
-
-    fn indexed(backend: &InMemoryBackend) -> (usize, usize) {
-        let state = backend.lock().unwrap();
-        (state.ready.len(), state.timers.len())
-    }
-
-    /// Workflows with a pending cancel or pause leave the indexes, so polls do not skip them
-    /// again and again (such requests can stay pending for good, contract 8.5), and come back
-    /// when the request is cleared.
-    #[tokio::test]
-    async fn pending_requests_leave_the_indexes() {
-        let backend = InMemoryBackend::new();
-        for i in 0..50 {
-            backend.save_snapshot(&at_task(&format!("ready-{i}"), "t")).await.unwrap();
-            let parked = at_delay(&format!("parked-{i}"), "d", hour(), Some("next"));
-            backend.save_snapshot(&parked).await.unwrap();
-        }
-        assert_eq!(indexed(&backend), (50, 50));
-        for i in 0..50 {
-            for id in [format!("ready-{i}"), format!("parked-{i}")] {
-                let request = SignalRequest::new(Some("stop".into()), None);
-                backend.store_signal(&id, SignalKind::Cancel, request).await.unwrap();
-            }
-        }
-        assert_eq!(indexed(&backend), (0, 0));
-        backend.clear_signal("ready-0", SignalKind::Cancel).await.unwrap();
-        backend.clear_signal("parked-0", SignalKind::Cancel).await.unwrap();
-        assert_eq!(indexed(&backend), (1, 1));
-        // A save while the request is pending keeps the workflow out.
-        backend.save_snapshot(&at_task("ready-1", "t")).await.unwrap();
-        assert_eq!(indexed(&backend), (1, 1));
-    }
-}

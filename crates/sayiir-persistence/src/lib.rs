@@ -7,7 +7,9 @@
 //! ([`PersistentBackend`] is implemented for every type that has the first two). Their API is
 //! exactly that of sayiir-persistence 0.4.0.
 //!
-//! This crate does no I/O. Backends live in their own crates and re-export this one:
+//! This crate does no I/O. It carries [`InMemoryBackend`] (feature `in-memory`, on by
+//! default) because 0.4.0 exports it here and the Sayiir runtime re-exports it from here;
+//! the other backends live in their own crates and re-export this one:
 //!
 //! | crate | backend |
 //! |---|---|
@@ -30,10 +32,14 @@ pub mod results;
 pub mod schedule;
 pub mod validation;
 
+#[cfg(feature = "in-memory")]
+pub mod memory;
 #[cfg(test)]
 mod testing;
 
 pub use error::BackendError;
+#[cfg(feature = "in-memory")]
+pub use memory::InMemoryBackend;
 pub use traits::{PersistentBackend, SignalStore, SnapshotStore, TaskClaimStore, TaskResultStore};
 
 /// The Sayiir core types the traits speak in, re-exported so one dependency is enough.

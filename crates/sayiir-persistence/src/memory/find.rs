@@ -3,17 +3,17 @@
 use std::collections::BTreeSet;
 use std::ops::Bound::{Excluded, Included, Unbounded};
 
-use chrono::{DateTime, Duration, Utc};
-use sayiir_persistence::sayiir_core::task_claim::{AvailableTask, TaskClaim};
-use sayiir_persistence::schedule::{
+use crate::schedule::{
     Advance, RankKey, Schedule, advance_parked, aging_seconds, backoff_elapsed, best_by_rank,
     schedule_of, tags_accepted, task_input, unix_seconds,
 };
-use sayiir_persistence::validation::{IdKind, validate_id};
-use sayiir_persistence::{BackendError, TaskClaimStore};
+use crate::validation::{IdKind, validate_id};
+use crate::{BackendError, TaskClaimStore};
+use chrono::{DateTime, Duration, Utc};
+use sayiir_core::task_claim::{AvailableTask, TaskClaim};
 
-use crate::state::{State, Stored};
-use crate::{InMemoryBackend, span};
+use super::state::{State, Stored};
+use super::{InMemoryBackend, span};
 
 impl TaskClaimStore for InMemoryBackend {
     async fn claim_task(

@@ -1,11 +1,11 @@
 //! `TaskResultStore` for the in-memory backend.
 
+use crate::results::reads_archive;
+use crate::validation::{IdKind, validate_ids};
+use crate::{BackendError, TaskResultStore};
 use bytes::Bytes;
-use sayiir_persistence::results::reads_archive;
-use sayiir_persistence::validation::{IdKind, validate_ids};
-use sayiir_persistence::{BackendError, TaskResultStore};
 
-use crate::{InMemoryBackend, span};
+use super::{InMemoryBackend, span};
 
 impl TaskResultStore for InMemoryBackend {
     async fn load_task_result(

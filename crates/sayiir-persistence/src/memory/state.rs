@@ -2,11 +2,11 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
+use crate::BackendError;
+use crate::codec::decode_snapshot;
+use crate::schedule::{Schedule, schedule_of};
 use bytes::Bytes;
-use sayiir_persistence::BackendError;
-use sayiir_persistence::codec::decode_snapshot;
-use sayiir_persistence::sayiir_core::snapshot::{SignalRequest, TaskResult, WorkflowSnapshot};
-use sayiir_persistence::schedule::{Schedule, schedule_of};
+use sayiir_core::snapshot::{SignalRequest, TaskResult, WorkflowSnapshot};
 
 /// One stored workflow.
 #[derive(Debug)]
@@ -201,7 +201,7 @@ impl State {
         self.claims
             .get(instance_id)
             .and_then(|tasks| tasks.get(task_id))
-            .filter(|c| sayiir_persistence::claims::is_live(c.expires_ms, now_ms))
+            .filter(|c| crate::claims::is_live(c.expires_ms, now_ms))
     }
 
     pub(crate) fn insert_claim(&mut self, instance_id: &str, task_id: &str, claim: Claim) {

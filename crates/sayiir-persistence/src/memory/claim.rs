@@ -1,16 +1,16 @@
 //! `TaskClaimStore` claims for the in-memory backend (`find_available_tasks` is in `find`).
 
-use chrono::{Duration, Utc};
-use sayiir_persistence::BackendError;
-use sayiir_persistence::claims::{
+use crate::BackendError;
+use crate::claims::{
     claim_held_by_other, claim_not_found, claim_refused, expiry_millis, extended_millis, task_claim,
 };
-use sayiir_persistence::results::held_results;
-use sayiir_persistence::sayiir_core::task_claim::TaskClaim;
-use sayiir_persistence::validation::validate_claim_ids;
+use crate::results::held_results;
+use crate::validation::validate_claim_ids;
+use chrono::{Duration, Utc};
+use sayiir_core::task_claim::TaskClaim;
 
-use crate::InMemoryBackend;
-use crate::state::{Claim, State};
+use super::InMemoryBackend;
+use super::state::{Claim, State};
 
 impl State {
     /// D12: no claim on a terminal workflow or on a task whose result is already stored.

@@ -1,13 +1,13 @@
 //! `SnapshotStore` for the in-memory backend.
 
+use crate::results::{ArchiveAction, archive_action, held_results};
+use crate::validation::{IdKind, validate_id, validate_ids};
+use crate::{BackendError, SnapshotStore};
 use bytes::Bytes;
-use sayiir_persistence::results::{ArchiveAction, archive_action, held_results};
-use sayiir_persistence::sayiir_core::snapshot::WorkflowSnapshot;
-use sayiir_persistence::validation::{IdKind, validate_id, validate_ids};
-use sayiir_persistence::{BackendError, SnapshotStore};
+use sayiir_core::snapshot::WorkflowSnapshot;
 
-use crate::state::{Stored, Workflow};
-use crate::{InMemoryBackend, span};
+use super::state::{Stored, Workflow};
+use super::{InMemoryBackend, span};
 
 impl SnapshotStore for InMemoryBackend {
     async fn save_snapshot(&self, snapshot: &WorkflowSnapshot) -> Result<(), BackendError> {

@@ -1,17 +1,15 @@
 //! `SignalStore` for the in-memory backend: signals, events, and atomic composites.
 
-use bytes::Bytes;
-use sayiir_persistence::sayiir_core::snapshot::{
-    PauseRequest, SignalKind, SignalRequest, WorkflowSnapshot,
-};
-use sayiir_persistence::validation::{
+use crate::validation::{
     IdKind, SignalDecision, not_paused_error, signal_decision, validate_cancel_ids, validate_id,
     validate_ids,
 };
-use sayiir_persistence::{BackendError, SignalStore};
+use crate::{BackendError, SignalStore};
+use bytes::Bytes;
+use sayiir_core::snapshot::{PauseRequest, SignalKind, SignalRequest, WorkflowSnapshot};
 
-use crate::state::{Signals, State};
-use crate::{InMemoryBackend, span};
+use super::state::{Signals, State};
+use super::{InMemoryBackend, span};
 
 fn slot(signals: &mut Signals, kind: SignalKind) -> &mut Option<SignalRequest> {
     match kind {
