@@ -52,7 +52,7 @@ pub fn run_case<H, F, Fut>(case: F)
 where
     H: Harness,
     F: FnOnce(Arc<H>) -> Fut,
-    Fut: Future<Output = ()> + Send,
+    Fut: Future<Output = ()>,
 {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)

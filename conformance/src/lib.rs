@@ -12,7 +12,9 @@
 //! multi-threaded runtime. To run only some groups, name them:
 //! `conformance_suite!(MyHarness; snapshots, signals, claims);`. The groups are
 //! [`snapshots`], [`signals`], [`events`], [`claims`], [`find`], [`task_results`],
-//! [`bad_input`] and [`concurrency`]. Every case is also a public async function that takes
+//! [`bad_input`] and [`concurrency`]; with the cargo feature `runtime`, also `runtime`: the real
+//! Sayiir runtime running workflows on the backend (its harness then also implements
+//! `RuntimeHarness`). Every case is also a public async function that takes
 //! an `Arc<H>`, so one can be run by hand with [`run_case`] while debugging.
 //!
 //! Network backends find their server with [`servers::postgres_url`] and
@@ -32,7 +34,12 @@ pub mod signals;
 pub mod snapshots;
 pub mod task_results;
 
+#[cfg(feature = "runtime")]
+pub mod runtime;
+
 pub use harness::{FullBackend, Harness, run_case};
+#[cfg(feature = "runtime")]
+pub use runtime::RuntimeHarness;
 
 #[doc(hidden)]
 pub mod __private {
@@ -47,13 +54,36 @@ pub mod __private {
 #[macro_export]
 macro_rules! conformance_suite {
     ($harness:ty) => {
+        $crate::__every_group!($harness);
+    };
+    ($harness:ty; $($group:ident),+ $(,)?) => {
+        $( $crate::__conformance_group!($group, $harness); )+
+    };
+}
+
+/// Every group: with the `runtime` feature of this crate, the `runtime` group too.
+#[cfg(feature = "runtime")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __every_group {
+    ($harness:ty) => {
+        $crate::conformance_suite!(
+            $harness;
+            snapshots, signals, events, claims, find, task_results, bad_input, concurrency, runtime
+        );
+    };
+}
+
+/// Every group (the `runtime` group needs this crate's `runtime` feature).
+#[cfg(not(feature = "runtime"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __every_group {
+    ($harness:ty) => {
         $crate::conformance_suite!(
             $harness;
             snapshots, signals, events, claims, find, task_results, bad_input, concurrency
         );
-    };
-    ($harness:ty; $($group:ident),+ $(,)?) => {
-        $( $crate::__conformance_group!($group, $harness); )+
     };
 }
 
@@ -407,6 +437,38 @@ macro_rules! __conformance_group {
             );
         }
     };
+    (runtime, $h:ty) => {
+        mod runtime {
+            $crate::__conformance_tests!(
+                $h,
+                runtime,
+                [
+                    sequence_runs_each_step_once,
+                    crash_mid_step_resumes_from_checkpoint,
+                    fork_join_runs_each_branch_once,
+                    delay_parks_then_resumes,
+                    signal_waits_then_event_resumes,
+                    event_sent_early_is_consumed,
+                    cancel_through_client,
+                    cancel_during_a_step_stops_after_it,
+                    pause_and_unpause_through_client,
+                    retries_with_backoff,
+                    failing_step_fails_the_workflow,
+                    loop_runs_until_done,
+                    route_runs_one_branch,
+                    child_workflow_runs_inline,
+                    submit_then_resume,
+                    contending_workers_run_each_task_once,
+                    priority_decides_the_order,
+                    worker_tags_route_tasks,
+                    workers_retry_with_backoff,
+                    cancel_while_a_worker_runs_a_task,
+                    pause_and_unpause_with_workers,
+                    crashed_worker_task_is_taken_over,
+                ]
+            );
+        }
+    };
 }
 
 #[cfg(test)]
@@ -425,6 +487,8 @@ mod tests {
             ("task_results", include_str!("task_results.rs")),
             ("bad_input", include_str!("bad_input.rs")),
             ("concurrency", include_str!("concurrency.rs")),
+            ("runtime", include_str!("runtime/runner.rs")),
+            ("runtime", include_str!("runtime/workers.rs")),
         ];
         let mut total = 0;
         for (group, source) in groups {

@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 
-use sayiir_persistence_conformance::Harness;
+use sayiir_persistence_conformance::{Harness, RuntimeHarness};
 use sayiir_persistence_memory::InMemoryBackend;
 
 /// A fresh backend per case; nothing to clean up beyond dropping it.
@@ -24,6 +24,13 @@ impl Harness for MemoryHarness {
     }
 
     async fn teardown(&self) {}
+}
+
+impl RuntimeHarness for MemoryHarness {
+    /// Another handle on the same data: a clone (the data lives in this process).
+    async fn open_handle(&self) -> InMemoryBackend {
+        self.0.clone()
+    }
 }
 
 sayiir_persistence_conformance::conformance_suite!(MemoryHarness);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use sayiir_persistence_conformance::Harness;
+use sayiir_persistence_conformance::{Harness, RuntimeHarness};
 use sayiir_persistence_postgres::PostgresBackend;
 
 struct PgHarness {
@@ -37,6 +37,13 @@ impl Harness for PgHarness {
 
     async fn teardown(&self) {
         common::drop_backend(&self.backend).await;
+    }
+}
+
+impl RuntimeHarness for PgHarness {
+    /// A second pool on the same schema.
+    async fn open_handle(&self) -> PostgresBackend {
+        common::connect(self.backend.schema()).await
     }
 }
 

@@ -4,20 +4,22 @@
 
 mod common;
 
-use sayiir_persistence_conformance::Harness;
+use sayiir_persistence_conformance::{Harness, RuntimeHarness};
 use sayiir_persistence_redis::RedisBackend;
 use sayiir_persistence_redis::redis::AsyncCommands;
 
 /// A backend on a fresh key prefix; teardown deletes the prefix's keys.
 struct RedisHarness {
     backend: RedisBackend,
+    prefix: String,
 }
 
 impl Harness for RedisHarness {
     type Backend = RedisBackend;
 
     async fn setup() -> Self {
-        Self { backend: common::backend("conformance").await }
+        let prefix = common::fresh_prefix("conformance");
+        Self { backend: common::connect(&prefix).await, prefix }
     }
 
     fn backend(&self) -> &RedisBackend {
@@ -34,6 +36,13 @@ impl Harness for RedisHarness {
 
     async fn teardown(&self) {
         common::cleanup(&self.backend).await;
+    }
+}
+
+impl RuntimeHarness for RedisHarness {
+    /// A second client with its own connections, on the same key prefix.
+    async fn open_handle(&self) -> RedisBackend {
+        common::connect(&self.prefix).await
     }
 }
 

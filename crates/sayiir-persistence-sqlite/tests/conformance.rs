@@ -2,11 +2,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 
-use sayiir_persistence_conformance::Harness;
+use sayiir_persistence_conformance::{Harness, RuntimeHarness};
 use sayiir_persistence_sqlite::SqliteBackend;
 
 struct SqliteHarness {
     backend: SqliteBackend,
+    path: std::path::PathBuf,
     // Removed (with the database file) when the harness is dropped.
     _dir: tempfile::TempDir,
 }
@@ -16,10 +17,9 @@ impl Harness for SqliteHarness {
 
     async fn setup() -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory for the database file");
-        let backend = SqliteBackend::open(dir.path().join("conformance.db"))
-            .await
-            .expect("open a fresh SQLite database");
-        Self { backend, _dir: dir }
+        let path = dir.path().join("conformance.db");
+        let backend = SqliteBackend::open(&path).await.expect("open a fresh SQLite database");
+        Self { backend, path, _dir: dir }
     }
 
     fn backend(&self) -> &SqliteBackend {
@@ -34,6 +34,14 @@ impl Harness for SqliteHarness {
     }
 
     async fn teardown(&self) {}
+}
+
+impl RuntimeHarness for SqliteHarness {
+    /// The same file opened again, with its own writer and reader threads, as a second
+    /// process would.
+    async fn open_handle(&self) -> SqliteBackend {
+        SqliteBackend::open(&self.path).await.expect("open the database file a second time")
+    }
 }
 
 sayiir_persistence_conformance::conformance_suite!(SqliteHarness);

@@ -19,10 +19,14 @@ pub fn unique_schema(prefix: &str) -> String {
 
 /// A backend on the test server, in a fresh schema named after `prefix`.
 pub async fn backend(prefix: &str) -> PostgresBackend {
-    let schema = unique_schema(prefix);
+    connect(&unique_schema(prefix)).await
+}
+
+/// A backend (a pool of its own) on `schema` of the test server.
+pub async fn connect(schema: &str) -> PostgresBackend {
     PostgresBackend::connect_with(
         &postgres_url(),
-        PostgresOptions::default().schema(&schema).max_connections(8),
+        PostgresOptions::default().schema(schema).max_connections(8),
     )
     .await
     .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", postgres_url()))

@@ -31,7 +31,12 @@ pub fn url() -> String {
 
 /// A backend on a fresh prefix.
 pub async fn backend(label: &str) -> RedisBackend {
-    let options = RedisOptions::default().key_prefix(fresh_prefix(label));
+    connect(&fresh_prefix(label)).await
+}
+
+/// A backend (a client of its own) on `prefix`.
+pub async fn connect(prefix: &str) -> RedisBackend {
+    let options = RedisOptions::default().key_prefix(prefix);
     RedisBackend::connect_with(&url(), options).await.unwrap_or_else(|e| {
         panic!("cannot connect to Redis at {}: {e}; start it with ../shared/services.sh", url())
     })
