@@ -19,7 +19,7 @@ pub const COMPOSE_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test"
 pub const COMPOSE_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 const HOW_TO_START: &str = "start one with `docker compose up -d --wait` (repository root) or \
-`../shared/services.sh`, or point the variable at a server you have, or enable the \
+`scripts/services.sh` (repository root), or point the variable at a server you have, or enable the \
 `containers` feature of sayiir-persistence-conformance to start one in Docker";
 
 /// The PostgreSQL URL to test against.

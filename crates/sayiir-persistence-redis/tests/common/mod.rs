@@ -38,7 +38,7 @@ pub async fn backend(label: &str) -> RedisBackend {
 pub async fn connect(prefix: &str) -> RedisBackend {
     let options = RedisOptions::default().key_prefix(prefix);
     RedisBackend::connect_with(&url(), options).await.unwrap_or_else(|e| {
-        panic!("cannot connect to Redis at {}: {e}; start it with ../shared/services.sh", url())
+        panic!("cannot connect to Redis at {}: {e}; start it with scripts/services.sh (repository root)", url())
     })
 }
 

@@ -1,6 +1,7 @@
-//! The quick start: a workflow's life on the embedded SQLite backend.
+//! The storage traits called by hand: what the Sayiir runtime does with a store, one call at a
+//! time, on the embedded SQLite backend. (To run a real workflow, see `durable_workflow`.)
 //!
-//! Run it with `cargo run --example quickstart` from the repository root.
+//! Run it with `cargo run --example storage_calls` from the repository root.
 
 use bytes::Bytes;
 use chrono::Duration;
@@ -13,7 +14,7 @@ use sayiir_persistence_sqlite::{
 
 #[tokio::main]
 async fn main() -> Result<(), BackendError> {
-    let path = std::env::temp_dir().join("sayiir-quickstart.db");
+    let path = std::env::temp_dir().join("sayiir-storage-calls.db");
     for suffix in ["", "-wal", "-shm"] {
         // A fresh start on every run; a missing file is fine.
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
