@@ -26,13 +26,18 @@ pub use workers::*;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sayiir_persistence::sayiir_core::context::WorkflowContext;
 use sayiir_persistence::sayiir_core::error::BoxError;
 use sayiir_persistence::sayiir_core::snapshot::{WorkflowSnapshot, WorkflowSnapshotState};
+use sayiir_persistence::sayiir_core::task::{
+    CoreTask, RegisterableTask, RetryPolicy, TaskMetadata,
+};
 use sayiir_persistence::{BackendError, SnapshotStore};
 use sayiir_runtime::serialization::JsonCodec;
 use serde::{Deserialize, Serialize};
@@ -138,6 +143,72 @@ pub fn gated_step(
             runs.record(&job.id, name);
             Ok(Job { n: job.n + add, ..job })
         })
+    }
+}
+
+/// What a [`Flaky`] task is: its id, how many of its first attempts fail, what it adds on
+/// success, and its retry policy.
+pub trait FlakyKind: 'static {
+    /// The task id.
+    const ID: &'static str;
+    /// How many attempts fail before one succeeds.
+    const FAILURES: u32;
+    /// What a successful attempt adds to the job's number.
+    const ADD: u64;
+    /// The task's retry policy.
+    fn retries() -> RetryPolicy;
+}
+
+/// A task whose first [`FlakyKind::FAILURES`] attempts fail. Records `"<id>:attempt"` on every
+/// attempt and `"<id>"` on success; [`Flaky::attempt_times`] gives when each attempt started.
+#[derive(Debug)]
+pub struct Flaky<K> {
+    runs: Runs,
+    attempts: Arc<AtomicU32>,
+    at: Arc<Mutex<Vec<Instant>>>,
+    kind: PhantomData<fn() -> K>,
+}
+
+impl<K> Flaky<K> {
+    /// A task recording into `runs`.
+    #[must_use]
+    pub fn new(runs: &Runs) -> Self {
+        Self { runs: runs.clone(), attempts: Arc::default(), at: Arc::default(), kind: PhantomData }
+    }
+
+    /// When each attempt started (shared: still readable after the task moved into a workflow).
+    #[must_use]
+    pub fn attempt_times(&self) -> Arc<Mutex<Vec<Instant>>> {
+        Arc::clone(&self.at)
+    }
+}
+
+impl<K: FlakyKind> CoreTask for Flaky<K> {
+    type Input = Job;
+    type Output = Job;
+    type Future = StepFuture;
+
+    fn run(&self, job: Job) -> StepFuture {
+        let attempt = self.attempts.fetch_add(1, Ordering::SeqCst) + 1;
+        self.at.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(Instant::now());
+        self.runs.record(&job.id, &format!("{}:attempt", K::ID));
+        let runs = self.runs.clone();
+        Box::pin(async move {
+            if attempt <= K::FAILURES {
+                return Err(format!("{} attempt {attempt}: dependency unavailable", K::ID).into());
+            }
+            runs.record(&job.id, K::ID);
+            Ok(Job { n: job.n + K::ADD, ..job })
+        })
+    }
+}
+
+impl<K: FlakyKind> RegisterableTask for Flaky<K> {
+    fn task_id() -> &'static str {
+        K::ID
+    }
+    fn metadata() -> TaskMetadata {
+        TaskMetadata { retries: Some(K::retries()), ..TaskMetadata::default() }
     }
 }
 

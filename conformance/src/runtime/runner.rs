@@ -2,16 +2,13 @@
 //! client's entry points, retries, and a process that dies in the middle of a step.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sayiir_persistence::sayiir_core::LoopResult;
 use sayiir_persistence::sayiir_core::branch_key::BranchKey;
 use sayiir_persistence::sayiir_core::error::BoxError;
 use sayiir_persistence::sayiir_core::snapshot::{ExecutionPosition, WorkflowSnapshotState};
-use sayiir_persistence::sayiir_core::task::{
-    BranchEnvelope, BranchOutputs, CoreTask, RegisterableTask, RetryPolicy, TaskMetadata,
-};
+use sayiir_persistence::sayiir_core::task::{BranchEnvelope, BranchOutputs, RetryPolicy};
 use sayiir_persistence::sayiir_core::workflow::{Workflow, WorkflowBuilder, WorkflowStatus};
 use sayiir_persistence::{SignalStore, SnapshotStore};
 use sayiir_runtime::serialization::JsonCodec;
@@ -19,7 +16,7 @@ use sayiir_runtime::{CheckpointingRunner, RuntimeError, WorkflowClient};
 use tokio::sync::Semaphore;
 
 use super::{
-    Job, Runs, RuntimeHarness, StepFuture, context, decode, final_output, gated_step, step,
+    Flaky, FlakyKind, Job, Runs, RuntimeHarness, context, decode, final_output, gated_step, step,
     wait_for_run,
 };
 
@@ -349,47 +346,19 @@ pub async fn pause_and_unpause_through_client<H: RuntimeHarness>(h: Arc<H>) {
     assert_eq!(runs.count("pause-1", "ship"), 1);
 }
 
-/// A task that fails twice, with a retry policy (100 ms, ×2): three attempts, spaced by at
-/// least the backoff, then the workflow completes.
-struct FlakyCharge {
-    runs: Runs,
-    attempts: Arc<AtomicU32>,
-    at: Arc<std::sync::Mutex<Vec<Instant>>>,
-}
+/// Fails twice; retried after 100 ms, then 200 ms.
+struct FlakyCharge;
 
-impl CoreTask for FlakyCharge {
-    type Input = Job;
-    type Output = Job;
-    type Future = StepFuture;
-
-    fn run(&self, job: Job) -> StepFuture {
-        let attempt = self.attempts.fetch_add(1, Ordering::SeqCst) + 1;
-        self.at.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(Instant::now());
-        self.runs.record(&job.id, "flaky:attempt");
-        let runs = self.runs.clone();
-        Box::pin(async move {
-            if attempt < 3 {
-                return Err(format!("attempt {attempt}: card processor unavailable").into());
-            }
-            runs.record(&job.id, "flaky");
-            Ok(Job { n: job.n + 10, ..job })
-        })
-    }
-}
-
-impl RegisterableTask for FlakyCharge {
-    fn task_id() -> &'static str {
-        "flaky"
-    }
-    fn metadata() -> TaskMetadata {
-        TaskMetadata {
-            retries: Some(RetryPolicy {
-                max_retries: 3,
-                initial_delay: Duration::from_millis(100),
-                backoff_multiplier: 2.0,
-                max_delay: None,
-            }),
-            ..TaskMetadata::default()
+impl FlakyKind for FlakyCharge {
+    const ID: &'static str = "flaky";
+    const FAILURES: u32 = 2;
+    const ADD: u64 = 10;
+    fn retries() -> RetryPolicy {
+        RetryPolicy {
+            max_retries: 3,
+            initial_delay: Duration::from_millis(100),
+            backoff_multiplier: 2.0,
+            max_delay: None,
         }
     }
 }
@@ -398,12 +367,8 @@ impl RegisterableTask for FlakyCharge {
 /// completes with the third attempt's output.
 pub async fn retries_with_backoff<H: RuntimeHarness>(h: Arc<H>) {
     let runs = Runs::default();
-    let at = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let task = FlakyCharge {
-        runs: runs.clone(),
-        attempts: Arc::new(AtomicU32::new(0)),
-        at: Arc::clone(&at),
-    };
+    let task = Flaky::<FlakyCharge>::new(&runs);
+    let at = task.attempt_times();
     let workflow = WorkflowBuilder::new(context("retry"))
         .then("reserve", step(&runs, "reserve", 1))
         .then_task_with(task)
