@@ -120,7 +120,8 @@ mod tests {
     }
 
     /// Workflows with a pending cancel or pause leave the indexes, so polls do not skip them
-    /// again and again (such requests can stay pending for good, contract 8.5), and come back
+    /// again and again (a request can stay pending for good: the runtime only applies it at a
+    /// task boundary), and come back
     /// when the request is cleared.
     #[tokio::test]
     async fn pending_requests_leave_the_indexes() {
