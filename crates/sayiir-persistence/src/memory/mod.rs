@@ -121,8 +121,7 @@ mod tests {
 
     /// Workflows with a pending cancel or pause leave the indexes, so polls do not skip them
     /// again and again (a request can stay pending for good: the runtime only applies it at a
-    /// task boundary), and come back
-    /// when the request is cleared.
+    /// task boundary), and come back when the request is cleared.
     #[tokio::test]
     async fn pending_requests_leave_the_indexes() {
         let backend = InMemoryBackend::new();
