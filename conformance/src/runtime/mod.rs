@@ -30,7 +30,9 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+
 use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 
 use sayiir_persistence::sayiir_core::context::WorkflowContext;
 use sayiir_persistence::sayiir_core::error::BoxError;
@@ -38,6 +40,7 @@ use sayiir_persistence::sayiir_core::snapshot::{WorkflowSnapshot, WorkflowSnapsh
 use sayiir_persistence::sayiir_core::task::{
     CoreTask, RegisterableTask, RetryPolicy, TaskMetadata,
 };
+use sayiir_persistence::sayiir_core::workflow::{Workflow, WorkflowBuilder};
 use sayiir_persistence::{BackendError, SnapshotStore};
 use sayiir_runtime::serialization::JsonCodec;
 use serde::{Deserialize, Serialize};
@@ -210,6 +213,21 @@ impl<K: FlakyKind> RegisterableTask for Flaky<K> {
     fn metadata() -> TaskMetadata {
         TaskMetadata { retries: Some(K::retries()), ..TaskMetadata::default() }
     }
+}
+
+/// The workflow most cases run: reserve (+1) → charge (+10) → ship (+100); `charge` waits on
+/// `gate` when one is given (see [`gated_step`]).
+///
+/// # Panics
+/// Never: the workflow is well formed.
+pub fn checkout(runs: &Runs, gate: Option<&Arc<Semaphore>>) -> Workflow<JsonCodec, Job, ()> {
+    let builder =
+        WorkflowBuilder::new(context("checkout")).then("reserve", step(runs, "reserve", 1));
+    let builder = match gate {
+        Some(gate) => builder.then("charge", gated_step(runs, "charge", 10, gate)),
+        None => builder.then("charge", step(runs, "charge", 10)),
+    };
+    builder.then("ship", step(runs, "ship", 100)).build().expect("the checkout workflow builds")
 }
 
 /// The context of every test workflow: JSON codec, no metadata.

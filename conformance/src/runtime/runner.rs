@@ -16,7 +16,7 @@ use sayiir_runtime::{CheckpointingRunner, RuntimeError, WorkflowClient};
 use tokio::sync::Semaphore;
 
 use super::{
-    Flaky, FlakyKind, Job, Runs, RuntimeHarness, context, decode, final_output, gated_step, step,
+    Flaky, FlakyKind, Job, Runs, RuntimeHarness, checkout, context, decode, final_output, step,
     wait_for_run,
 };
 
@@ -26,17 +26,6 @@ async fn runner<H: RuntimeHarness>(h: &H) -> CheckpointingRunner<H::Backend> {
 
 async fn client<H: RuntimeHarness>(h: &H) -> WorkflowClient<H::Backend> {
     WorkflowClient::new(h.open_handle().await)
-}
-
-/// reserve (+1) → charge (+10) → ship (+100); `charge` waits on `gate` when one is given.
-fn checkout(runs: &Runs, gate: Option<&Arc<Semaphore>>) -> Workflow<JsonCodec, Job, ()> {
-    let builder =
-        WorkflowBuilder::new(context("checkout")).then("reserve", step(runs, "reserve", 1));
-    let builder = match gate {
-        Some(gate) => builder.then("charge", gated_step(runs, "charge", 10, gate)),
-        None => builder.then("charge", step(runs, "charge", 10)),
-    };
-    builder.then("ship", step(runs, "ship", 100)).build().expect("the checkout workflow builds")
 }
 
 /// A `CheckpointingRunner::run` in a thread and runtime of its own, as in a process of its

@@ -18,8 +18,8 @@ use sayiir_runtime::{PooledWorker, WorkerHandle, WorkflowClient};
 use tokio::sync::Semaphore;
 
 use super::{
-    Flaky, FlakyKind, Job, PATIENCE, Runs, RuntimeHarness, StepFuture, context, final_output,
-    gated_step, step, wait_for_run, wait_until,
+    Flaky, FlakyKind, Job, PATIENCE, Runs, RuntimeHarness, StepFuture, checkout, context,
+    final_output, step, wait_for_run, wait_until,
 };
 use crate::FullBackend;
 
@@ -53,20 +53,11 @@ async fn stop<B>(worker: WorkerHandle<B>) {
     ended.expect("the worker stops").expect("the worker's poll loop ended without a storage error");
 }
 
-fn chain(name: &str, runs: &Runs, gate: Option<&Arc<Semaphore>>) -> Workflow<JsonCodec, Job, ()> {
-    let builder = WorkflowBuilder::new(context(name)).then("reserve", step(runs, "reserve", 1));
-    let builder = match gate {
-        Some(gate) => builder.then("charge", gated_step(runs, "charge", 10, gate)),
-        None => builder.then("charge", step(runs, "charge", 10)),
-    };
-    builder.then("ship", step(runs, "ship", 100)).build().expect("the chain workflow builds")
-}
-
 /// Three workers, each on its own handle with its own batch size, drain 24 workflows of three
 /// tasks: every workflow completes and every task ran exactly once.
 pub async fn contending_workers_run_each_task_once<H: RuntimeHarness>(h: Arc<H>) {
     let runs = Runs::default();
-    let workflow = Arc::new(chain("contended", &runs, None));
+    let workflow = Arc::new(checkout(&runs, None));
     let workflows: Workflows = vec![Arc::clone(&workflow)];
     let mut workers = Vec::new();
     for (i, batch) in [1, 2, 4].into_iter().enumerate() {
@@ -283,7 +274,7 @@ pub async fn workers_retry_with_backoff<H: RuntimeHarness>(h: Arc<H>) {
 pub async fn cancel_while_a_worker_runs_a_task<H: RuntimeHarness>(h: Arc<H>) {
     let runs = Runs::default();
     let gate = Arc::new(Semaphore::new(0));
-    let workflow = Arc::new(chain("cancelled", &runs, Some(&gate)));
+    let workflow = Arc::new(checkout(&runs, Some(&gate)));
     let workflows: Workflows = vec![Arc::clone(&workflow)];
     let worker = start_worker(
         "canceller",
@@ -312,7 +303,7 @@ pub async fn cancel_while_a_worker_runs_a_task<H: RuntimeHarness>(h: Arc<H>) {
 pub async fn pause_and_unpause_with_workers<H: RuntimeHarness>(h: Arc<H>) {
     let runs = Runs::default();
     let gate = Arc::new(Semaphore::new(0));
-    let workflow = Arc::new(chain("paused", &runs, Some(&gate)));
+    let workflow = Arc::new(checkout(&runs, Some(&gate)));
     let workflows: Workflows = vec![Arc::clone(&workflow)];
     let worker =
         start_worker("pauser", h.open_handle().await, &[], Duration::from_secs(30), 1, &workflows);
@@ -339,7 +330,7 @@ pub async fn pause_and_unpause_with_workers<H: RuntimeHarness>(h: Arc<H>) {
 pub async fn crashed_worker_task_is_taken_over<H: RuntimeHarness>(h: Arc<H>) {
     let runs = Runs::default();
     let never_opened = Arc::new(Semaphore::new(0));
-    let doomed_workflows: Workflows = vec![Arc::new(chain("takeover", &runs, Some(&never_opened)))];
+    let doomed_workflows: Workflows = vec![Arc::new(checkout(&runs, Some(&never_opened)))];
     let (crash, crashed) = std::sync::mpsc::channel::<()>();
     let doomed = std::thread::spawn({
         let h = Arc::clone(&h);
@@ -360,7 +351,7 @@ pub async fn crashed_worker_task_is_taken_over<H: RuntimeHarness>(h: Arc<H>) {
         }
     });
     let client = WorkflowClient::new(h.open_handle().await);
-    let workflow = Arc::new(chain("takeover", &runs, None));
+    let workflow = Arc::new(checkout(&runs, None));
     client.submit(&*workflow, "takeover-1", Job::new("takeover-1", 0)).await.unwrap();
     wait_for_run(&runs, "takeover-1", "charge:start").await;
     let _ = crash.send(());
