@@ -9,16 +9,18 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use sayiir_persistence::sayiir_core::snapshot::{SignalKind, WorkflowSnapshot};
+use sayiir_persistence::sayiir_core::snapshot::{
+    SignalKind, SignalRequest, TaskResult, WorkflowSnapshot, WorkflowSnapshotState,
+};
 use sayiir_persistence::{
     BackendError, SignalStore, SnapshotStore, TaskClaimStore, TaskResultStore,
 };
 
 use crate::Harness;
 use crate::fixtures::{
-    ALL, aging, assert_backend_error, assert_bytes, assert_same, at_task, bad_ids, binary_payload,
-    completed, find_all, hour, in_progress, json, large_payload, request, special_ids, task_of,
-    unique_id, with_results,
+    ALL, aging, assert_backend_error, assert_bytes, assert_not_found, assert_same, at_delay,
+    at_signal, at_task, bad_ids, binary_payload, completed, find_all, hour, in_progress, json,
+    large_payload, request, special_ids, task_of, unique_id, with_results,
 };
 
 /// A valid snapshot saved under a fresh id, returned for "nothing changed" checks.
@@ -422,4 +424,69 @@ pub async fn legacy_json_blob_loads<H: Harness>(h: Arc<H>) {
     h.write_raw_snapshot(&id, &blob).await;
     let loaded = h.backend().load_snapshot(&id).await.unwrap();
     assert_eq!(json(&loaded), json(&snapshot));
+}
+
+/// Snapshots that differ from a valid one in one stored field, each with the field's name and
+/// the label of what is wrong.
+fn snapshots_with_bad_fields(id: &str) -> Vec<(&'static str, &'static str, WorkflowSnapshot)> {
+    let mut cases = Vec::new();
+    for (label, bad) in bad_ids() {
+        let mut result = with_results(id, &[("ok", b"out")], "next");
+        if let WorkflowSnapshotState::InProgress { completed_tasks, .. } = &mut result.state {
+            completed_tasks
+                .insert(bad.clone(), TaskResult { task_id: bad.clone(), output: Bytes::new() });
+        }
+        cases.push(("completed task_id", label, result));
+        cases.push(("current task_id", label, at_task(id, &bad)));
+        cases.push(("signal_name", label, at_signal(id, "s", &bad, None, Some("next"))));
+        cases.push(("next task_id", label, at_delay(id, "d", hour(), Some(&bad))));
+    }
+    let mut traced = in_progress(id);
+    traced.trace_parent = Some("00-a\0b-01".to_string());
+    cases.push(("trace_parent", "NUL", traced));
+    let mut tagged = in_progress(id);
+    tagged.task_tags = vec!["gpu".to_string(), "g\0pu".to_string()];
+    cases.push(("task tag", "NUL", tagged));
+    cases
+}
+
+/// `save_snapshot` checks every id and free-text field it stores, not only the instance id:
+/// a bad one anywhere is a `Backend` error naming the field, before any I/O, for every
+/// backend alike; the stored snapshot is left as it was.
+pub async fn save_snapshot_rejects_bad_fields_inside<H: Harness>(h: Arc<H>) {
+    let fresh = unique_id("bad-fields-new");
+    let kept = saved(&*h, "bad-fields-kept").await;
+    for (field, label, snapshot) in snapshots_with_bad_fields(&fresh) {
+        let what = format!("{field} {label} in a new instance");
+        assert_backend_error(
+            h.backend().save_snapshot(&snapshot).await,
+            "nothing was stored",
+            &what,
+        );
+        assert_not_found(h.backend().load_snapshot(&fresh).await, &what);
+    }
+    for (field, label, snapshot) in snapshots_with_bad_fields(&kept.instance_id) {
+        let what = format!("{field} {label} over a stored instance");
+        let result = h.backend().save_snapshot(&snapshot).await;
+        let needle = if field.contains("task_id") { "task_id" } else { field };
+        assert_backend_error(result, needle, &what);
+        assert_same(&h.backend().load_snapshot(&kept.instance_id).await.unwrap(), &kept);
+    }
+}
+
+/// A NUL in the free text of a cancel or pause request is a `Backend` error before any I/O,
+/// for every backend alike; nothing is stored.
+pub async fn store_signal_rejects_nul_in_free_text<H: Harness>(h: Arc<H>) {
+    let snapshot = saved(&*h, "bad-signal-text").await;
+    let id = &snapshot.instance_id;
+    let by_reason = SignalRequest::new(Some("a\0b".to_string()), Some("ops".to_string()));
+    let by_author = SignalRequest::new(Some("why".to_string()), Some("o\0ps".to_string()));
+    for (field, request) in [("reason", by_reason), ("requested_by", by_author)] {
+        for kind in [SignalKind::Cancel, SignalKind::Pause] {
+            let result = h.backend().store_signal(id, kind, request.clone()).await;
+            assert_backend_error(result, field, &format!("{kind:?} with a NUL in {field}"));
+            assert!(h.backend().get_signal(id, kind).await.unwrap().is_none(), "{kind:?} stored");
+        }
+    }
+    assert_same(&h.backend().load_snapshot(id).await.unwrap(), &snapshot);
 }

@@ -407,6 +407,8 @@ macro_rules! __conformance_group {
                     corrupted_snapshot_can_be_overwritten_or_deleted,
                     shared_codec_blob_loads,
                     legacy_json_blob_loads,
+                    save_snapshot_rejects_bad_fields_inside,
+                    store_signal_rejects_nul_in_free_text,
                 ]
             );
         }

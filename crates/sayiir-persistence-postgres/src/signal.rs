@@ -15,7 +15,7 @@ use crate::row::{ALL_STATUSES, COLUMNS_PARAMS, SnapshotRow, StoredRow, assemble}
 use crate::sayiir_core::snapshot::{PauseRequest, SignalKind, SignalRequest, WorkflowSnapshot};
 use crate::validation::{
     IdKind, SignalDecision, not_paused_error, signal_decision, validate_cancel_ids, validate_id,
-    validate_ids,
+    validate_ids, validate_signal_request,
 };
 use crate::{BackendError, PostgresBackend, SignalStore, span};
 
@@ -217,7 +217,7 @@ impl SignalStore for PostgresBackend {
         request: SignalRequest,
     ) -> Result<(), BackendError> {
         async {
-            validate_id(IdKind::Instance, instance_id)?;
+            validate_signal_request(instance_id, &request)?;
             // The statuses for which the shared rule says "do not store", so the rule is
             // applied inside the statement that writes.
             let refused: Vec<&str> = ALL_STATUSES

@@ -9,7 +9,7 @@ use tracing::Instrument;
 use crate::error::{db, db_all};
 use crate::row::{RESULTS_LATERAL, SNAPSHOT_COLUMNS, SnapshotRow, StoredRow, assemble};
 use crate::sayiir_core::snapshot::WorkflowSnapshot;
-use crate::validation::{IdKind, validate_id, validate_ids};
+use crate::validation::{IdKind, validate_id, validate_ids, validate_snapshot};
 use crate::{BackendError, PostgresBackend, SnapshotStore, span};
 
 /// Calls the `save_snapshot` function of the first migration: upsert of the row, then, for
@@ -74,7 +74,7 @@ impl SnapshotStore for PostgresBackend {
     async fn save_snapshot(&self, snapshot: &WorkflowSnapshot) -> Result<(), BackendError> {
         let id = snapshot.instance_id.as_str();
         async {
-            validate_id(IdKind::Instance, id)?;
+            validate_snapshot(snapshot)?;
             let row = StoredRow::of(snapshot)?;
             let (task_ids, outputs): (Vec<&str>, Vec<&[u8]>) = row
                 .results

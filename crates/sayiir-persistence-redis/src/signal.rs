@@ -13,7 +13,7 @@ use sayiir_persistence::sayiir_core::snapshot::{
 };
 use sayiir_persistence::validation::{
     IdKind, SignalDecision, not_paused_status_error, signal_decision, validate_cancel_ids,
-    validate_id, validate_ids,
+    validate_id, validate_ids, validate_signal_request,
 };
 use sayiir_persistence::{BackendError, SignalStore};
 use tracing::Instrument;
@@ -122,7 +122,7 @@ impl SignalStore for RedisBackend {
         request: SignalRequest,
     ) -> Result<(), BackendError> {
         async {
-            validate_id(IdKind::Instance, instance_id)?;
+            validate_signal_request(instance_id, &request)?;
             let at = At::new("store_signal").instance(instance_id);
             let encoded = encode_request(&at, &request)?;
             let keys = self.keys().workflow(instance_id);

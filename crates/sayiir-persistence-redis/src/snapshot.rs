@@ -20,7 +20,7 @@ use sayiir_persistence::sayiir_core::snapshot::{
     ExecutionPosition, WorkflowSnapshot, WorkflowSnapshotState,
 };
 use sayiir_persistence::schedule::DEFAULT_PRIORITY;
-use sayiir_persistence::validation::{IdKind, validate_id};
+use sayiir_persistence::validation::{IdKind, validate_id, validate_snapshot};
 use sayiir_persistence::{BackendError, SnapshotStore};
 use tracing::Instrument;
 
@@ -308,7 +308,7 @@ impl SnapshotStore for RedisBackend {
     async fn save_snapshot(&self, snapshot: &WorkflowSnapshot) -> Result<(), BackendError> {
         let instance_id = snapshot.instance_id.as_str();
         async {
-            validate_id(IdKind::Instance, instance_id)?;
+            validate_snapshot(snapshot)?;
             let at = At::new("save_snapshot").instance(instance_id);
             self.write_snapshot(&at, snapshot).await
         }

@@ -8,7 +8,7 @@ use sayiir_persistence::sayiir_core::snapshot::{
 };
 use sayiir_persistence::validation::{
     IdKind, SignalDecision, not_paused_error, signal_decision, validate_cancel_ids, validate_id,
-    validate_ids,
+    validate_ids, validate_signal_request,
 };
 use sayiir_persistence::{BackendError, SignalStore};
 use tracing::Instrument;
@@ -125,7 +125,7 @@ impl SignalStore for SqliteBackend {
         kind: SignalKind,
         request: SignalRequest,
     ) -> Result<(), BackendError> {
-        validate_id(IdKind::Instance, instance_id)?;
+        validate_signal_request(instance_id, &request)?;
         let id = instance_id.to_string();
         self.threads
             .write("store_signal", instance_id, move |tx| {

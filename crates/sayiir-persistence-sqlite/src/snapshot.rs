@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use rusqlite::{OptionalExtension, params};
 use sayiir_persistence::sayiir_core::snapshot::WorkflowSnapshot;
-use sayiir_persistence::validation::{IdKind, validate_id, validate_ids};
+use sayiir_persistence::validation::{IdKind, validate_id, validate_ids, validate_snapshot};
 use sayiir_persistence::{BackendError, SnapshotStore};
 use tracing::Instrument;
 
@@ -13,7 +13,7 @@ use crate::{SqliteBackend, span};
 
 impl SnapshotStore for SqliteBackend {
     async fn save_snapshot(&self, snapshot: &WorkflowSnapshot) -> Result<(), BackendError> {
-        validate_id(IdKind::Instance, &snapshot.instance_id)?;
+        validate_snapshot(snapshot)?;
         let owned = snapshot.clone();
         self.threads
             .write("save_snapshot", &snapshot.instance_id, move |tx| {

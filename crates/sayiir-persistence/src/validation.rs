@@ -2,11 +2,21 @@
 //!
 //! - Ids (contract D7): non-empty UTF-8 without NUL, at most [`MAX_ID_BYTES`] bytes. Checked
 //!   before any I/O, so a bad id never reaches storage.
+//! - Everything a snapshot or a signal request carries that a backend stores beside the blob
+//!   ([`validate_snapshot`], [`validate_signal_request`]): the ids in it follow the id rules,
+//!   and free text (trace parent, tags, reasons) holds no NUL character, which PostgreSQL's
+//!   `text` cannot store. One rule for every backend, checked before any I/O, so a value one
+//!   backend would store and another refuse is refused by all, with the same error.
 //! - Signals against workflow status (contract 4.1 with D2): [`signal_decision`].
 
 use std::str::FromStr;
 
-use sayiir_core::snapshot::{SignalKind, SnapshotStatus, WorkflowSnapshotState};
+use std::collections::HashMap;
+
+use sayiir_core::snapshot::{
+    ExecutionPosition, SignalKind, SignalRequest, SnapshotStatus, TaskResult, WorkflowSnapshot,
+    WorkflowSnapshotState,
+};
 
 use crate::BackendError;
 
@@ -90,6 +100,160 @@ pub fn validate_cancel_ids(
 ) -> Result<(), BackendError> {
     validate_id(IdKind::Instance, instance_id)?;
     interrupted_at_task.map_or(Ok(()), |task_id| validate_id(IdKind::Task, task_id))
+}
+
+/// Checks a free-text value (`field` names it in the error): any length, no NUL character.
+///
+/// # Errors
+/// `BackendError::Backend` naming the field and the value when it holds a NUL.
+pub fn validate_text(field: &str, value: &str) -> Result<(), BackendError> {
+    if value.contains('\0') {
+        return Err(BackendError::Backend(format!(
+            "invalid {field} {}: must not contain a NUL character",
+            shorten(value)
+        )));
+    }
+    Ok(())
+}
+
+/// Checks every id and free-text field of `snapshot` that backends store beside the blob or
+/// hand back to workers: the instance id; the task ids of its results, position, retries,
+/// deadline and loops; the signal name it waits for; the worker a retry failed on (id rules);
+/// its trace parent, tags, definition hash and cancel or pause reasons (no NUL). Ids the
+/// runtime derives from several task ids (fork and join ids) are free text, since they can be
+/// longer than one id. `save_snapshot` calls it before any I/O.
+///
+/// # Errors
+/// `BackendError::Backend` naming the instance, the field and the value, and saying that
+/// nothing was stored.
+pub fn validate_snapshot(snapshot: &WorkflowSnapshot) -> Result<(), BackendError> {
+    validate_id(IdKind::Instance, &snapshot.instance_id)?;
+    snapshot_fields(snapshot).map_err(|error| {
+        let message = match error {
+            BackendError::Backend(message) => message,
+            other => other.to_string(),
+        };
+        BackendError::Backend(format!(
+            "save_snapshot of {}: {message}; nothing was stored",
+            shorten(&snapshot.instance_id)
+        ))
+    })
+}
+
+fn snapshot_fields(snapshot: &WorkflowSnapshot) -> Result<(), BackendError> {
+    let task = |id: &str| validate_id(IdKind::Task, id);
+    validate_text("definition_hash", &snapshot.definition_hash)?;
+    if let Some(trace_parent) = &snapshot.trace_parent {
+        validate_text("trace_parent", trace_parent)?;
+    }
+    snapshot.task_tags.iter().try_for_each(|tag| validate_text("task tag", tag))?;
+    for (task_id, retry) in &snapshot.task_retries {
+        task(task_id)?;
+        if let Some(worker) = &retry.last_failed_worker {
+            validate_id(IdKind::Worker, worker)?;
+        }
+    }
+    snapshot.loop_iterations.keys().try_for_each(|id| task(id))?;
+    if let Some(deadline) = &snapshot.task_deadline {
+        task(&deadline.task_id)?;
+    }
+    match &snapshot.state {
+        WorkflowSnapshotState::InProgress { position, completed_tasks, last_completed_task_id } => {
+            results(completed_tasks)?;
+            last_completed_task_id.as_deref().map_or(Ok(()), task)?;
+            position_ids(position)
+        }
+        WorkflowSnapshotState::Paused {
+            reason,
+            paused_by,
+            completed_tasks,
+            position,
+            last_completed_task_id,
+            ..
+        } => {
+            reasons(reason.as_deref(), paused_by.as_deref())?;
+            results(completed_tasks)?;
+            last_completed_task_id.as_deref().map_or(Ok(()), task)?;
+            position_ids(position)
+        }
+        WorkflowSnapshotState::Cancelled {
+            reason,
+            cancelled_by,
+            completed_tasks,
+            interrupted_at_task,
+            ..
+        } => {
+            reasons(reason.as_deref(), cancelled_by.as_deref())?;
+            results(completed_tasks)?;
+            interrupted_at_task.as_deref().map_or(Ok(()), task)
+        }
+        WorkflowSnapshotState::Completed { .. } | WorkflowSnapshotState::Failed { .. } => Ok(()),
+    }
+}
+
+/// The task ids of stored results: the map's keys and the ids the results carry.
+fn results(results: &HashMap<String, TaskResult>) -> Result<(), BackendError> {
+    results.iter().try_for_each(|(key, result)| {
+        validate_id(IdKind::Task, key)?;
+        validate_id(IdKind::Task, &result.task_id)
+    })
+}
+
+fn position_ids(position: &ExecutionPosition) -> Result<(), BackendError> {
+    let task = |id: &str| validate_id(IdKind::Task, id);
+    let next = |id: &Option<String>| id.as_deref().map_or(Ok(()), task);
+    match position {
+        ExecutionPosition::NotStarted => Ok(()),
+        ExecutionPosition::AtTask { task_id } => task(task_id),
+        ExecutionPosition::AtFork { fork_id, completed_branches, .. } => {
+            validate_text("fork_id", fork_id)?;
+            results(completed_branches)
+        }
+        ExecutionPosition::AtJoin { join_id, completed_branches } => {
+            validate_text("join_id", join_id)?;
+            results(completed_branches)
+        }
+        ExecutionPosition::AtDelay { delay_id, next_task_id, .. } => {
+            task(delay_id)?;
+            next(next_task_id)
+        }
+        ExecutionPosition::AtSignal { signal_id, signal_name, next_task_id, .. } => {
+            task(signal_id)?;
+            validate_id(IdKind::SignalName, signal_name)?;
+            next(next_task_id)
+        }
+        ExecutionPosition::InLoop { loop_id, next_task_id, .. } => {
+            task(loop_id)?;
+            next(next_task_id)
+        }
+    }
+}
+
+fn reasons(reason: Option<&str>, by: Option<&str>) -> Result<(), BackendError> {
+    reason.map_or(Ok(()), |r| validate_text("reason", r))?;
+    by.map_or(Ok(()), |b| validate_text("requested_by", b))
+}
+
+/// Checks the free text of a cancel or pause request (reason, requested by): no NUL.
+/// `store_signal` calls it, with the instance id, before any I/O.
+///
+/// # Errors
+/// `BackendError::Backend` naming the field and the value.
+pub fn validate_signal_request(
+    instance_id: &str,
+    request: &SignalRequest,
+) -> Result<(), BackendError> {
+    validate_id(IdKind::Instance, instance_id)?;
+    reasons(request.reason.as_deref(), request.requested_by.as_deref()).map_err(|error| {
+        BackendError::Backend(format!(
+            "store_signal of {}: {}; nothing was stored",
+            shorten(instance_id),
+            match error {
+                BackendError::Backend(message) => message,
+                other => other.to_string(),
+            }
+        ))
+    })
 }
 
 /// A quoted, escaped id, cut to its first 64 characters when longer.

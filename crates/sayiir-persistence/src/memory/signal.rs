@@ -2,7 +2,7 @@
 
 use crate::validation::{
     IdKind, SignalDecision, not_paused_error, signal_decision, validate_cancel_ids, validate_id,
-    validate_ids,
+    validate_ids, validate_signal_request,
 };
 use crate::{BackendError, SignalStore};
 use bytes::Bytes;
@@ -49,7 +49,7 @@ impl SignalStore for InMemoryBackend {
         request: SignalRequest,
     ) -> Result<(), BackendError> {
         let _span = span("store_signal", instance_id).entered();
-        validate_id(IdKind::Instance, instance_id)?;
+        validate_signal_request(instance_id, &request)?;
         let mut state = self.lock()?;
         let status = match state.workflows.get(instance_id) {
             None => return Err(BackendError::NotFound(instance_id.to_string())),

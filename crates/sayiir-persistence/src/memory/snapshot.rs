@@ -1,7 +1,7 @@
 //! `SnapshotStore` for the in-memory backend.
 
 use crate::results::{ArchiveAction, archive_action, held_results};
-use crate::validation::{IdKind, validate_id, validate_ids};
+use crate::validation::{IdKind, validate_id, validate_ids, validate_snapshot};
 use crate::{BackendError, SnapshotStore};
 use bytes::Bytes;
 use sayiir_core::snapshot::WorkflowSnapshot;
@@ -13,7 +13,7 @@ impl SnapshotStore for InMemoryBackend {
     async fn save_snapshot(&self, snapshot: &WorkflowSnapshot) -> Result<(), BackendError> {
         let id = snapshot.instance_id.as_str();
         let _span = span("save_snapshot", id).entered();
-        validate_id(IdKind::Instance, id)?;
+        validate_snapshot(snapshot)?;
         let mut state = self.lock()?;
         let previous = state.workflows.get_mut(id);
         let archive = match previous {
