@@ -341,3 +341,29 @@ pub async fn find_purges_expired_claims<H: Harness>(h: Arc<H>) {
     assert_not_found(h.backend().release_task_claim(&id, "u", "w1").await, "purged claim u");
     h.backend().release_task_claim(&id, "live", "w1").await.unwrap();
 }
+
+/// A TTL is judged by its sign: however negative (`Duration::MIN`, a hundred million days
+/// back), the claim is expired on creation, with an expiry, and another worker takes it.
+pub async fn hugely_negative_ttl_is_replaceable<H: Harness>(h: Arc<H>) {
+    for (label, ttl) in [("MIN", Duration::MIN), ("-1e8 days", -Duration::days(100_000_000))] {
+        let id = unique_id("claim-neg-huge");
+        let first = claim(&*h, &id, "t", "w1", Some(ttl)).await.expect("a fresh claim");
+        assert!(
+            first.expires_at.is_some_and(|e| e <= first.claimed_at + 1),
+            "{label}: a negative TTL expires on creation, got {first:?}"
+        );
+        let second = claim(&*h, &id, "t", "w2", Some(hour())).await;
+        assert_eq!(second.map(|c| c.worker_id).as_deref(), Some("w2"), "{label}: not replaced");
+    }
+}
+
+/// An extension is judged by its sign: however negative, it pulls the expiry into the past,
+/// never into "no expiry"; another worker takes the task.
+pub async fn hugely_negative_extension_expires<H: Harness>(h: Arc<H>) {
+    for (label, more) in [("MIN", Duration::MIN), ("-1e8 days", -Duration::days(100_000_000))] {
+        let id = unique_id("extend-neg-huge");
+        claim(&*h, &id, "t", "w1", Some(hour())).await.unwrap();
+        h.backend().extend_task_claim(&id, "t", "w1", more).await.unwrap();
+        assert!(claimable(&*h, &id, "t").await, "{label}: the pulled-back claim still blocks");
+    }
+}

@@ -270,6 +270,8 @@ macro_rules! __conformance_group {
                     allowed_after_loop_removed_result,
                     refusal_then_reopen,
                     find_purges_expired_claims,
+                    hugely_negative_ttl_is_replaceable,
+                    hugely_negative_extension_expires,
                 ]
             );
         }

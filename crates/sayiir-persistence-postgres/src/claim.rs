@@ -6,7 +6,10 @@ use std::sync::LazyLock;
 use chrono::{DateTime, Duration, Utc};
 use tracing::Instrument;
 
-use crate::claims::{claim_held_by_other, claim_not_found, claim_refused, task_claim};
+use crate::claims::{
+    claim_held_by_other, claim_not_found, claim_refused, claim_ttl_millis, extension_millis,
+    task_claim,
+};
 use crate::error::db;
 use crate::row::ALL_STATUSES;
 use crate::sayiir_core::task_claim::{AvailableTask, TaskClaim};
@@ -17,7 +20,8 @@ use crate::{BackendError, PostgresBackend, TaskClaimStore, span};
 /// claim, or replaces an expired one, unless the workflow is terminal or already holds the
 /// task's result (D12). The workflow row is share-locked before the refusal is read, so the
 /// refusal and the claim are one atomic step: no result can be committed in between. `$4` is
-/// the TTL in milliseconds (NULL: no expiry); an expiry outside `$5..=$6` (the range of
+/// the TTL in milliseconds as `claims::claim_ttl_millis` decides it (NULL: no expiry; 0 for
+/// any TTL of zero or less); an expiry outside `$5..=$6` (the range of
 /// `DateTime<Utc>`) means "never expires", as in `TaskClaim::new`. `$7` and `$8` are the
 /// statuses that refuse, from [`claim_refused`].
 const CLAIM: &str = "SELECT out_claimed_ms, out_expires_ms \
@@ -88,7 +92,7 @@ impl TaskClaimStore for PostgresBackend {
                 .bind(instance_id)
                 .bind(task_id)
                 .bind(worker_id)
-                .bind(ttl.map(|ttl| ttl.num_milliseconds()))
+                .bind(claim_ttl_millis(Utc::now(), ttl))
                 .bind(DateTime::<Utc>::MIN_UTC.timestamp_millis())
                 .bind(DateTime::<Utc>::MAX_UTC.timestamp_millis())
                 .bind(refused)
@@ -138,7 +142,7 @@ impl TaskClaimStore for PostgresBackend {
                 .bind(instance_id)
                 .bind(task_id)
                 .bind(worker_id)
-                .bind(additional_duration.num_milliseconds())
+                .bind(extension_millis(additional_duration))
                 .fetch_one(&self.pool)
                 .await
                 .map_err(db("extend_task_claim", instance_id))?;

@@ -12,7 +12,9 @@
 //! `claim_refusal_mirrors_the_core_rule` compares the two for every status.
 
 use chrono::Duration;
-use sayiir_persistence::claims::{claim_held_by_other, claim_not_found, expiry_millis, task_claim};
+use sayiir_persistence::claims::{
+    claim_held_by_other, claim_not_found, claim_ttl_millis, extension_millis, task_claim,
+};
 use sayiir_persistence::sayiir_core::task_claim::{AvailableTask, TaskClaim};
 use sayiir_persistence::validation::validate_claim_ids;
 use sayiir_persistence::{BackendError, TaskClaimStore};
@@ -59,11 +61,11 @@ impl TaskClaimStore for RedisBackend {
         async {
             validate_claim_ids(instance_id, task_id, worker_id)?;
             let at = At::new("claim_task").instance(instance_id).task(task_id).worker(worker_id);
-            // A TTL whose expiry would overflow a timestamp means "never expires", as in
-            // TaskClaim::new; the expiry itself is computed on the server clock.
-            let ttl_ms = ttl
-                .filter(|_| expiry_millis(chrono::Utc::now(), ttl).is_some())
-                .map(|ttl| ttl.num_milliseconds().to_string())
+            // The TTL by the shared rule (zero or negative: expired on creation; an expiry
+            // past the calendar: never expires); the expiry itself is computed on the server
+            // clock.
+            let ttl_ms = claim_ttl_millis(chrono::Utc::now(), ttl)
+                .map(|ms| ms.to_string())
                 .unwrap_or_default();
             let keys = self.keys().workflow(instance_id);
             let args: [&[u8]; 3] = [task_id.as_bytes(), worker_id.as_bytes(), ttl_ms.as_bytes()];
@@ -113,7 +115,7 @@ impl TaskClaimStore for RedisBackend {
             validate_claim_ids(instance_id, task_id, worker_id)?;
             let at =
                 At::new("extend_task_claim").instance(instance_id).task(task_id).worker(worker_id);
-            let additional = additional_duration.num_milliseconds().to_string();
+            let additional = extension_millis(additional_duration).to_string();
             self.owner_checked(
                 &at,
                 &scripts().extend,

@@ -8,18 +8,53 @@ use sayiir_core::task_claim::TaskClaim;
 
 use crate::BackendError;
 
-/// When a claim made at `now` with `ttl` expires, in Unix milliseconds; `None` never expires
-/// (no TTL, or a TTL so large that the expiry overflows).
+/// The most a claim's expiry is pushed back, in ms (2^53, about 285,000 years): a negative
+/// extension is clamped to it so that no backend's arithmetic (a signed 64-bit column, a Lua
+/// double) can wrap an expiry into "never expires". Such a claim is expired either way.
+pub const MAX_PULL_BACK_MS: i64 = 1 << 53;
+
+/// The TTL a new claim is made with, in milliseconds, decided by its sign. Every backend
+/// passes this, and nothing else, to its storage:
+/// - `None` (no TTL): `None`, never expires;
+/// - zero or negative, however large: `Some(0)`, expired the moment it is made (a negative
+///   TTL never wraps around into "never expires");
+/// - positive with `now + ttl` past the end of the calendar `DateTime<Utc>` covers: `None`,
+///   never expires;
+/// - otherwise the TTL in milliseconds.
+#[must_use]
+pub fn claim_ttl_millis(now: DateTime<Utc>, ttl: Option<Duration>) -> Option<i64> {
+    let ttl = ttl?;
+    if ttl <= Duration::zero() {
+        return Some(0);
+    }
+    now.checked_add_signed(ttl).map(|_| ttl.num_milliseconds())
+}
+
+/// When a claim made at `now` with `ttl` expires, in Unix milliseconds; `None` never expires.
+/// See [`claim_ttl_millis`] for the rule.
 #[must_use]
 pub fn expiry_millis(now: DateTime<Utc>, ttl: Option<Duration>) -> Option<i64> {
-    ttl.and_then(|ttl| now.checked_add_signed(ttl)).map(|t| t.timestamp_millis())
+    claim_ttl_millis(now, ttl).map(|ms| now.timestamp_millis() + ms)
+}
+
+/// An extension in milliseconds, decided by sign: positive as given (an expiry it pushes past
+/// what storage can hold means "never expires"), negative clamped to [`MAX_PULL_BACK_MS`].
+#[must_use]
+pub fn extension_millis(additional: Duration) -> i64 {
+    additional.num_milliseconds().max(-MAX_PULL_BACK_MS)
 }
 
 /// The expiry after extending one at `expires_ms` by `additional` (from the old expiry, as in
-/// 0.4); `None` stays `None`, and an overflow means "never expires".
+/// 0.4); `None` stays `None`. Decided by sign: an overflow towards the future means "never
+/// expires", a pull-back far into the past stays an expiry in the past.
 #[must_use]
 pub fn extended_millis(expires_ms: Option<i64>, additional: Duration) -> Option<i64> {
-    expires_ms.and_then(|ms| ms.checked_add(additional.num_milliseconds()))
+    let additional = extension_millis(additional);
+    expires_ms.and_then(|ms| match ms.checked_add(additional) {
+        Some(extended) => Some(extended),
+        None if additional > 0 => None,
+        None => Some(i64::MIN),
+    })
 }
 
 /// Whether a claim expiring at `expires_ms` is still live at `now_ms`.
@@ -91,5 +126,31 @@ mod tests {
         assert_eq!(extended_millis(Some(1000), Duration::seconds(2)), Some(3000));
         assert_eq!(extended_millis(None, Duration::seconds(2)), None);
         assert_eq!(extended_millis(Some(i64::MAX), Duration::seconds(2)), None);
+    }
+
+    /// A TTL or an extension is judged by its sign: however negative, it means "expired",
+    /// never "no expiry".
+    #[test]
+    fn negative_durations_expire_whatever_their_size() {
+        let now = DateTime::from_timestamp_millis(1_700_000_000_999).unwrap_or_default();
+        let now_ms = now.timestamp_millis();
+        for ttl in
+            [Duration::MIN, -Duration::days(100_000_000), -Duration::hours(1), Duration::zero()]
+        {
+            assert_eq!(claim_ttl_millis(now, Some(ttl)), Some(0), "{ttl:?}");
+            let expires = expiry_millis(now, Some(ttl));
+            assert_eq!(expires, Some(now_ms), "{ttl:?}");
+            assert!(!is_live(expires, now_ms), "{ttl:?}");
+        }
+        assert_eq!(claim_ttl_millis(now, Some(Duration::days(100_000_000))), None);
+        assert_eq!(claim_ttl_millis(now, Some(Duration::seconds(90))), Some(90_000));
+        for more in [Duration::MIN, -Duration::days(100_000_000)] {
+            assert!(extension_millis(more) >= -MAX_PULL_BACK_MS, "{more:?}");
+            let extended = extended_millis(Some(now_ms), more);
+            assert!(!is_live(extended, now_ms), "{more:?}: {extended:?}");
+            assert!(!is_live(extended_millis(Some(i64::MIN + 5), more), now_ms));
+        }
+        assert_eq!(extension_millis(Duration::MIN), -MAX_PULL_BACK_MS);
+        assert_eq!(extended_millis(Some(now_ms), Duration::MAX), None);
     }
 }
