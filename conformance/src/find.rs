@@ -828,3 +828,28 @@ pub async fn find_has_no_side_effect_on_ready_task<H: Harness>(h: Arc<H>) {
     assert_same(&h.backend().load_snapshot(&id).await.unwrap(), &snapshot);
     assert!(matches!(position(&snapshot), ExecutionPosition::AtTask { .. }));
 }
+
+/// `updated_at` is an unsigned number of seconds: a stamp at or past 2^63 (`u64::MAX` here)
+/// lies in the future, so at equal priority it sorts after a workflow stamped now, however
+/// the backend stores it.
+pub async fn future_stamp_sorts_last<H: Harness>(h: Arc<H>) {
+    let backend = h.backend();
+    let now = at_task_with(&unique_id("stamp-now"), "t", Some(5), 0);
+    let mut far = at_task_with(&unique_id("stamp-far"), "t", Some(5), 0);
+    for stamp in [u64::MAX, 1 << 63] {
+        far.updated_at = stamp;
+        backend.save_snapshot(&far).await.unwrap();
+        backend.save_snapshot(&now).await.unwrap();
+        let first = backend.find_available_tasks(&worker(), 1, aging(), &[]).await.unwrap();
+        assert_eq!(
+            first.first().map(|t| t.instance_id.as_str()),
+            Some(now.instance_id.as_str()),
+            "a stamp of {stamp} s sorts before now"
+        );
+        let both = backend.find_available_tasks(&worker(), ALL, aging(), &[]).await.unwrap();
+        assert_eq!(
+            order_of(&both, &[&now.instance_id, &far.instance_id]),
+            [now.instance_id.clone(), far.instance_id.clone()]
+        );
+    }
+}

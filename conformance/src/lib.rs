@@ -344,6 +344,7 @@ macro_rules! __conformance_group {
                     corrupted_parked_rows_do_not_block_advancement,
                     corrupted_parked_row_does_not_fail_find,
                     find_has_no_side_effect_on_ready_task,
+                    future_stamp_sorts_last,
                 ]
             );
         }

@@ -63,8 +63,10 @@ const ELIGIBLE: &str =
     AND (cardinality($3::text[]) = 0 OR w.tags <@ $3::text[])";
 
 /// `priority - (now - updated_at) / aging`, with the same float operations as
-/// `schedule::effective_priority`.
-const EFFECTIVE: &str = "(w.priority::float8 - ($5::float8 - w.updated_at::float8) / $6::float8)";
+/// `schedule::effective_priority`. `updated_at` is stored with its sign bit flipped (`seconds_to_column`): the real seconds
+/// are the column plus 2^63.
+const EFFECTIVE: &str = "(w.priority::float8 \
+    - ($5::float8 - (w.updated_at::numeric + 9223372036854775808)::float8) / $6::float8)";
 
 /// The pick. `$1` worker, `$2` limit, `$3` worker tags, `$4` now (application clock, ms),
 /// `$5` now (application clock, fractional seconds), `$6` aging interval in seconds, `$7`

@@ -226,6 +226,37 @@ fn relation_reads(explain_json: &str, relation: &str) -> (f64, bool, String) {
     (rows, seq, scans.join("; "))
 }
 
+/// Migration 0004 rewrites `updated_at` written by the previous versions (a plain cast) into
+/// the order-keeping encoding: the stamps read back exactly, stamps past 2^63 included, and
+/// sort after today's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_4_keeps_updated_at_and_orders_far_stamps_last() {
+    common::with_backend("migrate_updated", |backend| async move {
+        let schema = backend.schema().to_string();
+        let now = at_task(&unique_id("now"), "t");
+        let mut far = at_task(&unique_id("far"), "t");
+        far.updated_at = u64::MAX;
+        for snapshot in [&now, &far] {
+            backend.save_snapshot(snapshot).await.unwrap();
+        }
+        // Back to the encoding of migrations 1 to 3, and forget that 4 ran.
+        for sql in [
+            format!("UPDATE \"{schema}\".workflows SET updated_at = updated_at # (-9223372036854775807 - 1)"),
+            format!("DELETE FROM \"{schema}\"._sayiir_migrations WHERE version = 4"),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(backend.pool()).await.unwrap();
+        }
+        backend.migrate().await.unwrap();
+        for snapshot in [&now, &far] {
+            let loaded = backend.load_snapshot(&snapshot.instance_id).await.unwrap();
+            assert_eq!(loaded.updated_at, snapshot.updated_at, "{}", snapshot.instance_id);
+        }
+        let first = backend.find_available_tasks("w", 1, Duration::seconds(300), &[]).await.unwrap();
+        assert_eq!(first[0].instance_id, now.instance_id, "a stamp in the far future sorts last");
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn find_reads_o_limit_rows_among_100k() {
     const ROWS: i64 = 100_000;
@@ -242,7 +273,7 @@ async fn find_reads_o_limit_rows_among_100k() {
          SELECT 'wf-' || lpad(i::text, 6, '0'),
             CASE WHEN i % 6 = 5 THEN 'Completed' ELSE 'InProgress' END,
             $1,
-            1700000000 + (i * 7919) % 100000,
+            (1700000000 + (i * 7919) % 100000) # (-9223372036854775807 - 1),
             NULL,
             CASE WHEN i % 6 = 4 THEN 'AtDelay' WHEN i % 6 = 5 THEN NULL ELSE 'AtTask' END,
             CASE WHEN i % 6 < 4 THEN 't' END,
@@ -260,7 +291,8 @@ async fn find_reads_o_limit_rows_among_100k() {
         let waiting = format!(
             "INSERT INTO \"{schema}\".workflows (instance_id, status, blob, updated_at,
             position_kind, current_done, has_input, priority, tags, signal_name)
-         SELECT 'wait-' || lpad(i::text, 6, '0'), 'InProgress', $1, 1700000000 + i, 'AtSignal',
+         SELECT 'wait-' || lpad(i::text, 6, '0'), 'InProgress', $1,
+            (1700000000 + i) # (-9223372036854775807 - 1), 'AtSignal',
             FALSE, FALSE, 3, ARRAY[]::text[], 'go'
          FROM generate_series(1, 2000) AS i"
         );

@@ -13,6 +13,7 @@ pub(crate) const APPLICATION_ID: i32 = 0x5359_4952;
 const MIGRATIONS: &[&str] = &[
     include_str!("../schema/0001_initial.sql"),
     include_str!("../schema/0002_pending_requests.sql"),
+    include_str!("../schema/0003_ordered_updated_at.sql"),
 ];
 
 /// The schema version this library writes.

@@ -225,11 +225,17 @@ async fn a_version_1_file_is_migrated_with_its_pending_requests() {
         backend.save_snapshot(&at_task(&free, "t")).await.unwrap();
         backend.store_signal(&waiting, SignalKind::Cancel, request("stop")).await.unwrap();
     }
+    let stamp =
+        SqliteBackend::open(&path).await.unwrap().load_snapshot(&free).await.unwrap().updated_at;
     {
-        // Back to the shape of version 1: its indexes, no signal_pending column.
+        // Back to the shape of version 1: its indexes, no signal_pending column, updated_at
+        // as a plain cast (migration 3 flips its sign bit).
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
-            "DROP INDEX workflows_ready; DROP INDEX workflows_wake; DROP INDEX workflows_woken;
+            "UPDATE workflows SET updated_at = CASE
+                 WHEN updated_at >= 0 THEN updated_at - 9223372036854775807 - 1
+                 ELSE updated_at + 9223372036854775807 + 1 END;
+             DROP INDEX workflows_ready; DROP INDEX workflows_wake; DROP INDEX workflows_woken;
              ALTER TABLE workflows DROP COLUMN signal_pending;
              CREATE INDEX workflows_ready ON workflows (ready_priority, updated_at, instance_id)
                  WHERE ready_priority IS NOT NULL;
@@ -240,6 +246,8 @@ async fn a_version_1_file_is_migrated_with_its_pending_requests() {
         .unwrap();
     }
     let backend = SqliteBackend::open(&path).await.unwrap();
+    let migrated = backend.load_snapshot(&free).await.unwrap().updated_at;
+    assert_eq!(migrated, stamp, "migration 3 keeps updated_at exactly");
     let found = |tasks: Vec<sayiir_persistence_sqlite::sayiir_core::task_claim::AvailableTask>| {
         tasks.into_iter().map(|t| t.instance_id).collect::<Vec<_>>()
     };

@@ -207,21 +207,26 @@ pub fn best_by_rank<T>(mut candidates: Vec<(RankKey<'_>, T)>, limit: usize) -> V
     candidates.into_iter().take(limit).map(|(_, t)| t).collect()
 }
 
+/// What [`seconds_to_column`] flips: the sign bit.
+pub const COLUMN_SIGN_FLIP: u64 = 1 << 63;
+
 /// `updated_at` (Unix seconds, a `u64`) as a signed 64-bit column, for databases without an
-/// unsigned 64-bit type. Values past `i64::MAX` (year 292 billion) wrap rather than fail or
-/// clamp, so they round-trip exactly through [`seconds_from_column`] (contract: timestamps are
-/// stored verbatim); only their aging order is off.
+/// unsigned 64-bit type: the value with its sign bit flipped, so the column sorts exactly as
+/// the `u64` does (0 is `i64::MIN`, `u64::MAX` is `i64::MAX`) and every value round-trips
+/// through [`seconds_from_column`]. A plain cast would wrap stamps at or past 2^63 to negative
+/// numbers that sort before every real one. In SQL the real value is
+/// `updated_at::numeric + 9223372036854775808` (PostgreSQL).
 #[must_use]
 #[allow(clippy::cast_possible_wrap)]
 pub fn seconds_to_column(secs: u64) -> i64 {
-    secs as i64
+    (secs ^ COLUMN_SIGN_FLIP) as i64
 }
 
 /// The inverse of [`seconds_to_column`].
 #[must_use]
 #[allow(clippy::cast_sign_loss)]
 pub fn seconds_from_column(column: i64) -> u64 {
-    column as u64
+    (column as u64) ^ COLUMN_SIGN_FLIP
 }
 
 /// What advancing a parked workflow did (6.1).
@@ -306,11 +311,16 @@ mod tests {
     }
 
     #[test]
-    fn column_seconds_round_trip() {
-        for secs in [0, 1, 1_700_000_000, i64::MAX as u64, i64::MAX as u64 + 1, u64::MAX] {
+    fn column_seconds_round_trip_and_keep_their_order() {
+        let stamps = [0, 1, 1_700_000_000, i64::MAX as u64, i64::MAX as u64 + 1, u64::MAX];
+        for secs in stamps {
             assert_eq!(seconds_from_column(seconds_to_column(secs)), secs);
         }
-        assert_eq!(seconds_to_column(1_700_000_000), 1_700_000_000);
+        for pair in stamps.windows(2) {
+            assert!(seconds_to_column(pair[0]) < seconds_to_column(pair[1]), "{pair:?}");
+        }
+        assert_eq!(seconds_to_column(0), i64::MIN);
+        assert_eq!(seconds_to_column(u64::MAX), i64::MAX);
     }
 
     #[test]
