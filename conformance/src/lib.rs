@@ -203,6 +203,7 @@ macro_rules! __conformance_group {
                     cancel_after_unpause_keeps_every_result,
                     pause_then_unpause_keeps_position_and_last,
                     save_after_transitions_is_loaded_as_saved,
+                    requested_at_extremes_round_trip,
                 ]
             );
         }

@@ -14,7 +14,7 @@ use sayiir_persistence::{BackendError, SignalStore, SnapshotStore};
 
 use crate::Harness;
 use crate::fixtures::{
-    assert_not_found, assert_same, at_delay, at_task_id, cancelled_snapshot, completed,
+    assert_not_found, assert_same, at_delay, at_task, at_task_id, cancelled_snapshot, completed,
     completed_snapshot, failed_snapshot, hour, in_progress, json, paused_snapshot, position,
     request, status, unique_id, with_results,
 };
@@ -591,4 +591,28 @@ pub async fn save_after_transitions_is_loaded_as_saved<H: Harness>(h: Arc<H>) {
     paused.mark_paused(&request("again").into());
     h.backend().save_snapshot(&paused).await.unwrap();
     assert_same(&h.backend().load_snapshot(&id).await.unwrap(), &paused);
+}
+
+/// Every instant a request can carry reads back exactly, from the first to the last one
+/// `DateTime<Utc>` holds (years −262143 to 262142, 10000 and year 0 included), and the
+/// composite that reads it back still works.
+pub async fn requested_at_extremes_round_trip<H: Harness>(h: Arc<H>) {
+    let instants = [
+        DateTime::<Utc>::MIN_UTC,
+        DateTime::<Utc>::MAX_UTC,
+        DateTime::parse_from_rfc3339("9999-12-31T23:59:59.999999999Z").unwrap().to_utc(),
+        DateTime::from_timestamp(253_402_300_800, 0).unwrap(), // 10000-01-01T00:00:00Z
+        DateTime::from_timestamp(-62_167_219_201, 999_999_999).unwrap(), // the last of year −1
+    ];
+    for at in instants {
+        let id = unique_id("sig-extreme");
+        h.backend().save_snapshot(&at_task(&id, "t")).await.unwrap();
+        let given =
+            SignalRequest { reason: Some("far".into()), requested_by: None, requested_at: at };
+        for kind in [SignalKind::Pause, SignalKind::Cancel] {
+            h.backend().store_signal(&id, kind, given.clone()).await.unwrap();
+            assert_request(pending(&*h, &id, kind).await, &given);
+        }
+        assert!(h.backend().check_and_cancel(&id, Some("t")).await.unwrap(), "{at:?}");
+    }
 }

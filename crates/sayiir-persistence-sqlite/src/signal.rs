@@ -1,7 +1,7 @@
 //! `SignalStore` for SQLite: signals, events, and the composites as single transactions.
 
 use bytes::Bytes;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use rusqlite::{OptionalExtension, Transaction, params};
 use sayiir_persistence::sayiir_core::snapshot::{
     PauseRequest, SignalKind, SignalRequest, WorkflowSnapshot,
@@ -34,16 +34,38 @@ fn read_signal(
         })
         .during(operation, "read signal")?;
     row.map(|(reason, requested_by, at)| {
-        let requested_at = DateTime::parse_from_rfc3339(&at)
-            .map_err(|e| {
-                BackendError::Serialization(format!(
-                    "stored {kind:?} signal of instance {id:?} has an unreadable time {at:?}: {e}"
-                ))
-            })?
-            .with_timezone(&Utc);
+        let requested_at = time_from_text(&at).ok_or_else(|| {
+            BackendError::Serialization(format!(
+                "stored {kind:?} signal of instance {id:?} has an unreadable time {at:?}; \
+                 clear the signal (clear_signal) and store it again"
+            ))
+        })?;
         Ok(SignalRequest { reason, requested_by, requested_at })
     })
     .transpose()
+}
+
+/// An instant as the text of the `requested_at` column: RFC 3339 with nanoseconds for the
+/// years 0 to 9999, which RFC 3339 can write; `@<seconds>.<nanoseconds>` since the Unix epoch
+/// for the rest of `DateTime<Utc>`'s range, so every instant `store_signal` accepts reads back
+/// exactly.
+fn time_to_text(time: DateTime<Utc>) -> String {
+    if (0..=9999).contains(&time.year()) {
+        time.to_rfc3339_opts(SecondsFormat::Nanos, true)
+    } else {
+        format!("@{}.{:09}", time.timestamp(), time.timestamp_subsec_nanos())
+    }
+}
+
+/// The inverse of [`time_to_text`]; `None` for text it did not write.
+fn time_from_text(text: &str) -> Option<DateTime<Utc>> {
+    match text.strip_prefix('@') {
+        Some(epoch) => {
+            let (seconds, nanos) = epoch.split_once('.')?;
+            DateTime::from_timestamp(seconds.parse().ok()?, nanos.parse().ok()?)
+        }
+        None => DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&Utc)),
+    }
 }
 
 fn delete_signal(
@@ -149,7 +171,7 @@ impl SignalStore for SqliteBackend {
                         kind.as_ref(),
                         request.reason,
                         request.requested_by,
-                        request.requested_at.to_rfc3339_opts(SecondsFormat::Nanos, true),
+                        time_to_text(request.requested_at),
                     ])
                 })
                 .during("store_signal", "write signal")?;
@@ -296,4 +318,31 @@ pub(crate) fn pop_event(
             .during(operation, "refresh woken")?;
     }
     Ok(payload.map(Bytes::from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every instant `DateTime<Utc>` can hold reads back exactly, in both text forms.
+    #[test]
+    fn every_instant_round_trips_through_text() {
+        let instants = [
+            DateTime::<Utc>::MIN_UTC,
+            DateTime::<Utc>::MAX_UTC,
+            DateTime::from_timestamp(-62_167_219_201, 999_999_999).unwrap_or_default(),
+            DateTime::from_timestamp(0, 0).unwrap_or_default(),
+            DateTime::from_timestamp(1_234_567_890, 123_456_789).unwrap_or_default(),
+            DateTime::from_timestamp(253_402_300_799, 999_999_999).unwrap_or_default(),
+            DateTime::from_timestamp(253_402_300_800, 0).unwrap_or_default(),
+        ];
+        for time in instants {
+            assert_eq!(time_from_text(&time_to_text(time)), Some(time), "{time:?}");
+        }
+        assert!(
+            time_to_text(DateTime::from_timestamp(0, 0).unwrap_or_default()).starts_with("1970")
+        );
+        assert_eq!(time_from_text("not a time"), None);
+        assert_eq!(time_from_text("@1.x"), None);
+    }
 }
