@@ -78,7 +78,10 @@ pub(crate) fn reply(at: &At<'_>, what: &str) -> BackendError {
 
 /// A stored value that is not in the format this library writes.
 pub(crate) fn corrupt(at: &At<'_>, what: &str) -> BackendError {
-    BackendError::Serialization(format!("redis {at}: stored value cannot be decoded: {what}"))
+    BackendError::Serialization(format!(
+        "redis {at}: stored value cannot be decoded: {what}; save the workflow again \
+         (save_snapshot) or delete it"
+    ))
 }
 
 /// Whether the connection that returned `error` should be replaced.

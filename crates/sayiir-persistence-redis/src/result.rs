@@ -35,6 +35,10 @@ impl TaskResultStore for RedisBackend {
             match items.text()?.as_deref() {
                 Some("ok") => Ok(items.bytes()?.map(Bytes::from)),
                 Some("not_found") => Err(BackendError::NotFound(instance_id.to_string())),
+                Some("corrupt") => {
+                    let status = items.text()?.unwrap_or_default();
+                    Err(error::corrupt(&at, &format!("field st (status) is {status:?}")))
+                }
                 other => Err(error::reply(&at, &format!("returned {other:?}"))),
             }
         }

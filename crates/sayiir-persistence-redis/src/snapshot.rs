@@ -162,12 +162,14 @@ impl Loaded {
         let status = packed.text()?.unwrap_or_default();
         let trace_parent = packed.text()?;
         let last = packed.text()?;
-        // Text, not `Packed::int`: any u64 is stored verbatim, also past i64::MAX.
-        let updated_at = packed
-            .text()?
-            .map(|text| text.parse::<u64>())
-            .transpose()
-            .map_err(|_| packed.error("updated_at is not an unsigned integer"))?;
+        // Text, not `Packed::int`: any u64 is stored verbatim, also past i64::MAX. A stored
+        // value that does not parse is corrupted data, not a broken reply.
+        let updated_at = match packed.text()? {
+            Some(text) => Some(text.parse::<u64>().map_err(|_| {
+                error::corrupt(&at, &format!("field upd (updated_at) is {text:?}, not a number"))
+            })?),
+            None => None,
+        };
         let record = Record {
             transitioned: packed.bytes()?.is_some(),
             deadline_cleared: packed.bytes()?.is_some(),
@@ -189,8 +191,8 @@ impl Loaded {
         let mut results = Vec::with_capacity(pairs.len() + 1);
         for (task, output) in pairs {
             let task = reply::bytes(task, &at)?.unwrap_or_default();
-            let task =
-                String::from_utf8(task).map_err(|_| error::reply(&at, "a task id is not UTF-8"))?;
+            let task = String::from_utf8(task)
+                .map_err(|_| error::corrupt(&at, "a stored task id is not UTF-8"))?;
             let output = reply::bytes(output, &at)?.unwrap_or_default();
             results.push((task, Bytes::from(output)));
         }

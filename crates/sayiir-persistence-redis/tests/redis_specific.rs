@@ -611,3 +611,52 @@ fn key_prefix_of(backend: &RedisBackend) -> String {
     let pattern = backend.key_pattern();
     pattern.trim_start_matches("\\{").trim_end_matches("[:}]*").to_string()
 }
+
+/// A corrupted field of the per-workflow hash is a `Serialization` error naming the
+/// instance, never a `Backend` error nor a wrong answer: `upd` that is not a number fails
+/// `load_snapshot`; a status none of the five fails `load_task_result` (where the result
+/// lives depends on it) instead of answering "no result" for a stored one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_index_fields_are_serialization_errors() {
+    let backend = common::backend("corrupt-fields").await;
+    guarded(&[&backend], async {
+        let id = unique_id("corrupt");
+        backend.save_snapshot(&with_results(&id, &[("done", b"out")], "next")).await.unwrap();
+        let snap_key = backend.snapshot_blob_key(&id).replace(":blob", ":snap");
+        let mut conn = common::raw().await;
+        let _: () = redis::cmd("HSET")
+            .arg(&snap_key)
+            .arg("upd")
+            .arg("not-a-number")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        match backend.load_snapshot(&id).await {
+            Err(BackendError::Serialization(message)) => {
+                assert!(message.contains(&id) && message.contains("upd"), "{message}");
+            }
+            other => panic!("expected Serialization, got {other:?}"),
+        }
+        let _: () = redis::cmd("HSET")
+            .arg(&snap_key)
+            .arg("st")
+            .arg("Bogus")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        match backend.load_task_result(&id, "done").await {
+            Err(BackendError::Serialization(message)) => {
+                assert!(message.contains(&id) && message.contains("Bogus"), "{message}");
+            }
+            other => panic!("expected Serialization, got {other:?}"),
+        }
+        // The workflow is saved again: every read works.
+        backend.save_snapshot(&with_results(&id, &[("done", b"out")], "next")).await.unwrap();
+        assert_eq!(
+            backend.load_task_result(&id, "done").await.unwrap().as_deref(),
+            Some(&b"out"[..])
+        );
+        backend.load_snapshot(&id).await.unwrap();
+    })
+    .await;
+}
