@@ -3,9 +3,16 @@
 //! One writer thread owns the only connection that writes (every write is a `BEGIN
 //! IMMEDIATE` transaction on it); reader threads share a queue of read jobs. A job is a
 //! closure run on the connection; its result comes back through a oneshot channel.
+//!
+//! `busy_timeout` bounds a whole call, not each statement: a call's deadline starts when it
+//! is queued, and the connection waits for another process's lock only for what is left of
+//! it. Forty calls queued behind a lock held elsewhere all fail after about `busy_timeout`,
+//! not one after the other; a call whose time ran out while queued still runs if the lock is
+//! free (it then does not wait at all).
 
 use std::panic::AssertUnwindSafe;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
@@ -22,6 +29,7 @@ pub(crate) struct Threads {
     writer: Option<Sender<Job>>,
     readers: Option<Sender<Job>>,
     handles: Vec<JoinHandle<()>>,
+    busy_timeout: Duration,
 }
 
 impl Drop for Threads {
@@ -41,6 +49,7 @@ impl Threads {
     pub(crate) fn start(
         writer: Connection,
         readers: Vec<Connection>,
+        busy_timeout: Duration,
     ) -> Result<Self, BackendError> {
         let (writer_tx, writer_rx) = crossbeam_channel::unbounded::<Job>();
         let mut handles = vec![spawn("sayiir-sqlite-writer", writer, writer_rx)?];
@@ -53,7 +62,7 @@ impl Threads {
             }
             tx
         };
-        Ok(Self { writer: Some(writer_tx), readers: Some(readers_tx), handles })
+        Ok(Self { writer: Some(writer_tx), readers: Some(readers_tx), handles, busy_timeout })
     }
 
     /// Runs `work` in one `BEGIN IMMEDIATE` transaction on the writer, committed if it
@@ -68,7 +77,7 @@ impl Threads {
         R: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<R, BackendError> + Send + 'static,
     {
-        run(self.writer.as_ref(), operation, instance_id, move |conn| {
+        run(self.writer.as_ref(), self.busy_timeout, operation, instance_id, move |conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(|e| sql_error(operation, "begin", &e))?;
@@ -90,7 +99,7 @@ impl Threads {
         R: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<R, BackendError> + Send + 'static,
     {
-        run(self.readers.as_ref(), operation, instance_id, move |conn| {
+        run(self.readers.as_ref(), self.busy_timeout, operation, instance_id, move |conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Deferred)
                 .map_err(|e| sql_error(operation, "begin", &e))?;
@@ -105,6 +114,7 @@ impl Threads {
 
 async fn run<R, F>(
     queue: Option<&Sender<Job>>,
+    busy_timeout: Duration,
     operation: &'static str,
     instance_id: &str,
     work: F,
@@ -114,9 +124,16 @@ where
     F: FnOnce(&mut Connection) -> Result<R, BackendError> + Send + 'static,
 {
     let (reply, answer) = tokio::sync::oneshot::channel();
+    let deadline = Instant::now() + busy_timeout;
     let job: Job = Box::new(move |conn| {
+        // Wait for another process's lock only for what is left of this call's time.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let outcome = conn
+            .busy_timeout(left)
+            .map_err(|e| sql_error(operation, "busy_timeout", &e))
+            .and_then(|()| work(conn));
         // The caller may have given up (its future was dropped): nothing to tell it then.
-        let _ = reply.send(work(conn));
+        let _ = reply.send(outcome);
     });
     let stopped = || {
         BackendError::Backend(format!(

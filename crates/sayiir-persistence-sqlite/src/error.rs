@@ -7,7 +7,9 @@ use sayiir_persistence::BackendError;
 pub(crate) fn sql_error(operation: &str, step: &str, error: &rusqlite::Error) -> BackendError {
     let hint = match error.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-            " (the database stayed locked by another connection longer than busy_timeout)"
+            " (the database stayed locked by another connection or process for the whole \
+             busy_timeout of this call; nothing of it was written: retry later, or raise \
+             SqliteOptions::busy_timeout)"
         }
         Some(ErrorCode::DiskFull) => " (the disk is full)",
         Some(ErrorCode::ReadOnly) => " (the database file is read-only)",

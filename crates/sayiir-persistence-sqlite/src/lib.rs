@@ -105,7 +105,7 @@ impl SqliteBackend {
             let readers = (0..options.readers)
                 .map(|_| schema::open_reader(&location, &options))
                 .collect::<Result<Vec<_>, _>>()?;
-            Threads::start(writer, readers)
+            Threads::start(writer, readers, options.busy_timeout)
         };
         let threads = tokio::task::spawn_blocking(open).await.map_err(|e| {
             BackendError::Backend(format!("sqlite open: the opening thread failed: {e}"))

@@ -90,8 +90,9 @@ impl SqliteOptions {
         self
     }
 
-    /// How long a statement waits for a lock held by another connection or process before
-    /// failing (default 5 s).
+    /// How long a call may wait for a lock held by another connection or process before it
+    /// fails (default 5 s). It bounds the whole call, time queued behind this backend's other
+    /// calls included: concurrent calls blocked by one lock all fail after about this long.
     #[must_use]
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;

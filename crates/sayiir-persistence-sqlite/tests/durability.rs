@@ -261,3 +261,61 @@ async fn a_version_1_file_is_migrated_with_its_pending_requests() {
     expected.sort();
     assert_eq!(ids, expected);
 }
+
+/// `busy_timeout` bounds each call: with another process holding the write lock for longer,
+/// forty concurrent saves all fail after about `busy_timeout` (not one after the other, the
+/// last after forty of them), with an error that says what happened and that nothing was
+/// written; once the lock is released, writes work again.
+#[tokio::test(flavor = "multi_thread")]
+async fn busy_timeout_bounds_each_call() {
+    let (_dir, path) = temp_db();
+    let timeout = std::time::Duration::from_millis(400);
+    let backend = SqliteBackend::open_with(&path, SqliteOptions::default().busy_timeout(timeout))
+        .await
+        .unwrap();
+    backend.save_snapshot(&at_task(&unique_id("before"), "t")).await.unwrap();
+
+    // "Another process": a connection of its own that takes the write lock and holds it.
+    let (locked, is_locked) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn({
+        let path = path.clone();
+        move || {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            locked.send(()).unwrap();
+            let _ = released.recv();
+            conn.execute_batch("ROLLBACK").unwrap();
+        }
+    });
+    is_locked.recv().unwrap();
+
+    let ids: Vec<String> = (0..40).map(|i| unique_id(&format!("blocked-{i}"))).collect();
+    let calls = ids.iter().map(|id| {
+        let backend = backend.clone();
+        let snapshot = at_task(id, "t");
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            (backend.save_snapshot(&snapshot).await, started.elapsed())
+        })
+    });
+    let outcomes = futures::future::join_all(calls).await;
+    release.send(()).unwrap();
+    holder.join().unwrap();
+
+    for (result, elapsed) in outcomes.into_iter().map(Result::unwrap) {
+        match result {
+            Err(BackendError::Backend(message)) => {
+                assert!(message.contains("busy_timeout"), "{message}");
+                assert!(message.contains("nothing of it was written"), "{message}");
+            }
+            other => panic!("a save behind the lock should fail, got {other:?}"),
+        }
+        // About the timeout, not a multiple of it (generous for slow machines).
+        assert!(elapsed < timeout * 5, "a call took {elapsed:?} with busy_timeout {timeout:?}");
+    }
+    for id in &ids {
+        assert!(matches!(backend.load_snapshot(id).await, Err(BackendError::NotFound(_))));
+    }
+    backend.save_snapshot(&at_task(&unique_id("after"), "t")).await.unwrap();
+}
