@@ -23,6 +23,7 @@
 mod harness;
 
 pub mod fixtures;
+pub mod private;
 pub mod servers;
 
 pub mod bad_input;

@@ -146,7 +146,12 @@ pub struct RedisBackend {
 struct Inner {
     keys: KeySpace,
     lanes: Lanes,
+    /// The server's `proto-max-bulk-len`, in bytes: the largest argument it accepts.
+    max_bulk_len: AtomicU64,
 }
+
+/// Redis's default `proto-max-bulk-len` (512 MiB), assumed until the server says otherwise.
+const DEFAULT_MAX_BULK_LEN: u64 = 512 * 1024 * 1024;
 
 impl RedisBackend {
     /// Connects to the server at `url` (`redis://` or `rediss://` for TLS) with default
@@ -180,6 +185,7 @@ impl RedisBackend {
             })?;
         let backend = Self::from_pool(pool, options);
         backend.ping(&at).await?;
+        backend.read_max_bulk_len(&at).await;
         Ok(backend)
     }
 
@@ -194,6 +200,7 @@ impl RedisBackend {
             inner: Arc::new(Inner {
                 keys: KeySpace::new(&options.key_prefix),
                 lanes: Lanes::new(pool, lanes),
+                max_bulk_len: AtomicU64::new(DEFAULT_MAX_BULK_LEN),
             }),
         }
     }
@@ -219,6 +226,61 @@ impl RedisBackend {
 
     fn keys(&self) -> &KeySpace {
         &self.inner.keys
+    }
+
+    /// Reads the server's `proto-max-bulk-len`, the largest argument it accepts: a larger
+    /// one makes the server close the connection, failing every call that shares it. Kept at
+    /// Redis's default (512 MiB) where `CONFIG` is not allowed (managed services often rename
+    /// it); `connect_with` calls it, a backend made with `from_pool` keeps the default.
+    async fn read_max_bulk_len(&self, at: &At<'_>) {
+        let mut cmd = redis::cmd("CONFIG");
+        cmd.arg("GET").arg("proto-max-bulk-len");
+        let limit = match self.query::<Value>(at, &cmd, Retry::OnReconnect).await {
+            Ok(Value::Array(items)) => items.into_iter().nth(1),
+            Ok(Value::Map(pairs)) => pairs.into_iter().next().map(|(_, value)| value),
+            Ok(_) => None,
+            Err(error) => {
+                tracing::debug!(%error, "CONFIG GET proto-max-bulk-len refused; assuming 512 MiB");
+                None
+            }
+        };
+        let limit = limit.and_then(|value| match value {
+            Value::BulkString(raw) => String::from_utf8(raw).ok()?.parse::<u64>().ok(),
+            Value::SimpleString(text) => text.parse::<u64>().ok(),
+            Value::Int(n) => u64::try_from(n).ok(),
+            _ => None,
+        });
+        if let Some(limit) = limit {
+            self.inner.max_bulk_len.store(limit, Ordering::Relaxed);
+        }
+    }
+
+    /// Refuses, before anything is sent, a command with an argument larger than the server
+    /// accepts: sent, it would make the server drop the connection it shares with other calls.
+    fn check_sizes<'c>(
+        &self,
+        at: &At<'_>,
+        commands: impl IntoIterator<Item = &'c redis::Cmd>,
+    ) -> Result<(), BackendError> {
+        let limit = self.inner.max_bulk_len.load(Ordering::Relaxed);
+        let largest = commands
+            .into_iter()
+            .flat_map(redis::Cmd::args_iter)
+            .map(|arg| match arg {
+                redis::Arg::Simple(bytes) => bytes.len(),
+                // A cursor placeholder carries no data of ours.
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0);
+        if u64::try_from(largest).unwrap_or(u64::MAX) > limit {
+            return Err(BackendError::Backend(format!(
+                "redis {at}: a value of {largest} bytes is larger than the server accepts \
+                 (proto-max-bulk-len = {limit} bytes); nothing was sent. Store a smaller value, \
+                 or raise proto-max-bulk-len on the server"
+            )));
+        }
+        Ok(())
     }
 
     /// Runs a per-workflow script: KEYS are the workflow's keys, ARGV starts with the
@@ -277,6 +339,7 @@ impl RedisBackend {
         evalsha: &redis::Cmd,
         retry: Retry,
     ) -> Result<Value, BackendError> {
+        self.check_sizes(at, [evalsha])?;
         self.on_connection(at, retry, |mut conn| async move {
             match evalsha.query_async::<Value>(&mut conn).await {
                 Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
@@ -300,6 +363,7 @@ impl RedisBackend {
         script: usize,
         retry: Retry,
     ) -> Result<Vec<Value>, BackendError> {
+        self.check_sizes(at, &commands)?;
         let count = commands.len();
         let mut transaction = redis::Pipeline::with_capacity(count);
         transaction.atomic().ignore_errors();
@@ -350,6 +414,7 @@ impl RedisBackend {
         cmd: &redis::Cmd,
         retry: Retry,
     ) -> Result<T, BackendError> {
+        self.check_sizes(at, [cmd])?;
         self.on_connection(
             at,
             retry,

@@ -293,11 +293,14 @@ impl RedisBackend {
                 for (task, result) in held {
                     stage.arg(task.as_str()).arg(&result.output[..]);
                 }
+                // An overwrite with the whole state: sent again after a lost connection, it
+                // leaves the same state.
+                let transaction = vec![clear, stage, save];
                 let replies =
-                    self.run_transaction(at, lua, vec![clear, stage, save], 2, Retry::No).await?;
+                    self.run_transaction(at, lua, transaction, 2, Retry::OnReconnect).await?;
                 replies.into_iter().nth(2).unwrap_or(Value::Nil)
             }
-            _ => self.run_script(at, lua, &save, Retry::No).await?,
+            _ => self.run_script(at, lua, &save, Retry::OnReconnect).await?,
         };
         match reply::word(reply, at)?.as_str() {
             "ok" => Ok(()),
@@ -338,7 +341,7 @@ impl SnapshotStore for RedisBackend {
                     &keys,
                     instance_id,
                     &args,
-                    Retry::No,
+                    Retry::OnReconnect, // the same output stored again is the same state
                 )
                 .await?;
             match reply::word(reply, &at)?.as_str() {

@@ -1,0 +1,222 @@
+//! Servers and network faults of a test's own, for fault tests: a Redis server on a free
+//! loopback port that the test may restart, and a TCP proxy that can cut or stall every
+//! connection through it. Shared servers are never stopped, restarted or stalled.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+/// A port nobody listens on right now, on 127.0.0.1.
+///
+/// # Panics
+/// When no port can be bound.
+#[must_use]
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free loopback port")
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not start listening on 127.0.0.1:{port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A `redis-server` of the test's own on a free loopback port, killed when dropped.
+#[derive(Debug)]
+pub struct PrivateRedis {
+    port: u16,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    /// Starts `redis-server` with `args` added to its command line (e.g.
+    /// `["--proto-max-bulk-len", "1mb"]`). It keeps nothing on disk unless `args` say so.
+    ///
+    /// # Panics
+    /// When `redis-server` is not installed (`scripts/services.sh` installs it) or does not
+    /// start.
+    #[must_use]
+    pub fn start(args: &[&str]) -> Self {
+        let mut server = Self {
+            port: free_port(),
+            args: args.iter().map(|a| (*a).to_string()).collect(),
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let dir = std::env::temp_dir();
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(&dir)
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start redis-server ({e}): install it with scripts/services.sh \
+                     (repository root) or your package manager"
+                )
+            });
+        self.child = Some(child);
+        wait_for_port(self.port, "the private redis-server");
+    }
+
+    /// The server's URL.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's port.
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Kills the server (SIGKILL), then starts it again on the same port with the same
+    /// arguments: every connection a client held is broken.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A TCP proxy on a free loopback port to `target`, with faults on demand: [`Proxy::cut`]
+/// closes every connection through it, [`Proxy::stall`] stops forwarding while keeping the
+/// sockets open (a network black hole), [`Proxy::resume`] forwards again. It runs on the
+/// tokio runtime it was started on and stops when dropped.
+#[derive(Debug)]
+pub struct Proxy {
+    port: u16,
+    stalled: Arc<AtomicBool>,
+    generation: watch::Sender<u64>,
+    cuts: Arc<AtomicU64>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Starts a proxy to `target` (`host:port`).
+    ///
+    /// # Panics
+    /// When no loopback port can be bound.
+    pub async fn start(target: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+        let port = listener.local_addr().expect("the proxy's address").port();
+        let stalled = Arc::new(AtomicBool::new(false));
+        let (generation, _) = watch::channel(0_u64);
+        let cuts = Arc::new(AtomicU64::new(0));
+        let target = target.to_string();
+        let accept = tokio::spawn({
+            let stalled = Arc::clone(&stalled);
+            let generation = generation.clone();
+            async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                        continue;
+                    };
+                    let cut = generation.subscribe();
+                    tokio::spawn(pipe(client, server, Arc::clone(&stalled), cut));
+                }
+            }
+        });
+        Self { port, stalled, generation, cuts, accept }
+    }
+
+    /// `host:port` of the proxy.
+    #[must_use]
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Closes every connection open through the proxy; new ones are accepted.
+    pub fn cut(&self) {
+        let next = self.cuts.fetch_add(1, Ordering::SeqCst) + 1;
+        let _ = self.generation.send(next);
+    }
+
+    /// Stops forwarding in both directions; connections stay open and new ones are accepted
+    /// but hear nothing back.
+    pub fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+    }
+
+    /// Forwards again after [`Proxy::stall`].
+    pub fn resume(&self) {
+        self.stalled.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+async fn pipe(
+    client: tokio::net::TcpStream,
+    server: tokio::net::TcpStream,
+    stalled: Arc<AtomicBool>,
+    mut cut: watch::Receiver<u64>,
+) {
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let up = copy(&mut client_read, &mut server_write, &stalled);
+    let down = copy(&mut server_read, &mut client_write, &stalled);
+    tokio::select! {
+        _ = up => {}
+        _ = down => {}
+        _ = cut.changed() => {}
+    }
+}
+
+/// Copies until either side closes; while stalled, holds what it read and sends nothing.
+async fn copy<R, W>(from: &mut R, to: &mut W, stalled: &AtomicBool)
+where
+    R: AsyncReadExt + Unpin,
+    W: AsyncWriteExt + Unpin,
+{
+    let mut buffer = vec![0_u8; 64 * 1024];
+    loop {
+        let read = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => read,
+        };
+        while stalled.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if to.write_all(&buffer[..read]).await.is_err() {
+            return;
+        }
+    }
+}
