@@ -326,6 +326,7 @@ pub async fn save_task_result_updates_only_result<H: Harness>(h: Arc<H>) {
     h.backend().save_task_result(&id, "c", Bytes::from_static(b"out-c")).await.unwrap();
     let loaded = h.backend().load_snapshot(&id).await.unwrap();
     assert!(loaded.updated_at >= before, "updated_at not bumped: {}", loaded.updated_at);
+    assert!(loaded.updated_at <= now_secs() + 1, "updated_at is not now: {}", loaded.updated_at);
     let WorkflowSnapshotState::InProgress { last_completed_task_id, .. } = &loaded.state else {
         panic!("state changed: {}", status(&loaded));
     };

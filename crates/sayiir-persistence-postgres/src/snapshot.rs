@@ -9,6 +9,7 @@ use tracing::Instrument;
 use crate::error::{db, db_all};
 use crate::row::{RESULTS_LATERAL, SNAPSHOT_COLUMNS, SnapshotRow, StoredRow, assemble};
 use crate::sayiir_core::snapshot::WorkflowSnapshot;
+use crate::schedule::seconds_to_column;
 use crate::validation::{IdKind, validate_id, validate_ids, validate_snapshot};
 use crate::{BackendError, PostgresBackend, SnapshotStore, span};
 
@@ -104,8 +105,9 @@ impl SnapshotStore for PostgresBackend {
     ) -> Result<(), BackendError> {
         async {
             validate_ids(&[(IdKind::Instance, instance_id), (IdKind::Task, task_id)])?;
-            // The snapshot's own clock, as `mark_task_completed` would stamp it.
-            let now = Utc::now().timestamp();
+            // The snapshot's own clock, as `mark_task_completed` would stamp it, in the
+            // encoding of the `updated_at` column.
+            let now = seconds_to_column(u64::try_from(Utc::now().timestamp()).unwrap_or(0));
             let found: bool = sqlx::query_scalar(self.sql(SAVE_TASK_RESULT))
                 .bind(instance_id)
                 .bind(task_id)

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use rusqlite::{OptionalExtension, params};
 use sayiir_persistence::sayiir_core::snapshot::WorkflowSnapshot;
+use sayiir_persistence::schedule::seconds_to_column;
 use sayiir_persistence::validation::{IdKind, validate_id, validate_ids, validate_snapshot};
 use sayiir_persistence::{BackendError, SnapshotStore};
 use tracing::Instrument;
@@ -61,7 +62,7 @@ impl SnapshotStore for SqliteBackend {
                              THEN task_priority END
                      WHERE instance_id = ?1",
                 )
-                .and_then(|mut s| s.execute(params![id, task, crate::find::now_secs()]))
+                .and_then(|mut s| s.execute(params![id, task, now_column()]))
                 .during(OP, "update workflow row")?;
                 Ok(())
             })
@@ -113,4 +114,10 @@ impl SnapshotStore for SqliteBackend {
             .instrument(span("list_snapshots", ""))
             .await
     }
+}
+
+/// Now, in the encoding of the `updated_at` column (the snapshot's clock, as
+/// `mark_task_completed` would stamp it).
+fn now_column() -> i64 {
+    seconds_to_column(u64::try_from(crate::find::now_secs()).unwrap_or(0))
 }
