@@ -4,7 +4,6 @@
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Duration, Utc};
-use tracing::Instrument;
 
 use crate::claims::{
     claim_held_by_other, claim_not_found, claim_refused, claim_ttl_millis, extension_millis,
@@ -14,7 +13,7 @@ use crate::error::db;
 use crate::row::ALL_STATUSES;
 use crate::sayiir_core::task_claim::{AvailableTask, TaskClaim};
 use crate::validation::validate_claim_ids;
-use crate::{BackendError, PostgresBackend, TaskClaimStore, span};
+use crate::{BackendError, Bounded, PostgresBackend, TaskClaimStore};
 
 /// Claims a task in one round trip (function `claim_task` of migration 0002): inserts the
 /// claim, or replaces an expired one, unless the workflow is terminal or already holds the
@@ -104,7 +103,7 @@ impl TaskClaimStore for PostgresBackend {
                 task_claim(instance_id, task_id, worker_id, claimed_ms, expires_ms)
             }))
         }
-        .instrument(span("claim_task", instance_id))
+        .bounded(self, "claim_task", instance_id)
         .await
     }
 
@@ -125,7 +124,7 @@ impl TaskClaimStore for PostgresBackend {
                 .map_err(db("release_task_claim", instance_id))?;
             owner_outcome(instance_id, task_id, released, owner)
         }
-        .instrument(span("release_task_claim", instance_id))
+        .bounded(self, "release_task_claim", instance_id)
         .await
     }
 
@@ -148,7 +147,7 @@ impl TaskClaimStore for PostgresBackend {
                 .map_err(db("extend_task_claim", instance_id))?;
             owner_outcome(instance_id, task_id, extended, owner)
         }
-        .instrument(span("extend_task_claim", instance_id))
+        .bounded(self, "extend_task_claim", instance_id)
         .await
     }
 
@@ -160,7 +159,7 @@ impl TaskClaimStore for PostgresBackend {
         worker_tags: &[String],
     ) -> Result<Vec<AvailableTask>, BackendError> {
         self.find(worker_id, limit, aging_interval, worker_tags)
-            .instrument(span("find_available_tasks", ""))
+            .bounded(self, "find_available_tasks", "")
             .await
     }
 }

@@ -13,6 +13,14 @@ pub(crate) fn db(
 ) -> impl FnOnce(sqlx::Error) -> BackendError {
     let instance_id = instance_id.to_string();
     move |error| {
+        if matches!(error, sqlx::Error::PoolTimedOut) {
+            return BackendError::Backend(format!(
+                "PostgreSQL {operation} of instance {instance_id:?} timed out waiting for a \
+                 pooled connection (acquire_timeout): the server did not answer a new \
+                 connection, or every pooled connection stayed busy; nothing was sent, so the \
+                 call can be repeated"
+            ));
+        }
         let code = error
             .as_database_error()
             .and_then(|e| e.code())
@@ -44,13 +52,16 @@ pub(crate) fn corrupt(instance_id: &str, what: &str) -> BackendError {
 }
 
 /// Whether `error` means the connection was lost rather than that the statement failed: an
-/// I/O or protocol error, or a server error of class 08 (connection exception) or 57P01..03
-/// (the server shut the session down). Such a statement may be retried on another connection.
+/// I/O or protocol error, or a server error of class 08 (connection exception), 57P01..03
+/// (the server shut the session down), 57P05 (`idle_session_timeout` closed the idle
+/// session) or 25P03 (`idle_in_transaction_session_timeout`). Such a statement may be retried
+/// on another connection.
 pub(crate) fn is_connection_error(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(e) => e.code().is_some_and(|code| {
-            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")
+            code.starts_with("08")
+                || matches!(&*code, "57P01" | "57P02" | "57P03" | "57P05" | "25P03")
         }),
         _ => false,
     }

@@ -24,7 +24,8 @@
 //!
 //! This crate re-exports `sayiir-persistence`, so it is the only dependency a user needs.
 
-/// Runs `$body`, an idempotent statement on the executor `$conn`, on the pool; if it fails
+/// Runs `$body`, an idempotent statement (a read, or a write whose repetition leaves the same
+/// state) on the executor `$conn`, on the pool; if it fails
 /// because its connection was lost (for example an idle connection the server closed while it
 /// restarted), runs it once more on a fresh connection. Evaluates to the statement's result.
 ///
@@ -72,6 +73,7 @@ mod row;
 mod signal;
 mod snapshot;
 
+use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,6 +111,16 @@ pub struct PostgresOptions {
     pub statement_timeout: Option<Duration>,
     /// `application_name` reported to the server (default `sayiir`).
     pub application_name: Option<String>,
+    /// The longest one backend call may take on the client side, waiting for a connection
+    /// included (default 60 s). It bounds a call whatever the network does: behind a black
+    /// hole (packets dropped, sockets open) a call fails after this long with an error that
+    /// says it may or may not have been applied, instead of hanging as long as the outage.
+    pub call_timeout: Duration,
+    /// A pooled connection idle for at least this long is pinged before it is used (default
+    /// 1 s): the server or a middlebox may have closed it meanwhile (`idle_session_timeout`,
+    /// a restart, a NAT timeout), and a statement sent on it would fail. Connections in use
+    /// more often than that cost no extra round trip.
+    pub ping_idle_after: Duration,
 }
 
 impl Default for PostgresOptions {
@@ -121,6 +133,8 @@ impl Default for PostgresOptions {
             acquire_timeout: Duration::from_secs(30),
             statement_timeout: None,
             application_name: Some("sayiir".to_string()),
+            call_timeout: Duration::from_secs(60),
+            ping_idle_after: Duration::from_secs(1),
         }
     }
 }
@@ -174,6 +188,20 @@ impl PostgresOptions {
         self.application_name = Some(name.into());
         self
     }
+
+    /// Sets the longest one backend call may take on the client side.
+    #[must_use]
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// Sets how long a pooled connection may stay idle before it is pinged on its next use.
+    #[must_use]
+    pub fn ping_idle_after(mut self, idle: Duration) -> Self {
+        self.ping_idle_after = idle;
+        self
+    }
 }
 
 /// A Sayiir storage backend on PostgreSQL. Cheap to clone: clones share one pool.
@@ -188,6 +216,8 @@ struct Inner {
     /// The schema name, quoted as an identifier, ready to splice into SQL.
     quoted_schema: String,
     options: PostgresOptions,
+    /// `host:port` of the server, for error messages.
+    server: String,
 }
 
 impl PostgresBackend {
@@ -216,14 +246,26 @@ impl PostgresBackend {
         if let Some(timeout) = options.statement_timeout {
             connect = connect.options([("statement_timeout", timeout.as_millis().to_string())]);
         }
-        // No ping before each checkout: every hot path is one round trip. A connection the
-        // server closed fails its statement once and is replaced by the pool; reads and
-        // `find_available_tasks` retry such a failure on a fresh connection.
+        // No ping before each checkout: every hot path is one round trip. A connection idle for
+        // `ping_idle_after` is pinged first (the server may have closed it meanwhile); one
+        // closed in between fails its statement once and is replaced by the pool, and reads,
+        // `find_available_tasks` and the idempotent writes retry such a failure on a fresh
+        // connection.
+        let ping_idle_after = options.ping_idle_after;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .min_connections(options.min_connections)
             .acquire_timeout(options.acquire_timeout)
             .test_before_acquire(false)
+            .before_acquire(move |conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= ping_idle_after {
+                        // A failed ping makes the pool close this one and use another.
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(connect)
             .await
             .map_err(|e| BackendError::Backend(format!("cannot connect to PostgreSQL: {e}")))?;
@@ -238,7 +280,9 @@ impl PostgresBackend {
     pub async fn from_pool(pool: PgPool, options: PostgresOptions) -> Result<Self, BackendError> {
         let quoted_schema = migrate::check_schema_name(&options.schema)?;
         migrate::check_server_version(&pool).await?;
-        let backend = Self { pool, inner: Arc::new(Inner { quoted_schema, options }) };
+        let connect = pool.connect_options();
+        let server = format!("{}:{}", connect.get_host(), connect.get_port());
+        let backend = Self { pool, inner: Arc::new(Inner { quoted_schema, options, server }) };
         if backend.inner.options.auto_migrate {
             backend.migrate().await?;
         }
@@ -300,6 +344,37 @@ impl PostgresBackend {
 
 /// The `tracing` span of one backend operation, of the same shape in every backend;
 /// `instance_id` is empty for operations that concern no single instance.
+/// Runs one backend call in its tracing span, bounded by `call_timeout`.
+trait Bounded: Future + Sized {
+    async fn bounded<T>(
+        self,
+        backend: &PostgresBackend,
+        operation: &'static str,
+        instance_id: &str,
+    ) -> Result<T, BackendError>
+    where
+        Self: Future<Output = Result<T, BackendError>>,
+    {
+        let limit = backend.inner.options.call_timeout;
+        match tokio::time::timeout(limit, self.instrument(span(operation, instance_id))).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(BackendError::Backend(format!(
+                "PostgreSQL {operation}{} timed out after {limit:?} (call_timeout) waiting for \
+                 the server at {}: the server or the network did not answer. The call may or \
+                 may not have been applied: check the state before repeating it",
+                if instance_id.is_empty() {
+                    String::new()
+                } else {
+                    format!(" of instance {instance_id:?}")
+                },
+                backend.inner.server
+            ))),
+        }
+    }
+}
+
+impl<F: Future> Bounded for F {}
+
 fn span(operation: &'static str, instance_id: &str) -> tracing::Span {
     tracing::debug_span!("sayiir_persistence", db.system = "postgresql", operation, instance_id)
 }

@@ -3,11 +3,10 @@
 //! cases read the same row.
 
 use bytes::Bytes;
-use tracing::Instrument;
 
 use crate::error::db;
 use crate::validation::{IdKind, validate_ids};
-use crate::{BackendError, PostgresBackend, TaskResultStore, span};
+use crate::{BackendError, Bounded, PostgresBackend, TaskResultStore};
 
 const LOAD: &str = "SELECT (SELECT r.output FROM {schema}.task_results r \
         WHERE r.instance_id = $1 AND r.task_id = $2) \
@@ -31,7 +30,7 @@ impl TaskResultStore for PostgresBackend {
             let output = row.ok_or_else(|| BackendError::NotFound(instance_id.to_string()))?;
             Ok(output.map(Bytes::from))
         }
-        .instrument(span("load_task_result", instance_id))
+        .bounded(self, "load_task_result", instance_id)
         .await
     }
 }

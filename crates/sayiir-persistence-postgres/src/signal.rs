@@ -8,7 +8,6 @@
 use bytes::Bytes;
 use chrono::DateTime;
 use sqlx::{Postgres, Transaction};
-use tracing::Instrument;
 
 use crate::error::db;
 use crate::row::{ALL_STATUSES, COLUMNS_PARAMS, SnapshotRow, StoredRow, assemble};
@@ -17,7 +16,7 @@ use crate::validation::{
     IdKind, SignalDecision, not_paused_error, signal_decision, validate_cancel_ids, validate_id,
     validate_ids, validate_signal_request,
 };
-use crate::{BackendError, PostgresBackend, SignalStore, span};
+use crate::{BackendError, Bounded, PostgresBackend, SignalStore};
 
 /// Stores a request if the workflow's status allows it, in one statement: the workflow row is
 /// locked (by the update that marks it `signal_pending` when the request is stored, migration
@@ -240,7 +239,7 @@ impl SignalStore for PostgresBackend {
             let status = status.ok_or_else(|| BackendError::NotFound(instance_id.to_string()))?;
             signal_decision(&status, kind).map(|_| ())
         }
-        .instrument(span("store_signal", instance_id))
+        .bounded(self, "store_signal", instance_id)
         .await
     }
 
@@ -260,7 +259,7 @@ impl SignalStore for PostgresBackend {
             .map_err(db("get_signal", instance_id))?;
             row.map(|row| request_of(instance_id, row)).transpose()
         }
-        .instrument(span("get_signal", instance_id))
+        .bounded(self, "get_signal", instance_id)
         .await
     }
 
@@ -288,7 +287,7 @@ impl SignalStore for PostgresBackend {
             tx.commit().await.map_err(failed())?;
             Ok(())
         }
-        .instrument(span("clear_signal", instance_id))
+        .bounded(self, "clear_signal", instance_id)
         .await
     }
 
@@ -309,7 +308,7 @@ impl SignalStore for PostgresBackend {
                 .map_err(db("send_event", instance_id))?;
             Ok(())
         }
-        .instrument(span("send_event", instance_id))
+        .bounded(self, "send_event", instance_id)
         .await
     }
 
@@ -328,7 +327,7 @@ impl SignalStore for PostgresBackend {
                 .map_err(db("consume_event", instance_id))?;
             Ok(payload.map(Bytes::from))
         }
-        .instrument(span("consume_event", instance_id))
+        .bounded(self, "consume_event", instance_id)
         .await
     }
 
@@ -344,7 +343,7 @@ impl SignalStore for PostgresBackend {
             })
             .await
         }
-        .instrument(span("check_and_cancel", instance_id))
+        .bounded(self, "check_and_cancel", instance_id)
         .await
     }
 
@@ -356,7 +355,7 @@ impl SignalStore for PostgresBackend {
             })
             .await
         }
-        .instrument(span("check_and_pause", instance_id))
+        .bounded(self, "check_and_pause", instance_id)
         .await
     }
 
@@ -385,7 +384,7 @@ impl SignalStore for PostgresBackend {
             tx.commit().await.map_err(db("unpause", instance_id))?;
             Ok(snapshot)
         }
-        .instrument(span("unpause", instance_id))
+        .bounded(self, "unpause", instance_id)
         .await
     }
 }

@@ -4,14 +4,13 @@ use std::sync::LazyLock;
 
 use bytes::Bytes;
 use chrono::Utc;
-use tracing::Instrument;
 
 use crate::error::{db, db_all};
 use crate::row::{RESULTS_LATERAL, SNAPSHOT_COLUMNS, SnapshotRow, StoredRow, assemble};
 use crate::sayiir_core::snapshot::WorkflowSnapshot;
 use crate::schedule::seconds_to_column;
 use crate::validation::{IdKind, validate_id, validate_ids, validate_snapshot};
-use crate::{BackendError, PostgresBackend, SnapshotStore, span};
+use crate::{BackendError, Bounded, PostgresBackend, SnapshotStore};
 
 /// Calls the `save_snapshot` function of the first migration: upsert of the row, then, for
 /// states that hold results, replacement of the result rows.
@@ -83,17 +82,20 @@ impl SnapshotStore for PostgresBackend {
                 .flatten()
                 .map(|(task, output)| (task.as_str(), output.as_ref()))
                 .unzip();
-            let query = sqlx::query(self.sql(SAVE)).bind(id);
-            row.bind_columns(query)
-                .bind(row.results.is_some())
-                .bind(task_ids)
-                .bind(outputs)
-                .execute(&self.pool)
-                .await
-                .map_err(db("save_snapshot", id))?;
+            // An overwrite with the whole state: sent again on a fresh connection after a lost
+            // one, it leaves the same state.
+            crate::retry_read!(self, |conn| {
+                let query = sqlx::query(self.sql(SAVE)).bind(id);
+                row.bind_columns(query)
+                    .bind(row.results.is_some())
+                    .bind(task_ids.clone())
+                    .bind(outputs.clone())
+                    .execute(conn)
+            })
+            .map_err(db("save_snapshot", id))?;
             Ok(())
         }
-        .instrument(span("save_snapshot", id))
+        .bounded(self, "save_snapshot", id)
         .await
     }
 
@@ -108,17 +110,19 @@ impl SnapshotStore for PostgresBackend {
             // The snapshot's own clock, as `mark_task_completed` would stamp it, in the
             // encoding of the `updated_at` column.
             let now = seconds_to_column(u64::try_from(Utc::now().timestamp()).unwrap_or(0));
-            let found: bool = sqlx::query_scalar(self.sql(SAVE_TASK_RESULT))
-                .bind(instance_id)
-                .bind(task_id)
-                .bind(output.as_ref())
-                .bind(now)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db("save_task_result", instance_id))?;
+            // The same output stored again is the same state: retried after a lost connection.
+            let found: bool = crate::retry_read!(self, |conn| {
+                sqlx::query_scalar(self.sql(SAVE_TASK_RESULT))
+                    .bind(instance_id)
+                    .bind(task_id)
+                    .bind(output.as_ref())
+                    .bind(now)
+                    .fetch_one(conn)
+            })
+            .map_err(db("save_task_result", instance_id))?;
             if found { Ok(()) } else { Err(BackendError::NotFound(instance_id.to_string())) }
         }
-        .instrument(span("save_task_result", instance_id))
+        .bounded(self, "save_task_result", instance_id)
         .await
     }
 
@@ -132,7 +136,7 @@ impl SnapshotStore for PostgresBackend {
             let row = row.ok_or_else(|| BackendError::NotFound(instance_id.to_string()))?;
             assemble(instance_id, row)
         }
-        .instrument(span("load_snapshot", instance_id))
+        .bounded(self, "load_snapshot", instance_id)
         .await
     }
 
@@ -146,7 +150,7 @@ impl SnapshotStore for PostgresBackend {
                 .map_err(db("delete_snapshot", instance_id))?;
             if found { Ok(()) } else { Err(BackendError::NotFound(instance_id.to_string())) }
         }
-        .instrument(span("delete_snapshot", instance_id))
+        .bounded(self, "delete_snapshot", instance_id)
         .await
     }
 
@@ -155,7 +159,7 @@ impl SnapshotStore for PostgresBackend {
             crate::retry_read!(self, |conn| sqlx::query_scalar(self.sql(LIST)).fetch_all(conn))
                 .map_err(db_all("list_snapshots"))
         }
-        .instrument(span("list_snapshots", ""))
+        .bounded(self, "list_snapshots", "")
         .await
     }
 }
