@@ -57,13 +57,17 @@ impl fmt::Display for At<'_> {
 /// A failed Redis command or script.
 pub(crate) fn redis(at: &At<'_>, error: &RedisError) -> BackendError {
     let kind = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connection_dropped() || error.is_connection_refusal() {
-        "lost the connection"
+        "got no answer within response_timeout; the call may or may not have been applied \
+         (check before repeating it); is the server overloaded or unreachable?"
+    } else if error.is_connection_refusal() {
+        "could not connect; nothing was sent: is the server running and reachable?"
+    } else if error.is_connection_dropped() || error.is_io_error() {
+        "lost the connection; the call may or may not have been applied (check before \
+         repeating it)"
     } else {
         "failed"
     };
-    BackendError::Backend(format!("redis {at} {kind}: {error}"))
+    BackendError::Backend(format!("redis {at} {kind} ({error})"))
 }
 
 /// No connection could be taken from the pool.

@@ -148,6 +148,8 @@ struct Inner {
     lanes: Lanes,
     /// The server's `proto-max-bulk-len`, in bytes: the largest argument it accepts.
     max_bulk_len: AtomicU64,
+    /// How long a destructive call keeps asking for its answer ([`Retry::UntilAnswered`]).
+    patience: Duration,
 }
 
 /// Redis's default `proto-max-bulk-len` (512 MiB), assumed until the server says otherwise.
@@ -201,6 +203,7 @@ impl RedisBackend {
                 keys: KeySpace::new(&options.key_prefix),
                 lanes: Lanes::new(pool, lanes),
                 max_bulk_len: AtomicU64::new(DEFAULT_MAX_BULK_LEN),
+                patience: (options.response_timeout * 10).max(Duration::from_secs(30)),
             }),
         }
     }
@@ -444,18 +447,66 @@ impl RedisBackend {
             Err(error) => error,
         };
         lanes.observe(&lane, &error);
-        if retry == Retry::No || !error::worth_reconnecting(&error) {
-            return Err(error::redis(at, &error));
-        }
-        tracing::debug!(error = %error, "redis connection lost; retrying once on a fresh one");
-        let fresh = lanes.get_slot(at, lane.index).await?;
-        match call(fresh.conn.clone()).await {
-            Ok(value) => Ok(value),
-            Err(error) => {
-                lanes.observe(&fresh, &error);
+        match retry {
+            Retry::No => Err(error::redis(at, &error)),
+            Retry::OnReconnect if !error::worth_reconnecting(&error) => {
                 Err(error::redis(at, &error))
             }
+            Retry::OnReconnect => {
+                tracing::debug!(error = %error, "redis connection lost; retrying once on a fresh one");
+                let fresh = lanes.get_slot(at, lane.index).await?;
+                match call(fresh.conn.clone()).await {
+                    Ok(value) => Ok(value),
+                    Err(error) => {
+                        lanes.observe(&fresh, &error);
+                        Err(error::redis(at, &error))
+                    }
+                }
+            }
+            Retry::UntilAnswered => self.ask_again(at, &call, lane.index, error).await,
         }
+    }
+
+    /// Sends `call` again, on a fresh connection when the last one broke, until it gets an
+    /// answer or [`Inner::patience`] runs out: for calls that carry their own request id, so
+    /// that asking again returns the first answer instead of applying the call twice.
+    async fn ask_again<T, F, Fut>(
+        &self,
+        at: &At<'_>,
+        call: &F,
+        index: usize,
+        mut error: redis::RedisError,
+    ) -> Result<T, BackendError>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let lanes = &self.inner.lanes;
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(20);
+        while (error.is_timeout() || error::worth_reconnecting(&error))
+            && started.elapsed() < self.inner.patience
+        {
+            tracing::debug!(error = %error, "no answer from redis; asking again");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+            let lane = match lanes.get_slot(at, index).await {
+                Ok(lane) => lane,
+                Err(_) => continue,
+            };
+            match call(lane.conn.clone()).await {
+                Ok(value) => return Ok(value),
+                Err(next) => {
+                    lanes.observe(&lane, &next);
+                    error = next;
+                }
+            }
+        }
+        Err(BackendError::Backend(format!(
+            "redis {at}: no answer within {:?} of asking ({error}); the call may have been \
+             applied on the server without its answer reaching this process",
+            self.inner.patience
+        )))
     }
 }
 
@@ -468,6 +519,10 @@ pub(crate) enum Retry {
     No,
     /// Send once more on a fresh connection after a connection-class error.
     OnReconnect,
+    /// Ask again, after a timeout or a lost connection, until answered (within the
+    /// backend's patience): for destructive calls that carry a request id, so that a repeat
+    /// returns the first answer (`consume_event`).
+    UntilAnswered,
 }
 
 /// The scripts, compiled once per process.

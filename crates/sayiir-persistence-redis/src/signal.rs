@@ -227,7 +227,11 @@ impl SignalStore for RedisBackend {
             validate_ids(&[(IdKind::Instance, instance_id), (IdKind::SignalName, signal_name)])?;
             let at = At::new("consume_event").instance(instance_id);
             let keys = self.keys().workflow(instance_id);
-            let args: [&[u8]; 1] = [signal_name.as_bytes()];
+            // A consumed event must reach the caller: the request carries an id, and is asked
+            // again (same id) after a timeout or a lost connection until it is answered; the
+            // script answers a repeat with the event the first attempt took.
+            let request = request_id();
+            let args: [&[u8]; 2] = [signal_name.as_bytes(), request.as_bytes()];
             let reply = self
                 .run_workflow_script(
                     &at,
@@ -235,7 +239,7 @@ impl SignalStore for RedisBackend {
                     &keys,
                     instance_id,
                     &args,
-                    Retry::No,
+                    Retry::UntilAnswered,
                 )
                 .await?;
             let mut items = Items::new(reply, at)?;
@@ -305,6 +309,18 @@ fn expect_ok(at: &At<'_>, reply: redis::Value) -> Result<(), BackendError> {
         "ok" => Ok(()),
         other => Err(error::reply(at, other)),
     }
+}
+
+/// An id no other request of any process is likely to carry: this process, the time, a
+/// counter.
+fn request_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{}-{nanos}-{n}", std::process::id())
 }
 
 #[cfg(test)]

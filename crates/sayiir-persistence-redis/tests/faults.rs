@@ -80,3 +80,39 @@ async fn saves_survive_a_server_restart() {
         backend.load_snapshot(id).await.expect("a load after the restart");
     }
 }
+
+/// The server stalls (a proxy of the test's own holds every byte) longer than
+/// `response_timeout` while `consume_event` runs: the call asks again with the same request
+/// id until answered, so the event the server took reaches the caller exactly once; it is
+/// neither lost nor delivered twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumed_event_reaches_the_caller_across_a_stall() {
+    let server = PrivateRedis::start(&[]);
+    let proxy = sayiir_persistence_conformance::private::Proxy::start(&format!(
+        "127.0.0.1:{}",
+        server.port()
+    ))
+    .await;
+    let options = RedisOptions::default()
+        .key_prefix(unique_id("stall"))
+        .response_timeout(std::time::Duration::from_millis(300));
+    let backend = RedisBackend::connect_with(&format!("redis://{}", proxy.addr()), options)
+        .await
+        .expect("connect through the proxy");
+    let id = unique_id("stalled");
+    backend.send_event(&id, "go", Bytes::from_static(b"first")).await.unwrap();
+    backend.send_event(&id, "go", Bytes::from_static(b"second")).await.unwrap();
+
+    proxy.stall();
+    let consume = {
+        let backend = backend.clone();
+        let id = id.clone();
+        tokio::spawn(async move { backend.consume_event(&id, "go").await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    proxy.resume();
+    let got = consume.await.unwrap().expect("consume_event is answered once the server is back");
+    assert_eq!(got.as_deref(), Some(&b"first"[..]));
+    assert_eq!(backend.consume_event(&id, "go").await.unwrap().as_deref(), Some(&b"second"[..]));
+    assert_eq!(backend.consume_event(&id, "go").await.unwrap(), None, "nothing delivered twice");
+}
