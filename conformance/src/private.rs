@@ -38,32 +38,35 @@ pub struct PrivateRedis {
     port: u16,
     args: Vec<String>,
     child: Option<Child>,
+    /// The server's working directory (its append-only file, when enabled), removed on drop.
+    dir: std::path::PathBuf,
 }
 
 impl PrivateRedis {
     /// Starts `redis-server` with `args` added to its command line (e.g.
-    /// `["--proto-max-bulk-len", "1mb"]`). It keeps nothing on disk unless `args` say so.
+    /// `["--proto-max-bulk-len", "1mb"]`), in a working directory of its own. It keeps nothing
+    /// on disk unless `args` say so (`["--appendonly", "yes", "--appendfsync", "always"]`).
     ///
     /// # Panics
     /// When `redis-server` is not installed (`scripts/services.sh` installs it) or does not
     /// start.
     #[must_use]
     pub fn start(args: &[&str]) -> Self {
-        let mut server = Self {
-            port: free_port(),
-            args: args.iter().map(|a| (*a).to_string()).collect(),
-            child: None,
-        };
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("sayiir-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a working directory for the private redis-server");
+        let mut server =
+            Self { port, args: args.iter().map(|a| (*a).to_string()).collect(), child: None, dir };
         server.spawn();
         server
     }
 
     fn spawn(&mut self) {
-        let dir = std::env::temp_dir();
+        let dir = &self.dir;
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--dir"])
-            .arg(&dir)
+            .arg(dir)
             .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -108,6 +111,7 @@ impl PrivateRedis {
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

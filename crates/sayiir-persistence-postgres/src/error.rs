@@ -27,8 +27,19 @@ pub(crate) fn db(
             .map(|code| format!(" (SQLSTATE {code})"))
             .unwrap_or_default();
         BackendError::Backend(format!(
-            "PostgreSQL {operation} of instance {instance_id:?} failed{code}: {error}"
+            "PostgreSQL {operation} of instance {instance_id:?} failed{code}: {error}{}",
+            lost_connection_note(&error)
         ))
+    }
+}
+
+/// What a user should know when `error` means the connection was lost mid-call.
+fn lost_connection_note(error: &sqlx::Error) -> &'static str {
+    if is_connection_error(error) {
+        " (the connection to the server was lost during the call: it may or may not have been \
+         applied, so check before repeating it; the pool replaces the connection)"
+    } else {
+        ""
     }
 }
 
@@ -40,7 +51,10 @@ pub(crate) fn db_all(operation: &'static str) -> impl FnOnce(sqlx::Error) -> Bac
             .and_then(|e| e.code())
             .map(|code| format!(" (SQLSTATE {code})"))
             .unwrap_or_default();
-        BackendError::Backend(format!("PostgreSQL {operation} failed{code}: {error}"))
+        BackendError::Backend(format!(
+            "PostgreSQL {operation} failed{code}: {error}{}",
+            lost_connection_note(&error)
+        ))
     }
 }
 
