@@ -153,7 +153,8 @@ async fn acknowledged_writes_survive_kill_9() {
     for id in &acknowledged {
         backend.load_snapshot(id).await.unwrap_or_else(|e| panic!("acknowledged {id} lost: {e}"));
     }
-    for id in claimed.lock().unwrap().iter() {
+    let claimed = claimed.lock().unwrap().clone();
+    for id in &claimed {
         let again = backend.claim_task(id, "t", "w2", None).await.unwrap();
         assert!(again.is_none(), "{id}: an acknowledged claim was lost, a second worker got it");
     }
