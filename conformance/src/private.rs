@@ -1,6 +1,6 @@
-//! Servers and network faults of a test's own, for fault tests: a Redis server on a free
-//! loopback port that the test may restart, and a TCP proxy that can cut or stall every
-//! connection through it. Shared servers are never stopped, restarted or stalled.
+//! Servers and network faults of a test's own, for fault tests: a Redis server and a
+//! PostgreSQL cluster on free loopback ports that the test may kill and restart, and a TCP
+//! proxy that can cut or stall every connection through it. Shared servers are never stopped, restarted or stalled.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -113,6 +113,136 @@ impl Drop for PrivateRedis {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A PostgreSQL server of the test's own: a fresh cluster (`initdb`) in a temporary
+/// directory, on a free loopback port, with trust authentication for user `postgres`;
+/// stopped and removed when dropped. When the test runs as root, the cluster runs as the
+/// `postgres` system user (PostgreSQL refuses root).
+#[derive(Debug)]
+pub struct PrivatePostgres {
+    port: u16,
+    dir: std::path::PathBuf,
+    bin: std::path::PathBuf,
+}
+
+impl PrivatePostgres {
+    /// Creates and starts the cluster.
+    ///
+    /// # Panics
+    /// When PostgreSQL's server binaries are not installed (`scripts/services.sh` installs
+    /// them; `SAYIIR_PG_BINDIR` names their directory if it is not under
+    /// `/usr/lib/postgresql/*/bin`) or the cluster does not start.
+    #[must_use]
+    pub fn start() -> Self {
+        let bin = pg_bindir();
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("sayiir-pg-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a directory for the private cluster");
+        if running_as_root() {
+            run(Command::new("chown").args(["postgres:postgres"]).arg(&dir), "chown");
+        }
+        let data = dir.join("data");
+        let mut initdb = as_postgres(&bin.join("initdb"));
+        initdb.arg("-D").arg(&data).args(["-A", "trust", "-U", "postgres", "--no-sync"]);
+        run(&mut initdb, "initdb");
+        let server = Self { port, dir, bin };
+        server.pg_ctl_start();
+        server
+    }
+
+    fn pg_ctl_start(&self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}",
+            self.port,
+            self.dir.display()
+        );
+        let mut start = as_postgres(&self.bin.join("pg_ctl"));
+        start
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-o", &options, "-w", "-t", "60", "-l"])
+            .arg(self.dir.join("log"))
+            .arg("start");
+        run(&mut start, "pg_ctl start");
+        wait_for_port(self.port, "the private PostgreSQL");
+    }
+
+    fn pg_ctl_stop(&self, mode: &str) {
+        let mut stop = as_postgres(&self.bin.join("pg_ctl"));
+        stop.arg("-D").arg(self.dir.join("data")).args(["-m", mode, "-w", "stop"]);
+        let _ = stop.stdout(Stdio::null()).stderr(Stdio::null()).status();
+    }
+
+    /// The URL of database `postgres` on the server.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Crashes the server (`pg_ctl stop -m immediate`: no checkpoint, as a power cut leaves
+    /// it to the write-ahead log) and starts it again on the same port; every connection a
+    /// client held is broken.
+    pub fn crash_and_restart(&self) {
+        self.pg_ctl_stop("immediate");
+        self.pg_ctl_start();
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        self.pg_ctl_stop("immediate");
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn pg_bindir() -> std::path::PathBuf {
+    if let Ok(dir) = std::env::var("SAYIIR_PG_BINDIR") {
+        return dir.into();
+    }
+    let mut found: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    found.retain(|bin| bin.join("initdb").exists());
+    found.sort_by_key(|bin| {
+        bin.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    found.pop().unwrap_or_else(|| {
+        panic!(
+            "PostgreSQL's server binaries (initdb, pg_ctl) are not installed: run \
+             scripts/services.sh (repository root), or set SAYIIR_PG_BINDIR"
+        )
+    })
+}
+
+fn running_as_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|out| out.stdout.starts_with(b"0"))
+}
+
+/// `program`, run as the `postgres` system user when this process is root.
+fn as_postgres(program: &std::path::Path) -> Command {
+    if running_as_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+fn run(command: &mut Command, what: &str) {
+    let output = command.output().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// A TCP proxy on a free loopback port to `target`, with faults on demand: [`Proxy::cut`]
