@@ -55,7 +55,7 @@ impl fmt::Display for At<'_> {
 }
 
 /// A failed Redis command or script.
-pub(crate) fn redis(at: &At<'_>, error: &RedisError) -> BackendError {
+pub(crate) fn redis(at: &At<'_>, server: &str, error: &RedisError) -> BackendError {
     let kind = if error.is_timeout() {
         "got no answer within response_timeout; the call may or may not have been applied \
          (check before repeating it); is the server overloaded or unreachable?"
@@ -67,7 +67,7 @@ pub(crate) fn redis(at: &At<'_>, error: &RedisError) -> BackendError {
     } else {
         "failed"
     };
-    BackendError::Backend(format!("redis {at} {kind} ({error})"))
+    BackendError::Backend(format!("redis {at} at {server} {kind} ({error})"))
 }
 
 /// No connection could be taken from the pool.

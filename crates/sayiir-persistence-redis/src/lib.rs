@@ -150,6 +150,8 @@ struct Inner {
     max_bulk_len: AtomicU64,
     /// How long a destructive call keeps asking for its answer ([`Retry::UntilAnswered`]).
     patience: Duration,
+    /// `host:port` of the server (or its socket path), for error messages.
+    server: String,
 }
 
 /// Redis's default `proto-max-bulk-len` (512 MiB), assumed until the server says otherwise.
@@ -171,11 +173,14 @@ impl RedisBackend {
     /// `Backend` if the URL is invalid or the server does not answer.
     pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, BackendError> {
         let at = At::new("connect");
+        let server = redis::IntoConnectionInfo::into_connection_info(url)
+            .map(|info| info.addr().to_string())
+            .unwrap_or_else(|_| "the server".to_string());
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(options.connection_timeout))
             .set_response_timeout(Some(options.response_timeout));
         let manager = deadpool_redis::Manager::new_with_config(url, config)
-            .map_err(|e| error::redis(&at, &e))?;
+            .map_err(|e| error::redis(&at, &server, &e))?;
         let pool = deadpool_redis::Pool::builder(manager)
             .max_size(options.pool_size)
             .runtime(deadpool_redis::Runtime::Tokio1)
@@ -185,7 +190,7 @@ impl RedisBackend {
             .map_err(|e| {
                 BackendError::Backend(format!("redis {at}: cannot build the pool: {e}"))
             })?;
-        let backend = Self::from_pool(pool, options);
+        let backend = Self::with_pool(pool, options, server);
         backend.ping(&at).await?;
         backend.read_max_bulk_len(&at).await;
         Ok(backend)
@@ -197,6 +202,10 @@ impl RedisBackend {
     /// apply (the pool's connections carry their own).
     #[must_use]
     pub fn from_pool(pool: deadpool_redis::Pool, options: RedisOptions) -> Self {
+        Self::with_pool(pool, options, "the pool's server".to_string())
+    }
+
+    fn with_pool(pool: deadpool_redis::Pool, options: RedisOptions, server: String) -> Self {
         let lanes = options.pool_size.min(pool.status().max_size).max(1);
         Self {
             inner: Arc::new(Inner {
@@ -204,6 +213,7 @@ impl RedisBackend {
                 lanes: Lanes::new(pool, lanes),
                 max_bulk_len: AtomicU64::new(DEFAULT_MAX_BULK_LEN),
                 patience: (options.response_timeout * 10).max(Duration::from_secs(30)),
+                server,
             }),
         }
     }
@@ -278,9 +288,10 @@ impl RedisBackend {
             .unwrap_or(0);
         if u64::try_from(largest).unwrap_or(u64::MAX) > limit {
             return Err(BackendError::Backend(format!(
-                "redis {at}: a value of {largest} bytes is larger than the server accepts \
-                 (proto-max-bulk-len = {limit} bytes); nothing was sent. Store a smaller value, \
-                 or raise proto-max-bulk-len on the server"
+                "redis {at}: a value of {largest} bytes is larger than the server at {} \
+                 accepts (proto-max-bulk-len = {limit} bytes); nothing was sent. Store a \
+                 smaller value, or raise proto-max-bulk-len on the server",
+                self.inner.server
             )));
         }
         Ok(())
@@ -406,7 +417,9 @@ impl RedisBackend {
         }
         replies
             .into_iter()
-            .map(|reply| reply.extract_error().map_err(|e| error::redis(at, &e)))
+            .map(|reply| {
+                reply.extract_error().map_err(|e| error::redis(at, &self.inner.server, &e))
+            })
             .collect()
     }
 
@@ -448,9 +461,9 @@ impl RedisBackend {
         };
         lanes.observe(&lane, &error);
         match retry {
-            Retry::No => Err(error::redis(at, &error)),
+            Retry::No => Err(error::redis(at, &self.inner.server, &error)),
             Retry::OnReconnect if !error::worth_reconnecting(&error) => {
-                Err(error::redis(at, &error))
+                Err(error::redis(at, &self.inner.server, &error))
             }
             Retry::OnReconnect => {
                 tracing::debug!(error = %error, "redis connection lost; retrying once on a fresh one");
@@ -459,7 +472,7 @@ impl RedisBackend {
                     Ok(value) => Ok(value),
                     Err(error) => {
                         lanes.observe(&fresh, &error);
-                        Err(error::redis(at, &error))
+                        Err(error::redis(at, &self.inner.server, &error))
                     }
                 }
             }
@@ -503,9 +516,9 @@ impl RedisBackend {
             }
         }
         Err(BackendError::Backend(format!(
-            "redis {at}: no answer within {:?} of asking ({error}); the call may have been \
-             applied on the server without its answer reaching this process",
-            self.inner.patience
+            "redis {at} at {}: no answer within {:?} of asking ({error}); the call may have \
+             been applied on the server without its answer reaching this process",
+            self.inner.server, self.inner.patience
         )))
     }
 }

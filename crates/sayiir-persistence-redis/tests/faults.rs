@@ -43,6 +43,8 @@ async fn oversized_value_fails_alone() {
         Err(BackendError::Backend(message)) => {
             assert!(message.contains("proto-max-bulk-len"), "{message}");
             assert!(message.contains(&id), "the error names the instance: {message}");
+            let server = format!("127.0.0.1:{}", server.port());
+            assert!(message.contains(&server), "the error names the server: {message}");
         }
         other => panic!("a 2 MiB value over a 1 MB limit must fail, got {other:?}"),
     }
