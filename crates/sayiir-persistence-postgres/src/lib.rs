@@ -357,7 +357,7 @@ trait Bounded: Future + Sized {
     {
         let limit = backend.inner.options.call_timeout;
         match tokio::time::timeout(limit, self.instrument(span(operation, instance_id))).await {
-            Ok(outcome) => outcome,
+            Ok(outcome) => outcome.map_err(|error| with_server(error, &backend.inner.server)),
             Err(_) => Err(BackendError::Backend(format!(
                 "PostgreSQL {operation}{} timed out after {limit:?} (call_timeout) waiting for \
                  the server at {}: the server or the network did not answer. The call may or \
@@ -374,6 +374,21 @@ trait Bounded: Future + Sized {
 }
 
 impl<F: Future> Bounded for F {}
+
+/// A driver error (`error::db`: "PostgreSQL <operation> ...") with the server's address, so
+/// a user running several databases can tell which one failed; other errors as they are.
+fn with_server(error: BackendError, server: &str) -> BackendError {
+    match error {
+        BackendError::Backend(message) if message.starts_with("PostgreSQL ") => {
+            BackendError::Backend(message.replacen(
+                "PostgreSQL ",
+                &format!("PostgreSQL at {server}: "),
+                1,
+            ))
+        }
+        other => other,
+    }
+}
 
 fn span(operation: &'static str, instance_id: &str) -> tracing::Span {
     tracing::debug_span!("sayiir_persistence", db.system = "postgresql", operation, instance_id)

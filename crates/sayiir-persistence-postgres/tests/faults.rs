@@ -112,6 +112,7 @@ async fn black_hole_calls_time_out_then_recover() {
                     "{message}"
                 );
                 assert!(message.contains(&id), "{message}");
+                assert!(message.contains(&proxy.addr()), "the error names the server: {message}");
             }
             other => panic!("{operation} behind a black hole: expected a timeout, got {other:?}"),
         }
