@@ -105,7 +105,9 @@ pub struct PostgresOptions {
     pub max_connections: u32,
     /// Number of connections kept open when idle (default 0).
     pub min_connections: u32,
-    /// How long an operation waits for a free pooled connection (default 30 s).
+    /// How long an operation waits for a free pooled connection (default 30 s). Opening a
+    /// new connection happens within this wait, so it is also the connect timeout, for
+    /// `connect_with` too.
     pub acquire_timeout: Duration,
     /// Server-side limit on one statement's duration (default: the server's setting).
     pub statement_timeout: Option<Duration>,
