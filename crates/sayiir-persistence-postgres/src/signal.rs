@@ -6,6 +6,8 @@
 //! transaction otherwise.
 
 use bytes::Bytes;
+use std::time::Duration;
+
 use chrono::DateTime;
 use sqlx::{Postgres, Transaction};
 
@@ -71,7 +73,7 @@ const SEND_EVENT: &str = "SELECT {schema}.send_event($1, $2, $3)";
 /// Takes the oldest event of the queue (NULL: none) and clears the workflow's woken mark if
 /// that was its last event (function of migration 0002). `SKIP LOCKED`: a concurrent consumer
 /// holding the oldest row makes this one take the next (or none), never the same event.
-const CONSUME_EVENT: &str = "SELECT {schema}.consume_event($1, $2)";
+const CONSUME_EVENT: &str = "SELECT {schema}.consume_event_once($1, $2, $3)";
 
 /// The per-instance lock every writer of a signal wait's `woken` mark takes first.
 const WAKE_LOCK: &str = "SELECT {schema}.wake_lock($1)";
@@ -319,13 +321,38 @@ impl SignalStore for PostgresBackend {
     ) -> Result<Option<Bytes>, BackendError> {
         async {
             validate_ids(&[(IdKind::Instance, instance_id), (IdKind::SignalName, signal_name)])?;
-            let payload: Option<Vec<u8>> = sqlx::query_scalar(self.sql(CONSUME_EVENT))
-                .bind(instance_id)
-                .bind(signal_name)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db("consume_event", instance_id))?;
-            Ok(payload.map(Bytes::from))
+            // A consumed event must reach the caller: the request carries an id and is asked
+            // again (same id, on a fresh connection) after a lost connection or an attempt
+            // that got no answer, until `call_timeout` ends the call; the server answers a
+            // repeat with the event the first attempt took.
+            let request = crate::requests::request_id();
+            let attempt = (self.inner.options.call_timeout / 5).max(Duration::from_millis(200));
+            let ask = || {
+                sqlx::query_scalar::<_, Option<Vec<u8>>>(self.sql(CONSUME_EVENT))
+                    .bind(instance_id)
+                    .bind(signal_name)
+                    .bind(request.as_str())
+            };
+            let mut pause = Duration::from_millis(20);
+            let mut answer = tokio::time::timeout(attempt, ask().fetch_one(&self.pool)).await;
+            loop {
+                match answer {
+                    Ok(Ok(payload)) => return Ok(payload.map(Bytes::from)),
+                    Ok(Err(error)) if !crate::error::is_connection_error(&error) => {
+                        return Err(db("consume_event", instance_id)(error));
+                    }
+                    Ok(Err(_)) | Err(_) => {}
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+                answer = tokio::time::timeout(attempt, async {
+                    let mut fresh = self.fresh_connection().await?;
+                    let got = ask().fetch_one(&mut fresh).await;
+                    self.discard_connection(fresh).await;
+                    got
+                })
+                .await;
+            }
         }
         .bounded(self, "consume_event", instance_id)
         .await

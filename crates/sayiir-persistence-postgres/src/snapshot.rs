@@ -58,6 +58,8 @@ const DELETE: &str = "WITH gone AS (
         DELETE FROM {schema}.claims WHERE instance_id = $1 AND EXISTS (SELECT 1 FROM gone)
     ), events AS (
         DELETE FROM {schema}.events WHERE instance_id = $1 AND EXISTS (SELECT 1 FROM gone)
+    ), receipts AS (
+        DELETE FROM {schema}.event_receipts WHERE instance_id = $1 AND EXISTS (SELECT 1 FROM gone)
     )
     SELECT EXISTS (SELECT 1 FROM gone)";
 

@@ -13,7 +13,7 @@ use sayiir_persistence_conformance::fixtures::{at_task, unique_id};
 use sayiir_persistence_conformance::private::{PrivatePostgres, Proxy};
 use sayiir_persistence_conformance::servers::postgres_url;
 use sayiir_persistence_postgres::{
-    BackendError, PostgresBackend, PostgresOptions, SnapshotStore, TaskClaimStore,
+    BackendError, PostgresBackend, PostgresOptions, SignalStore, SnapshotStore, TaskClaimStore,
 };
 
 /// `url` with `extra` (`key=value`) added to its query string.
@@ -216,4 +216,79 @@ async fn acknowledged_writes_survive_a_crash() {
     }
     backend.close().await;
     tokio::task::spawn_blocking(move || drop(crashed)).await.unwrap();
+}
+
+/// The network stalls longer than one attempt of `consume_event`: the attempt whose answer is
+/// lost may still take the event on the server once the network is back; the call asks again
+/// with the same request id and gets that event, so it reaches the caller exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumed_event_reaches_the_caller_across_a_stall() {
+    let proxy = Proxy::start(&host_port(&postgres_url())).await;
+    let schema = common::unique_schema("consume_stall");
+    let options = PostgresOptions::default()
+        .schema(&schema)
+        .max_connections(4)
+        .call_timeout(Duration::from_secs(10));
+    let backend = PostgresBackend::connect_with(&through(&postgres_url(), &proxy.addr()), options)
+        .await
+        .expect("connect through the proxy");
+    let id = unique_id("stalled");
+    backend.send_event(&id, "go", bytes::Bytes::from_static(b"first")).await.unwrap();
+    backend.send_event(&id, "go", bytes::Bytes::from_static(b"second")).await.unwrap();
+
+    proxy.stall();
+    let consume = {
+        let (backend, id) = (backend.clone(), id.clone());
+        tokio::spawn(async move { backend.consume_event(&id, "go").await })
+    };
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    proxy.resume();
+    let got = consume.await.unwrap().expect("consume_event is answered once the network is back");
+    assert_eq!(got.as_deref(), Some(&b"first"[..]));
+    assert_eq!(backend.consume_event(&id, "go").await.unwrap().as_deref(), Some(&b"second"[..]));
+    assert_eq!(backend.consume_event(&id, "go").await.unwrap(), None, "nothing delivered twice");
+    common::drop_backend(&common::connect(&schema).await).await;
+    backend.close().await;
+}
+
+/// The server side of a repeated `consume_event`: the same request id gets the same event
+/// back however often it is sent; a new request takes the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_consume_request_gets_the_same_event() {
+    common::with_backend("consume_repeat", |backend| async move {
+        let id = unique_id("repeat");
+        for payload in [&b"first"[..], b"second"] {
+            backend.send_event(&id, "go", bytes::Bytes::copy_from_slice(payload)).await.unwrap();
+        }
+        let sql = format!("SELECT \"{}\".consume_event_once($1, 'go', $2)", backend.schema());
+        let ask = |request: &'static str| {
+            let (sql, id, pool) = (sql.clone(), id.clone(), backend.pool().clone());
+            async move {
+                sqlx::query_scalar::<_, Option<Vec<u8>>>(sqlx::AssertSqlSafe(sql))
+                    .bind(id)
+                    .bind(request)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(ask("r1").await.as_deref(), Some(&b"first"[..]));
+        assert_eq!(ask("r1").await.as_deref(), Some(&b"first"[..]), "a repeat takes nothing new");
+        assert_eq!(ask("r2").await.as_deref(), Some(&b"second"[..]));
+        assert_eq!(ask("r3").await, None);
+        // Deleting the workflow removes the receipts with everything else.
+        backend.save_snapshot(&at_task(&id, "t")).await.unwrap();
+        backend.delete_snapshot(&id).await.unwrap();
+        let left = format!(
+            "SELECT count(*) FROM \"{}\".event_receipts WHERE instance_id = $1",
+            backend.schema()
+        );
+        let left: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(left))
+            .bind(&id)
+            .fetch_one(backend.pool())
+            .await
+            .unwrap();
+        assert_eq!(left, 0);
+    })
+    .await;
 }

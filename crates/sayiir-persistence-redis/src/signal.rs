@@ -230,7 +230,7 @@ impl SignalStore for RedisBackend {
             // A consumed event must reach the caller: the request carries an id, and is asked
             // again (same id) after a timeout or a lost connection until it is answered; the
             // script answers a repeat with the event the first attempt took.
-            let request = request_id();
+            let request = sayiir_persistence::requests::request_id();
             let args: [&[u8]; 2] = [signal_name.as_bytes(), request.as_bytes()];
             let reply = self
                 .run_workflow_script(
@@ -309,18 +309,6 @@ fn expect_ok(at: &At<'_>, reply: redis::Value) -> Result<(), BackendError> {
         "ok" => Ok(()),
         other => Err(error::reply(at, other)),
     }
-}
-
-/// An id no other request of any process is likely to carry: this process, the time, a
-/// counter.
-fn request_id() -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("{}-{nanos}-{n}", std::process::id())
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ mod traits;
 
 pub mod claims;
 pub mod codec;
+pub mod requests;
 pub mod results;
 pub mod schedule;
 pub mod validation;
