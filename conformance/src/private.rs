@@ -354,3 +354,54 @@ where
         }
     }
 }
+
+/// Runs a load of saves and claims on `backend` (8 writers, `per_writer` workflows each: a
+/// save, then a claim of its task by `w1`), calls `fault` once the load is under way, and
+/// checks after the load that every save and claim acknowledged to a writer is still there:
+/// each workflow loads, and no second worker can claim an acknowledged claim. Writes that
+/// failed during the fault are not counted. For fault tests of any backend.
+///
+/// # Panics
+/// When an acknowledged write is lost, or nothing was acknowledged at all.
+pub async fn acknowledged_writes_survive<B, F, Fut>(backend: &B, per_writer: usize, fault: F)
+where
+    B: crate::FullBackend + Clone,
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let acknowledged = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let claimed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let (backend, acknowledged, claimed) =
+                (backend.clone(), Arc::clone(&acknowledged), Arc::clone(&claimed));
+            tokio::spawn(async move {
+                for i in 0..per_writer {
+                    let id = format!("ack-{w}-{i}");
+                    let snapshot = crate::fixtures::at_task(&id, "t");
+                    if backend.save_snapshot(&snapshot).await.is_ok() {
+                        acknowledged.lock().unwrap_or_else(|p| p.into_inner()).push(id.clone());
+                        if let Ok(Some(_)) = backend.claim_task(&id, "t", "w1", None).await {
+                            claimed.lock().unwrap_or_else(|p| p.into_inner()).push(id);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    fault().await;
+    for writer in writers {
+        writer.await.expect("a writer of the load panicked");
+    }
+    let acknowledged = acknowledged.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert!(!acknowledged.is_empty(), "no save was acknowledged");
+    for id in &acknowledged {
+        backend.load_snapshot(id).await.unwrap_or_else(|e| panic!("acknowledged {id} lost: {e}"));
+    }
+    let claimed = claimed.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    for id in &claimed {
+        let again = backend.claim_task(id, "t", "w2", None).await.expect("a claim after the fault");
+        assert!(again.is_none(), "{id}: an acknowledged claim was lost, a second worker got it");
+    }
+}

@@ -10,7 +10,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use sayiir_persistence_conformance::fixtures::{at_task, unique_id};
-use sayiir_persistence_conformance::private::{PrivatePostgres, Proxy};
+use sayiir_persistence_conformance::private::{
+    PrivatePostgres, Proxy, acknowledged_writes_survive,
+};
 use sayiir_persistence_conformance::servers::postgres_url;
 use sayiir_persistence_postgres::{
     BackendError, PostgresBackend, PostgresOptions, SignalStore, SnapshotStore, TaskClaimStore,
@@ -178,44 +180,15 @@ async fn acknowledged_writes_survive_a_crash() {
     let server = tokio::task::spawn_blocking(PrivatePostgres::start).await.unwrap();
     let options = PostgresOptions::default().schema("crash").max_connections(8);
     let backend = PostgresBackend::connect_with(&server.url(), options).await.expect("connect");
-    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let claimed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let writers: Vec<_> = (0..8)
-        .map(|w| {
-            let (backend, acknowledged, claimed) =
-                (backend.clone(), acknowledged.clone(), claimed.clone());
-            tokio::spawn(async move {
-                for i in 0..150 {
-                    let id = format!("ack-{w}-{i}");
-                    if backend.save_snapshot(&at_task(&id, "t")).await.is_ok() {
-                        acknowledged.lock().unwrap().push(id.clone());
-                        if let Ok(Some(_)) = backend.claim_task(&id, "t", "w1", None).await {
-                            claimed.lock().unwrap().push(id);
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let crashed = std::sync::Arc::new(server);
-    let restarting = std::sync::Arc::clone(&crashed);
-    tokio::task::spawn_blocking(move || restarting.crash_and_restart()).await.unwrap();
-    for writer in writers {
-        writer.await.unwrap();
-    }
-    let acknowledged = acknowledged.lock().unwrap().clone();
-    let claimed = claimed.lock().unwrap().clone();
-    assert!(!acknowledged.is_empty(), "no save was acknowledged");
-    for id in &acknowledged {
-        backend.load_snapshot(id).await.unwrap_or_else(|e| panic!("acknowledged {id} lost: {e}"));
-    }
-    for id in &claimed {
-        let again = backend.claim_task(id, "t", "w2", None).await.unwrap();
-        assert!(again.is_none(), "{id}: an acknowledged claim was lost, a second worker got it");
-    }
+    let server = std::sync::Arc::new(server);
+    let crashing = std::sync::Arc::clone(&server);
+    acknowledged_writes_survive(&backend, 150, || async move {
+        tokio::task::spawn_blocking(move || crashing.crash_and_restart()).await.unwrap();
+    })
+    .await;
     backend.close().await;
-    tokio::task::spawn_blocking(move || drop(crashed)).await.unwrap();
+    // Stopping and removing the cluster blocks: off the async threads.
+    tokio::task::spawn_blocking(move || drop(server)).await.unwrap();
 }
 
 /// The network stalls longer than one attempt of `consume_event`: the attempt whose answer is

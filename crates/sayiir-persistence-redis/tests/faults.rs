@@ -5,9 +5,9 @@
 
 use bytes::Bytes;
 use sayiir_persistence_conformance::fixtures::{at_task, unique_id};
-use sayiir_persistence_conformance::private::PrivateRedis;
+use sayiir_persistence_conformance::private::{PrivateRedis, acknowledged_writes_survive};
 use sayiir_persistence_redis::{
-    BackendError, RedisBackend, RedisOptions, SignalStore, SnapshotStore, TaskClaimStore,
+    BackendError, RedisBackend, RedisOptions, SignalStore, SnapshotStore,
 };
 
 async fn backend(server: &PrivateRedis) -> RedisBackend {
@@ -126,38 +126,5 @@ async fn consumed_event_reaches_the_caller_across_a_stall() {
 async fn acknowledged_writes_survive_kill_9() {
     let mut server = PrivateRedis::start(&["--appendonly", "yes", "--appendfsync", "always"]);
     let backend = backend(&server).await;
-    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let claimed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let writers: Vec<_> = (0..8)
-        .map(|w| {
-            let (backend, acknowledged, claimed) =
-                (backend.clone(), acknowledged.clone(), claimed.clone());
-            tokio::spawn(async move {
-                for i in 0..200 {
-                    let id = format!("ack-{w}-{i}");
-                    if backend.save_snapshot(&at_task(&id, "t")).await.is_ok() {
-                        acknowledged.lock().unwrap().push(id.clone());
-                        if let Ok(Some(_)) = backend.claim_task(&id, "t", "w1", None).await {
-                            claimed.lock().unwrap().push(id);
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
-    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-    server.restart();
-    for writer in writers {
-        writer.await.unwrap();
-    }
-    let acknowledged = acknowledged.lock().unwrap().clone();
-    assert!(!acknowledged.is_empty(), "no save was acknowledged before the kill");
-    for id in &acknowledged {
-        backend.load_snapshot(id).await.unwrap_or_else(|e| panic!("acknowledged {id} lost: {e}"));
-    }
-    let claimed = claimed.lock().unwrap().clone();
-    for id in &claimed {
-        let again = backend.claim_task(id, "t", "w2", None).await.unwrap();
-        assert!(again.is_none(), "{id}: an acknowledged claim was lost, a second worker got it");
-    }
+    acknowledged_writes_survive(&backend, 200, || async { server.restart() }).await;
 }
