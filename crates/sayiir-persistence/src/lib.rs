@@ -21,13 +21,16 @@
 //! Beside the traits it holds what all backends must agree on, so they agree by construction:
 //! [`validation`] (ids and signal rules), [`codec`] (the snapshot blob format),
 //! [`schedule`] (the rules of `find_available_tasks`), [`results`] (the results archive) and
-//! [`claims`] (claim expiry arithmetic).
+//! [`claims`] (claim expiry arithmetic), and [`operation`]: the shell every backend call runs
+//! in (argument checks, the `tracing` span with OpenTelemetry's database attributes, error
+//! recording).
 
 mod error;
 mod traits;
 
 pub mod claims;
 pub mod codec;
+pub mod operation;
 pub mod requests;
 pub mod results;
 pub mod schedule;

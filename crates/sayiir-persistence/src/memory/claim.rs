@@ -1,13 +1,13 @@
-//! `TaskClaimStore` claims for the in-memory backend (`find_available_tasks` is in `find`).
+//! `TaskClaimStore` for the in-memory backend; the search of `find_available_tasks` is in `find`.
 
-use crate::BackendError;
 use crate::claims::{
     claim_held_by_other, claim_not_found, claim_refused, expiry_millis, extended_millis, task_claim,
 };
+use crate::operation::{Call, ClaimIds};
 use crate::results::held_results;
-use crate::validation::validate_claim_ids;
+use crate::{BackendError, TaskClaimStore};
 use chrono::{Duration, Utc};
-use sayiir_core::task_claim::TaskClaim;
+use sayiir_core::task_claim::{AvailableTask, TaskClaim};
 
 use super::InMemoryBackend;
 use super::state::{Claim, State};
@@ -42,54 +42,80 @@ impl State {
     }
 }
 
-impl InMemoryBackend {
-    pub(crate) fn claim(
+impl TaskClaimStore for InMemoryBackend {
+    async fn claim_task(
         &self,
         instance_id: &str,
         task_id: &str,
         worker_id: &str,
         ttl: Option<Duration>,
     ) -> Result<Option<TaskClaim>, BackendError> {
-        validate_claim_ids(instance_id, task_id, worker_id)?;
-        let mut state = self.lock()?;
-        let now = Utc::now();
-        let now_ms = now.timestamp_millis();
-        if state.refuses_claim(instance_id, task_id)?
-            || state.live_claim(instance_id, task_id, now_ms).is_some()
-        {
-            return Ok(None);
-        }
-        let expires_ms = expiry_millis(now, ttl);
-        let claim = Claim { worker_id: worker_id.to_string(), expires_ms };
-        state.insert_claim(instance_id, task_id, claim);
-        Ok(Some(task_claim(instance_id, task_id, worker_id, now_ms, expires_ms)))
+        let ids = ClaimIds { instance_id, task_id, worker_id };
+        self.calls()
+            .run(Call::ClaimTask(ids), async {
+                let mut state = self.lock()?;
+                let now = Utc::now();
+                let now_ms = now.timestamp_millis();
+                if state.refuses_claim(instance_id, task_id)?
+                    || state.live_claim(instance_id, task_id, now_ms).is_some()
+                {
+                    return Ok(None);
+                }
+                let expires_ms = expiry_millis(now, ttl);
+                let claim = Claim { worker_id: worker_id.to_string(), expires_ms };
+                state.insert_claim(instance_id, task_id, claim);
+                Ok(Some(task_claim(instance_id, task_id, worker_id, now_ms, expires_ms)))
+            })
+            .await
     }
 
-    pub(crate) fn release(
+    async fn release_task_claim(
         &self,
         instance_id: &str,
         task_id: &str,
         worker_id: &str,
     ) -> Result<(), BackendError> {
-        validate_claim_ids(instance_id, task_id, worker_id)?;
-        let mut state = self.lock()?;
-        state.owned_claim(instance_id, task_id, worker_id)?;
-        state.remove_claim(instance_id, task_id);
-        Ok(())
+        let ids = ClaimIds { instance_id, task_id, worker_id };
+        self.calls()
+            .run(Call::ReleaseTaskClaim(ids), async {
+                let mut state = self.lock()?;
+                state.owned_claim(instance_id, task_id, worker_id)?;
+                state.remove_claim(instance_id, task_id);
+                Ok(())
+            })
+            .await
     }
 
-    pub(crate) fn extend(
+    async fn extend_task_claim(
         &self,
         instance_id: &str,
         task_id: &str,
         worker_id: &str,
-        additional: Duration,
+        additional_duration: Duration,
     ) -> Result<(), BackendError> {
-        validate_claim_ids(instance_id, task_id, worker_id)?;
-        let mut state = self.lock()?;
-        let mut claim = state.owned_claim(instance_id, task_id, worker_id)?;
-        claim.expires_ms = extended_millis(claim.expires_ms, additional);
-        state.insert_claim(instance_id, task_id, claim);
-        Ok(())
+        let ids = ClaimIds { instance_id, task_id, worker_id };
+        self.calls()
+            .run(Call::ExtendTaskClaim(ids), async {
+                let mut state = self.lock()?;
+                let mut claim = state.owned_claim(instance_id, task_id, worker_id)?;
+                claim.expires_ms = extended_millis(claim.expires_ms, additional_duration);
+                state.insert_claim(instance_id, task_id, claim);
+                Ok(())
+            })
+            .await
+    }
+
+    async fn find_available_tasks(
+        &self,
+        worker_id: &str,
+        limit: usize,
+        aging_interval: Duration,
+        worker_tags: &[String],
+    ) -> Result<Vec<AvailableTask>, BackendError> {
+        self.calls()
+            .run(Call::FindAvailableTasks(worker_id), async {
+                self.find(worker_id, limit, aging_interval, worker_tags)
+            })
+            .await
     }
 }

@@ -1,62 +1,29 @@
-//! `TaskClaimStore` for the in-memory backend; `find_available_tasks` lives here.
+//! The search of `find_available_tasks` for the in-memory backend.
 
 use std::collections::BTreeSet;
 use std::ops::Bound::{Excluded, Included, Unbounded};
 
+use crate::BackendError;
 use crate::schedule::{
     Advance, RankKey, Schedule, advance_parked, aging_seconds, backoff_elapsed, best_by_rank,
     schedule_of, tags_accepted, task_input, unix_seconds,
 };
-use crate::validation::{IdKind, validate_id};
-use crate::{BackendError, TaskClaimStore};
 use chrono::{DateTime, Duration, Utc};
-use sayiir_core::task_claim::{AvailableTask, TaskClaim};
+use sayiir_core::task_claim::AvailableTask;
 
+use super::InMemoryBackend;
 use super::state::{State, Stored};
-use super::{InMemoryBackend, span};
 
-impl TaskClaimStore for InMemoryBackend {
-    async fn claim_task(
-        &self,
-        instance_id: &str,
-        task_id: &str,
-        worker_id: &str,
-        ttl: Option<Duration>,
-    ) -> Result<Option<TaskClaim>, BackendError> {
-        let _span = span("claim_task", instance_id).entered();
-        self.claim(instance_id, task_id, worker_id, ttl)
-    }
-
-    async fn release_task_claim(
-        &self,
-        instance_id: &str,
-        task_id: &str,
-        worker_id: &str,
-    ) -> Result<(), BackendError> {
-        let _span = span("release_task_claim", instance_id).entered();
-        self.release(instance_id, task_id, worker_id)
-    }
-
-    async fn extend_task_claim(
-        &self,
-        instance_id: &str,
-        task_id: &str,
-        worker_id: &str,
-        additional_duration: Duration,
-    ) -> Result<(), BackendError> {
-        let _span = span("extend_task_claim", instance_id).entered();
-        self.extend(instance_id, task_id, worker_id, additional_duration)
-    }
-
-    async fn find_available_tasks(
+impl InMemoryBackend {
+    /// The search of `find_available_tasks`: purge expired claims, wake what is due, then
+    /// the best `limit` ready tasks for this worker.
+    pub(super) fn find(
         &self,
         worker_id: &str,
         limit: usize,
         aging_interval: Duration,
         worker_tags: &[String],
     ) -> Result<Vec<AvailableTask>, BackendError> {
-        let _span = span("find_available_tasks", "").entered();
-        validate_id(IdKind::Worker, worker_id)?;
         let now = Utc::now();
         let mut state = self.lock()?;
         state.purge_expired_claims(now.timestamp_millis());

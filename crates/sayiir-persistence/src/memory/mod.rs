@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use state::{State, Stored, Workflow};
 
+use crate::operation::Instrumentation;
 use crate::{BackendError, codec};
 
 /// Keeps workflow state in process memory. Cloning gives another handle on the same data.
@@ -75,9 +76,14 @@ impl InMemoryBackend {
     }
 }
 
-/// The tracing span of one operation.
-fn span(operation: &'static str, instance_id: &str) -> tracing::Span {
-    tracing::debug_span!("sayiir_persistence", db.system = "memory", operation, instance_id)
+/// The spans of every in-memory call.
+static CALLS: Instrumentation = Instrumentation::new("memory");
+
+impl InMemoryBackend {
+    /// The shell every call runs in.
+    fn calls(&self) -> &'static Instrumentation {
+        &CALLS
+    }
 }
 
 #[cfg(test)]

@@ -1,15 +1,13 @@
 //! `SignalStore` for the in-memory backend: signals, events, and atomic composites.
 
-use crate::validation::{
-    IdKind, SignalDecision, not_paused_error, signal_decision, validate_cancel_ids, validate_id,
-    validate_ids, validate_signal_request,
-};
+use crate::validation::{SignalDecision, not_paused_error, signal_decision};
 use crate::{BackendError, SignalStore};
 use bytes::Bytes;
 use sayiir_core::snapshot::{PauseRequest, SignalKind, SignalRequest, WorkflowSnapshot};
 
+use super::InMemoryBackend;
 use super::state::{Signals, State};
-use super::{InMemoryBackend, span};
+use crate::operation::Call;
 
 fn slot(signals: &mut Signals, kind: SignalKind) -> &mut Option<SignalRequest> {
     match kind {
@@ -48,19 +46,25 @@ impl SignalStore for InMemoryBackend {
         kind: SignalKind,
         request: SignalRequest,
     ) -> Result<(), BackendError> {
-        let _span = span("store_signal", instance_id).entered();
-        validate_signal_request(instance_id, &request)?;
-        let mut state = self.lock()?;
-        let status = match state.workflows.get(instance_id) {
-            None => return Err(BackendError::NotFound(instance_id.to_string())),
-            Some(workflow) => workflow.snapshot(instance_id).map_or("", |s| s.state.as_ref()),
-        };
-        if signal_decision(status, kind)? == SignalDecision::Store {
-            *slot(state.signals.entry(instance_id.to_string()).or_default(), kind) = Some(request);
-            // Out of the indexes while the request is pending.
-            state.unindex(instance_id);
-        }
-        Ok(())
+        let checked = request.clone();
+        self.calls()
+            .run(Call::StoreSignal { instance_id, request: &checked }, async {
+                let mut state = self.lock()?;
+                let status = match state.workflows.get(instance_id) {
+                    None => return Err(BackendError::NotFound(instance_id.to_string())),
+                    Some(workflow) => {
+                        workflow.snapshot(instance_id).map_or("", |s| s.state.as_ref())
+                    }
+                };
+                if signal_decision(status, kind)? == SignalDecision::Store {
+                    *slot(state.signals.entry(instance_id.to_string()).or_default(), kind) =
+                        Some(request);
+                    // Out of the indexes while the request is pending.
+                    state.unindex(instance_id);
+                }
+                Ok(())
+            })
+            .await
     }
 
     async fn get_signal(
@@ -68,26 +72,30 @@ impl SignalStore for InMemoryBackend {
         instance_id: &str,
         kind: SignalKind,
     ) -> Result<Option<SignalRequest>, BackendError> {
-        let _span = span("get_signal", instance_id).entered();
-        validate_id(IdKind::Instance, instance_id)?;
-        let mut state = self.lock()?;
-        Ok(state.signals.get_mut(instance_id).and_then(|s| slot(s, kind).clone()))
+        self.calls()
+            .run(Call::GetSignal(instance_id), async {
+                let mut state = self.lock()?;
+                Ok(state.signals.get_mut(instance_id).and_then(|s| slot(s, kind).clone()))
+            })
+            .await
     }
 
     async fn clear_signal(&self, instance_id: &str, kind: SignalKind) -> Result<(), BackendError> {
-        let _span = span("clear_signal", instance_id).entered();
-        validate_id(IdKind::Instance, instance_id)?;
-        let mut state = self.lock()?;
-        if let Some(signals) = state.signals.get_mut(instance_id) {
-            *slot(signals, kind) = None;
-            if !signals.any() {
-                state.signals.remove(instance_id);
-                // Back in the indexes its schedule calls for.
-                state.unindex(instance_id);
-                state.index(instance_id);
-            }
-        }
-        Ok(())
+        self.calls()
+            .run(Call::ClearSignal(instance_id), async {
+                let mut state = self.lock()?;
+                if let Some(signals) = state.signals.get_mut(instance_id) {
+                    *slot(signals, kind) = None;
+                    if !signals.any() {
+                        state.signals.remove(instance_id);
+                        // Back in the indexes its schedule calls for.
+                        state.unindex(instance_id);
+                        state.index(instance_id);
+                    }
+                }
+                Ok(())
+            })
+            .await
     }
 
     async fn send_event(
@@ -96,20 +104,22 @@ impl SignalStore for InMemoryBackend {
         signal_name: &str,
         payload: Bytes,
     ) -> Result<(), BackendError> {
-        let _span = span("send_event", instance_id).entered();
-        validate_ids(&[(IdKind::Instance, instance_id), (IdKind::SignalName, signal_name)])?;
-        let mut state = self.lock()?;
-        state
-            .events
-            .entry(instance_id.to_string())
-            .or_default()
-            .entry(signal_name.to_string())
-            .or_default()
-            .push_back(payload);
-        // Wake the workflow if it waits for this signal.
-        state.unindex(instance_id);
-        state.index(instance_id);
-        Ok(())
+        self.calls()
+            .run(Call::SendEvent { instance_id, signal_name }, async {
+                let mut state = self.lock()?;
+                state
+                    .events
+                    .entry(instance_id.to_string())
+                    .or_default()
+                    .entry(signal_name.to_string())
+                    .or_default()
+                    .push_back(payload);
+                // Wake the workflow if it waits for this signal.
+                state.unindex(instance_id);
+                state.index(instance_id);
+                Ok(())
+            })
+            .await
     }
 
     async fn consume_event(
@@ -117,13 +127,15 @@ impl SignalStore for InMemoryBackend {
         instance_id: &str,
         signal_name: &str,
     ) -> Result<Option<Bytes>, BackendError> {
-        let _span = span("consume_event", instance_id).entered();
-        validate_ids(&[(IdKind::Instance, instance_id), (IdKind::SignalName, signal_name)])?;
-        let mut state = self.lock()?;
-        let event = state.pop_event(instance_id, signal_name);
-        state.unindex(instance_id);
-        state.index(instance_id);
-        Ok(event)
+        self.calls()
+            .run(Call::ConsumeEvent { instance_id, signal_name }, async {
+                let mut state = self.lock()?;
+                let event = state.pop_event(instance_id, signal_name);
+                state.unindex(instance_id);
+                state.index(instance_id);
+                Ok(event)
+            })
+            .await
     }
 
     async fn check_and_cancel(
@@ -131,61 +143,67 @@ impl SignalStore for InMemoryBackend {
         instance_id: &str,
         interrupted_at_task: Option<&str>,
     ) -> Result<bool, BackendError> {
-        let _span = span("check_and_cancel", instance_id).entered();
-        validate_cancel_ids(instance_id, interrupted_at_task)?;
-        let mut state = self.lock()?;
-        let Some(request) =
-            take_request_for_in_progress(&mut state, instance_id, SignalKind::Cancel)?
-        else {
-            return Ok(false);
-        };
-        state.modify(instance_id, |snapshot| {
-            snapshot.mark_cancelled(
-                request.reason,
-                request.requested_by,
-                interrupted_at_task.map(String::from),
-            );
-        });
-        Ok(true)
+        self.calls()
+            .run(Call::CheckAndCancel { instance_id, interrupted_at_task }, async {
+                let mut state = self.lock()?;
+                let Some(request) =
+                    take_request_for_in_progress(&mut state, instance_id, SignalKind::Cancel)?
+                else {
+                    return Ok(false);
+                };
+                state.modify(instance_id, |snapshot| {
+                    snapshot.mark_cancelled(
+                        request.reason,
+                        request.requested_by,
+                        interrupted_at_task.map(String::from),
+                    );
+                });
+                Ok(true)
+            })
+            .await
     }
 
     async fn check_and_pause(&self, instance_id: &str) -> Result<bool, BackendError> {
-        let _span = span("check_and_pause", instance_id).entered();
-        validate_id(IdKind::Instance, instance_id)?;
-        let mut state = self.lock()?;
-        let Some(request) =
-            take_request_for_in_progress(&mut state, instance_id, SignalKind::Pause)?
-        else {
-            return Ok(false);
-        };
-        state.modify(instance_id, |snapshot| {
-            snapshot.mark_paused(&PauseRequest::from(request));
-        });
-        Ok(true)
+        self.calls()
+            .run(Call::CheckAndPause(instance_id), async {
+                let mut state = self.lock()?;
+                let Some(request) =
+                    take_request_for_in_progress(&mut state, instance_id, SignalKind::Pause)?
+                else {
+                    return Ok(false);
+                };
+                state.modify(instance_id, |snapshot| {
+                    snapshot.mark_paused(&PauseRequest::from(request));
+                });
+                Ok(true)
+            })
+            .await
     }
 
     async fn unpause(&self, instance_id: &str) -> Result<WorkflowSnapshot, BackendError> {
-        let _span = span("unpause", instance_id).entered();
-        validate_id(IdKind::Instance, instance_id)?;
-        let mut state = self.lock()?;
-        let snapshot = state
-            .workflows
-            .get(instance_id)
-            .ok_or_else(|| BackendError::NotFound(instance_id.to_string()))?
-            .snapshot(instance_id)?;
-        if !snapshot.state.is_paused() {
-            return Err(not_paused_error(&snapshot.state));
-        }
-        // D3: a stale pause request must not pause the workflow again right away.
-        if let Some(signals) = state.signals.get_mut(instance_id) {
-            signals.pause = None;
-        }
-        state
-            .modify(instance_id, |snapshot| {
-                snapshot.mark_unpaused();
-                snapshot.clone()
+        self.calls()
+            .run(Call::Unpause(instance_id), async {
+                let mut state = self.lock()?;
+                let snapshot = state
+                    .workflows
+                    .get(instance_id)
+                    .ok_or_else(|| BackendError::NotFound(instance_id.to_string()))?
+                    .snapshot(instance_id)?;
+                if !snapshot.state.is_paused() {
+                    return Err(not_paused_error(&snapshot.state));
+                }
+                // D3: a stale pause request must not pause the workflow again right away.
+                if let Some(signals) = state.signals.get_mut(instance_id) {
+                    signals.pause = None;
+                }
+                state
+                    .modify(instance_id, |snapshot| {
+                        snapshot.mark_unpaused();
+                        snapshot.clone()
+                    })
+                    .ok_or_else(|| BackendError::NotFound(instance_id.to_string()))
             })
-            .ok_or_else(|| BackendError::NotFound(instance_id.to_string()))
+            .await
     }
 }
 
