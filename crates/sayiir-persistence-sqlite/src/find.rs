@@ -1,20 +1,18 @@
-//! `TaskClaimStore` for SQLite, and `find_available_tasks`.
+//! The search of `find_available_tasks` for SQLite: purge, wake, then pick by rank.
 
 use chrono::{DateTime, Duration, Utc};
 use rusqlite::{OptionalExtension, Transaction, params};
-use sayiir_persistence::sayiir_core::task_claim::{AvailableTask, TaskClaim};
+use sayiir_persistence::BackendError;
+use sayiir_persistence::sayiir_core::task_claim::AvailableTask;
 use sayiir_persistence::schedule::{
     Advance, RankKey, ReadyTask, Schedule, advance_parked, aging_seconds, backoff_elapsed,
     best_by_rank, schedule_of, seconds_from_column, tags_accepted, task_input, unix_seconds,
 };
-use sayiir_persistence::validation::{IdKind, validate_id};
-use sayiir_persistence::{BackendError, TaskClaimStore};
-use tracing::Instrument;
 
+use crate::SqliteBackend;
 use crate::error::SqlResultExt;
 use crate::row::{read_snapshot, write_snapshot};
 use crate::signal::pop_event;
-use crate::{SqliteBackend, span};
 
 const OP: &str = "find_available_tasks";
 
@@ -55,44 +53,15 @@ pub(crate) fn now_secs() -> i64 {
     Utc::now().timestamp()
 }
 
-impl TaskClaimStore for SqliteBackend {
-    async fn claim_task(
-        &self,
-        instance_id: &str,
-        task_id: &str,
-        worker_id: &str,
-        ttl: Option<Duration>,
-    ) -> Result<Option<TaskClaim>, BackendError> {
-        self.claim(instance_id, task_id, worker_id, ttl).await
-    }
-
-    async fn release_task_claim(
-        &self,
-        instance_id: &str,
-        task_id: &str,
-        worker_id: &str,
-    ) -> Result<(), BackendError> {
-        self.release(instance_id, task_id, worker_id).await
-    }
-
-    async fn extend_task_claim(
-        &self,
-        instance_id: &str,
-        task_id: &str,
-        worker_id: &str,
-        additional_duration: Duration,
-    ) -> Result<(), BackendError> {
-        self.extend(instance_id, task_id, worker_id, additional_duration).await
-    }
-
-    async fn find_available_tasks(
+impl SqliteBackend {
+    /// The search of `find_available_tasks`.
+    pub(crate) async fn find(
         &self,
         worker_id: &str,
         limit: usize,
         aging_interval: Duration,
         worker_tags: &[String],
     ) -> Result<Vec<AvailableTask>, BackendError> {
-        validate_id(IdKind::Worker, worker_id)?;
         let worker_id = worker_id.to_string();
         let worker_tags = worker_tags.to_vec();
         let aging_secs = aging_seconds(aging_interval);
@@ -117,7 +86,6 @@ impl TaskClaimStore for SqliteBackend {
                 };
                 best_available(tx, &query)
             })
-            .instrument(span(OP, ""))
             .await
     }
 }

@@ -48,6 +48,7 @@ pub use options::{JournalMode, SqliteOptions, Synchronous};
 pub use sayiir_persistence::*;
 
 use conn::Threads;
+use sayiir_persistence::operation::{Call, Instrumentation};
 use schema::Location;
 
 /// Workflow state in one SQLite database. Cloning gives another handle on the same
@@ -55,6 +56,7 @@ use schema::Location;
 #[derive(Debug, Clone)]
 pub struct SqliteBackend {
     threads: Arc<Threads>,
+    calls: Instrumentation,
 }
 
 impl SqliteBackend {
@@ -99,6 +101,7 @@ impl SqliteBackend {
     }
 
     async fn start(location: Location, options: SqliteOptions) -> Result<Self, BackendError> {
+        let calls = Instrumentation::new("sqlite").with_namespace(location.namespace());
         // Opening touches the disk: keep it off the async worker threads.
         let open = move || -> Result<Threads, BackendError> {
             let writer = schema::open_writer(&location, &options)?;
@@ -110,7 +113,7 @@ impl SqliteBackend {
         let threads = tokio::task::spawn_blocking(open).await.map_err(|e| {
             BackendError::Backend(format!("sqlite open: the opening thread failed: {e}"))
         })??;
-        Ok(Self { threads: Arc::new(threads) })
+        Ok(Self { threads: Arc::new(threads), calls })
     }
 
     /// Overwrites the stored snapshot blob of an existing instance with `blob`, as corrupted
@@ -140,7 +143,27 @@ impl SqliteBackend {
     }
 }
 
-/// The tracing span of one operation.
-fn span(operation: &'static str, instance_id: &str) -> tracing::Span {
-    tracing::debug_span!("sayiir_persistence", db.system = "sqlite", operation, instance_id)
+impl SqliteBackend {
+    /// The shell every call runs in (argument checks, span, error recording).
+    fn calls(&self) -> &Instrumentation {
+        &self.calls
+    }
+
+    /// Runs `call` in the shell as one write transaction (see [`Threads::write`]).
+    async fn write<R, F>(&self, call: Call<'_>, work: F) -> Result<R, BackendError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<R, BackendError> + Send + 'static,
+    {
+        self.calls.run(call, self.threads.write(call.name(), call.instance_id(), work)).await
+    }
+
+    /// Runs `call` in the shell as one read transaction (see [`Threads::read`]).
+    async fn read<R, F>(&self, call: Call<'_>, work: F) -> Result<R, BackendError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<R, BackendError> + Send + 'static,
+    {
+        self.calls.run(call, self.threads.read(call.name(), call.instance_id(), work)).await
+    }
 }

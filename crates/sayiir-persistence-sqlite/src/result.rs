@@ -2,13 +2,12 @@
 
 use bytes::Bytes;
 use rusqlite::OptionalExtension;
-use sayiir_persistence::validation::{IdKind, validate_ids};
 use sayiir_persistence::{BackendError, TaskResultStore};
-use tracing::Instrument;
 
+use crate::SqliteBackend;
 use crate::error::SqlResultExt;
 use crate::row::not_found;
-use crate::{SqliteBackend, span};
+use sayiir_persistence::operation::Call;
 
 impl TaskResultStore for SqliteBackend {
     async fn load_task_result(
@@ -16,10 +15,9 @@ impl TaskResultStore for SqliteBackend {
         instance_id: &str,
         task_id: &str,
     ) -> Result<Option<Bytes>, BackendError> {
-        validate_ids(&[(IdKind::Instance, instance_id), (IdKind::Task, task_id)])?;
         let (id, task) = (instance_id.to_string(), task_id.to_string());
-        self.threads
-            .read("load_task_result", instance_id, move |tx| {
+        self
+            .read(Call::LoadTaskResult { instance_id, task_id }, move |tx| {
                 // The rows mirror completed_tasks while the state holds results, and are the
                 // archive once it is Completed/Failed: one lookup serves both.
                 let row: Option<Option<Vec<u8>>> = tx
@@ -32,7 +30,6 @@ impl TaskResultStore for SqliteBackend {
                     .during("load_task_result", "query")?;
                 row.map(|output| output.map(Bytes::from)).ok_or_else(|| not_found(&id))
             })
-            .instrument(span("load_task_result", instance_id))
             .await
     }
 }

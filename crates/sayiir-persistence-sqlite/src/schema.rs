@@ -30,6 +30,14 @@ pub(crate) enum Location {
 }
 
 impl Location {
+    /// The `db.namespace` of the spans: the file's path, or the in-memory database's name.
+    pub(crate) fn namespace(&self) -> String {
+        match self {
+            Self::File(path) => path.display().to_string(),
+            Self::Memory(name) => name.clone(),
+        }
+    }
+
     fn open(&self, flags: OpenFlags) -> rusqlite::Result<Connection> {
         match self {
             Location::File(path) => Connection::open_with_flags(path, flags),

@@ -6,16 +6,13 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use sayiir_persistence::sayiir_core::snapshot::{
     PauseRequest, SignalKind, SignalRequest, WorkflowSnapshot,
 };
-use sayiir_persistence::validation::{
-    IdKind, SignalDecision, not_paused_error, signal_decision, validate_cancel_ids, validate_id,
-    validate_ids, validate_signal_request,
-};
+use sayiir_persistence::validation::{SignalDecision, not_paused_error, signal_decision};
 use sayiir_persistence::{BackendError, SignalStore};
-use tracing::Instrument;
 
+use crate::SqliteBackend;
 use crate::error::SqlResultExt;
 use crate::row::{REFRESH_WOKEN, not_found, read_snapshot, write_snapshot};
-use crate::{SqliteBackend, span};
+use sayiir_persistence::operation::Call;
 
 fn read_signal(
     tx: &Transaction<'_>,
@@ -111,30 +108,33 @@ impl SqliteBackend {
     /// Applies a pending signal of `kind` to an in-progress workflow in one transaction.
     async fn apply_signal(
         &self,
-        operation: &'static str,
-        id: &str,
+        call: Call<'_>,
         kind: SignalKind,
         apply: impl FnOnce(&mut WorkflowSnapshot, SignalRequest) + Send + 'static,
     ) -> Result<bool, BackendError> {
-        if !self.signal_pending(operation, id, kind).await? {
-            return Ok(false);
-        }
-        let instance_id = id;
-        let id = id.to_string();
-        self.threads
-            .write(operation, instance_id, move |tx| {
-                let Some(request) = read_signal(tx, operation, &id, kind)? else {
-                    return Ok(false);
-                };
-                let mut snapshot =
-                    read_snapshot(tx, operation, &id)?.ok_or_else(|| not_found(&id))?;
-                if !snapshot.state.is_in_progress() {
+        let (operation, instance_id) = (call.name(), call.instance_id());
+        self.calls()
+            .run(call, async {
+                if !self.signal_pending(operation, instance_id, kind).await? {
                     return Ok(false);
                 }
-                apply(&mut snapshot, request);
-                write_snapshot(tx, operation, &snapshot)?;
-                delete_signal(tx, operation, &id, kind)?;
-                Ok(true)
+                let id = instance_id.to_string();
+                self.threads
+                    .write(operation, instance_id, move |tx| {
+                        let Some(request) = read_signal(tx, operation, &id, kind)? else {
+                            return Ok(false);
+                        };
+                        let mut snapshot =
+                            read_snapshot(tx, operation, &id)?.ok_or_else(|| not_found(&id))?;
+                        if !snapshot.state.is_in_progress() {
+                            return Ok(false);
+                        }
+                        apply(&mut snapshot, request);
+                        write_snapshot(tx, operation, &snapshot)?;
+                        delete_signal(tx, operation, &id, kind)?;
+                        Ok(true)
+                    })
+                    .await
             })
             .await
     }
@@ -147,10 +147,11 @@ impl SignalStore for SqliteBackend {
         kind: SignalKind,
         request: SignalRequest,
     ) -> Result<(), BackendError> {
-        validate_signal_request(instance_id, &request)?;
         let id = instance_id.to_string();
-        self.threads
-            .write("store_signal", instance_id, move |tx| {
+        // The request moves into the transaction; the checks look at a copy.
+        let checked = request.clone();
+        self
+            .write(Call::StoreSignal { instance_id, request: &checked }, move |tx| {
                 let status: String = tx
                     .prepare_cached("SELECT status FROM workflows WHERE instance_id = ?1")
                     .and_then(|mut s| s.query_row([&id], |r| r.get(0)).optional())
@@ -181,7 +182,6 @@ impl SignalStore for SqliteBackend {
                     .during("store_signal", "mark pending signals")
                     .map(drop)
             })
-            .instrument(span("store_signal", instance_id))
             .await
     }
 
@@ -190,23 +190,17 @@ impl SignalStore for SqliteBackend {
         instance_id: &str,
         kind: SignalKind,
     ) -> Result<Option<SignalRequest>, BackendError> {
-        validate_id(IdKind::Instance, instance_id)?;
         let id = instance_id.to_string();
-        self.threads
-            .read("get_signal", instance_id, move |tx| read_signal(tx, "get_signal", &id, kind))
-            .instrument(span("get_signal", instance_id))
+        self.read(Call::GetSignal(instance_id), move |tx| read_signal(tx, "get_signal", &id, kind))
             .await
     }
 
     async fn clear_signal(&self, instance_id: &str, kind: SignalKind) -> Result<(), BackendError> {
-        validate_id(IdKind::Instance, instance_id)?;
         let id = instance_id.to_string();
-        self.threads
-            .write("clear_signal", instance_id, move |tx| {
-                delete_signal(tx, "clear_signal", &id, kind)
-            })
-            .instrument(span("clear_signal", instance_id))
-            .await
+        self.write(Call::ClearSignal(instance_id), move |tx| {
+            delete_signal(tx, "clear_signal", &id, kind)
+        })
+        .await
     }
 
     async fn send_event(
@@ -215,25 +209,22 @@ impl SignalStore for SqliteBackend {
         signal_name: &str,
         payload: Bytes,
     ) -> Result<(), BackendError> {
-        validate_ids(&[(IdKind::Instance, instance_id), (IdKind::SignalName, signal_name)])?;
         let (id, name) = (instance_id.to_string(), signal_name.to_string());
-        self.threads
-            .write("send_event", instance_id, move |tx| {
-                tx.prepare_cached(
-                    "INSERT INTO events (instance_id, signal_name, payload) VALUES (?1, ?2, ?3)",
-                )
-                .and_then(|mut s| s.execute(params![id, name, payload.as_ref()]))
-                .during("send_event", "insert")?;
-                // A workflow waiting for this signal can now be advanced by find.
-                tx.prepare_cached(
-                    "UPDATE workflows SET woken = 1 WHERE instance_id = ?1 AND signal_name = ?2",
-                )
-                .and_then(|mut s| s.execute(params![id, name]))
-                .during("send_event", "wake waiting workflow")
-                .map(drop)
-            })
-            .instrument(span("send_event", instance_id))
-            .await
+        self.write(Call::SendEvent { instance_id, signal_name }, move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO events (instance_id, signal_name, payload) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut s| s.execute(params![id, name, payload.as_ref()]))
+            .during("send_event", "insert")?;
+            // A workflow waiting for this signal can now be advanced by find.
+            tx.prepare_cached(
+                "UPDATE workflows SET woken = 1 WHERE instance_id = ?1 AND signal_name = ?2",
+            )
+            .and_then(|mut s| s.execute(params![id, name]))
+            .during("send_event", "wake waiting workflow")
+            .map(drop)
+        })
+        .await
     }
 
     async fn consume_event(
@@ -241,14 +232,11 @@ impl SignalStore for SqliteBackend {
         instance_id: &str,
         signal_name: &str,
     ) -> Result<Option<Bytes>, BackendError> {
-        validate_ids(&[(IdKind::Instance, instance_id), (IdKind::SignalName, signal_name)])?;
         let (id, name) = (instance_id.to_string(), signal_name.to_string());
-        self.threads
-            .write("consume_event", instance_id, move |tx| {
-                pop_event(tx, "consume_event", &id, &name)
-            })
-            .instrument(span("consume_event", instance_id))
-            .await
+        self.write(Call::ConsumeEvent { instance_id, signal_name }, move |tx| {
+            pop_event(tx, "consume_event", &id, &name)
+        })
+        .await
     }
 
     async fn check_and_cancel(
@@ -256,42 +244,35 @@ impl SignalStore for SqliteBackend {
         instance_id: &str,
         interrupted_at_task: Option<&str>,
     ) -> Result<bool, BackendError> {
-        validate_cancel_ids(instance_id, interrupted_at_task)?;
+        let call = Call::CheckAndCancel { instance_id, interrupted_at_task };
         let interrupted = interrupted_at_task.map(String::from);
-        self.apply_signal("check_and_cancel", instance_id, SignalKind::Cancel, move |s, r| {
+        self.apply_signal(call, SignalKind::Cancel, move |s, r| {
             s.mark_cancelled(r.reason, r.requested_by, interrupted);
         })
-        .instrument(span("check_and_cancel", instance_id))
         .await
     }
 
     async fn check_and_pause(&self, instance_id: &str) -> Result<bool, BackendError> {
-        validate_id(IdKind::Instance, instance_id)?;
-        self.apply_signal("check_and_pause", instance_id, SignalKind::Pause, |s, r| {
+        self.apply_signal(Call::CheckAndPause(instance_id), SignalKind::Pause, |s, r| {
             s.mark_paused(&PauseRequest::from(r));
         })
-        .instrument(span("check_and_pause", instance_id))
         .await
     }
 
     async fn unpause(&self, instance_id: &str) -> Result<WorkflowSnapshot, BackendError> {
-        validate_id(IdKind::Instance, instance_id)?;
         let id = instance_id.to_string();
-        self.threads
-            .write("unpause", instance_id, move |tx| {
-                let mut snapshot =
-                    read_snapshot(tx, "unpause", &id)?.ok_or_else(|| not_found(&id))?;
-                if !snapshot.state.is_paused() {
-                    return Err(not_paused_error(&snapshot.state));
-                }
-                snapshot.mark_unpaused();
-                write_snapshot(tx, "unpause", &snapshot)?;
-                // D3: a stale pause request must not pause the workflow again right away.
-                delete_signal(tx, "unpause", &id, SignalKind::Pause)?;
-                Ok(snapshot)
-            })
-            .instrument(span("unpause", instance_id))
-            .await
+        self.write(Call::Unpause(instance_id), move |tx| {
+            let mut snapshot = read_snapshot(tx, "unpause", &id)?.ok_or_else(|| not_found(&id))?;
+            if !snapshot.state.is_paused() {
+                return Err(not_paused_error(&snapshot.state));
+            }
+            snapshot.mark_unpaused();
+            write_snapshot(tx, "unpause", &snapshot)?;
+            // D3: a stale pause request must not pause the workflow again right away.
+            delete_signal(tx, "unpause", &id, SignalKind::Pause)?;
+            Ok(snapshot)
+        })
+        .await
     }
 }
 

@@ -4,24 +4,20 @@ use bytes::Bytes;
 use rusqlite::{OptionalExtension, params};
 use sayiir_persistence::sayiir_core::snapshot::WorkflowSnapshot;
 use sayiir_persistence::schedule::seconds_to_column;
-use sayiir_persistence::validation::{IdKind, validate_id, validate_ids, validate_snapshot};
 use sayiir_persistence::{BackendError, SnapshotStore};
-use tracing::Instrument;
 
+use crate::SqliteBackend;
 use crate::error::SqlResultExt;
 use crate::row::{not_found, read_snapshot, write_snapshot};
-use crate::{SqliteBackend, span};
+use sayiir_persistence::operation::Call;
 
 impl SnapshotStore for SqliteBackend {
     async fn save_snapshot(&self, snapshot: &WorkflowSnapshot) -> Result<(), BackendError> {
-        validate_snapshot(snapshot)?;
         let owned = snapshot.clone();
-        self.threads
-            .write("save_snapshot", &snapshot.instance_id, move |tx| {
-                write_snapshot(tx, "save_snapshot", &owned)
-            })
-            .instrument(span("save_snapshot", &snapshot.instance_id))
-            .await
+        self.write(Call::SaveSnapshot(snapshot), move |tx| {
+            write_snapshot(tx, "save_snapshot", &owned)
+        })
+        .await
     }
 
     async fn save_task_result(
@@ -30,89 +26,78 @@ impl SnapshotStore for SqliteBackend {
         task_id: &str,
         output: Bytes,
     ) -> Result<(), BackendError> {
-        validate_ids(&[(IdKind::Instance, instance_id), (IdKind::Task, task_id)])?;
         let (id, task) = (instance_id.to_string(), task_id.to_string());
-        self.threads
-            .write("save_task_result", instance_id, move |tx| {
-                const OP: &str = "save_task_result";
-                let status: Option<String> = tx
-                    .prepare_cached("SELECT status FROM workflows WHERE instance_id = ?1")
-                    .and_then(|mut s| s.query_row([&id], |row| row.get(0)).optional())
-                    .during(OP, "read status")?;
-                match status.as_deref() {
-                    None => return Err(not_found(&id)),
-                    // mark_task_completed changes nothing outside InProgress.
-                    Some(status) if status != "InProgress" => return Ok(()),
-                    Some(_) => {}
-                }
-                tx.prepare_cached(
-                    "INSERT INTO task_results (instance_id, task_id, output) VALUES (?1, ?2, ?3)
+        self.write(Call::SaveTaskResult { instance_id, task_id }, move |tx| {
+            const OP: &str = "save_task_result";
+            let status: Option<String> = tx
+                .prepare_cached("SELECT status FROM workflows WHERE instance_id = ?1")
+                .and_then(|mut s| s.query_row([&id], |row| row.get(0)).optional())
+                .during(OP, "read status")?;
+            match status.as_deref() {
+                None => return Err(not_found(&id)),
+                // mark_task_completed changes nothing outside InProgress.
+                Some(status) if status != "InProgress" => return Ok(()),
+                Some(_) => {}
+            }
+            tx.prepare_cached(
+                "INSERT INTO task_results (instance_id, task_id, output) VALUES (?1, ?2, ?3)
                      ON CONFLICT (instance_id, task_id) DO UPDATE SET output = excluded.output",
-                )
-                .and_then(|mut s| s.execute(params![id, task, output.as_ref()]))
-                .during(OP, "write result")?;
-                // The task that just completed may be the current one (no longer runnable),
-                // and a workflow waiting for its first input now has one.
-                tx.prepare_cached(
-                    "UPDATE workflows SET last_completed_task_id = ?2, updated_at = ?3,
+            )
+            .and_then(|mut s| s.execute(params![id, task, output.as_ref()]))
+            .during(OP, "write result")?;
+            // The task that just completed may be the current one (no longer runnable),
+            // and a workflow waiting for its first input now has one.
+            tx.prepare_cached(
+                "UPDATE workflows SET last_completed_task_id = ?2, updated_at = ?3,
                          ready_priority = CASE
                              WHEN position_kind = 'AtTask' AND NOT EXISTS (
                                  SELECT 1 FROM task_results r
                                  WHERE r.instance_id = ?1 AND r.task_id = current_task_id)
                              THEN task_priority END
                      WHERE instance_id = ?1",
-                )
-                .and_then(|mut s| s.execute(params![id, task, now_column()]))
-                .during(OP, "update workflow row")?;
-                Ok(())
-            })
-            .instrument(span("save_task_result", instance_id))
-            .await
+            )
+            .and_then(|mut s| s.execute(params![id, task, now_column()]))
+            .during(OP, "update workflow row")?;
+            Ok(())
+        })
+        .await
     }
 
     async fn load_snapshot(&self, instance_id: &str) -> Result<WorkflowSnapshot, BackendError> {
-        validate_id(IdKind::Instance, instance_id)?;
         let id = instance_id.to_string();
-        self.threads
-            .read("load_snapshot", instance_id, move |tx| {
-                read_snapshot(tx, "load_snapshot", &id)?.ok_or_else(|| not_found(&id))
-            })
-            .instrument(span("load_snapshot", instance_id))
-            .await
+        self.read(Call::LoadSnapshot(instance_id), move |tx| {
+            read_snapshot(tx, "load_snapshot", &id)?.ok_or_else(|| not_found(&id))
+        })
+        .await
     }
 
     async fn delete_snapshot(&self, instance_id: &str) -> Result<(), BackendError> {
-        validate_id(IdKind::Instance, instance_id)?;
         let id = instance_id.to_string();
-        self.threads
-            .write("delete_snapshot", instance_id, move |tx| {
-                let deleted = tx
-                    .execute("DELETE FROM workflows WHERE instance_id = ?1", [&id])
-                    .during("delete_snapshot", "workflow row")?;
-                if deleted == 0 {
-                    return Err(not_found(&id));
-                }
-                for table in ["task_results", "signals", "claims", "events"] {
-                    tx.execute(&format!("DELETE FROM {table} WHERE instance_id = ?1"), [&id])
-                        .during("delete_snapshot", table)?;
-                }
-                Ok(())
-            })
-            .instrument(span("delete_snapshot", instance_id))
-            .await
+        self.write(Call::DeleteSnapshot(instance_id), move |tx| {
+            let deleted = tx
+                .execute("DELETE FROM workflows WHERE instance_id = ?1", [&id])
+                .during("delete_snapshot", "workflow row")?;
+            if deleted == 0 {
+                return Err(not_found(&id));
+            }
+            for table in ["task_results", "signals", "claims", "events"] {
+                tx.execute(&format!("DELETE FROM {table} WHERE instance_id = ?1"), [&id])
+                    .during("delete_snapshot", table)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn list_snapshots(&self) -> Result<Vec<String>, BackendError> {
-        self.threads
-            .read("list_snapshots", "", |tx| {
-                let mut stmt = tx
-                    .prepare_cached("SELECT instance_id FROM workflows")
-                    .during("list_snapshots", "prepare")?;
-                let ids = stmt.query_map([], |row| row.get(0)).during("list_snapshots", "query")?;
-                ids.collect::<rusqlite::Result<Vec<String>>>().during("list_snapshots", "read")
-            })
-            .instrument(span("list_snapshots", ""))
-            .await
+        self.read(Call::ListSnapshots, |tx| {
+            let mut stmt = tx
+                .prepare_cached("SELECT instance_id FROM workflows")
+                .during("list_snapshots", "prepare")?;
+            let ids = stmt.query_map([], |row| row.get(0)).during("list_snapshots", "query")?;
+            ids.collect::<rusqlite::Result<Vec<String>>>().during("list_snapshots", "read")
+        })
+        .await
     }
 }
 
