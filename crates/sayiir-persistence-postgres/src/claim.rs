@@ -12,8 +12,8 @@ use crate::claims::{
 use crate::error::db;
 use crate::row::ALL_STATUSES;
 use crate::sayiir_core::task_claim::{AvailableTask, TaskClaim};
-use crate::validation::validate_claim_ids;
-use crate::{BackendError, Bounded, PostgresBackend, TaskClaimStore};
+use crate::{BackendError, PostgresBackend, TaskClaimStore};
+use sayiir_persistence::operation::{Call, ClaimIds};
 
 /// Claims a task in one round trip (function `claim_task` of migration 0002): inserts the
 /// claim, or replaces an expired one, unless the workflow is terminal or already holds the
@@ -84,27 +84,26 @@ impl TaskClaimStore for PostgresBackend {
         worker_id: &str,
         ttl: Option<Duration>,
     ) -> Result<Option<TaskClaim>, BackendError> {
-        async {
-            validate_claim_ids(instance_id, task_id, worker_id)?;
-            let (refused, refused_if_done) = &*REFUSING_STATUSES;
-            let claimed: Option<(i64, Option<i64>)> = sqlx::query_as(self.sql(CLAIM))
-                .bind(instance_id)
-                .bind(task_id)
-                .bind(worker_id)
-                .bind(claim_ttl_millis(Utc::now(), ttl))
-                .bind(DateTime::<Utc>::MIN_UTC.timestamp_millis())
-                .bind(DateTime::<Utc>::MAX_UTC.timestamp_millis())
-                .bind(refused)
-                .bind(refused_if_done)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db("claim_task", instance_id))?;
-            Ok(claimed.map(|(claimed_ms, expires_ms)| {
-                task_claim(instance_id, task_id, worker_id, claimed_ms, expires_ms)
-            }))
-        }
-        .bounded(self, "claim_task", instance_id)
-        .await
+        self.calls()
+            .run(Call::ClaimTask(ClaimIds { instance_id, task_id, worker_id }), async {
+                let (refused, refused_if_done) = &*REFUSING_STATUSES;
+                let claimed: Option<(i64, Option<i64>)> = sqlx::query_as(self.sql(CLAIM))
+                    .bind(instance_id)
+                    .bind(task_id)
+                    .bind(worker_id)
+                    .bind(claim_ttl_millis(Utc::now(), ttl))
+                    .bind(DateTime::<Utc>::MIN_UTC.timestamp_millis())
+                    .bind(DateTime::<Utc>::MAX_UTC.timestamp_millis())
+                    .bind(refused)
+                    .bind(refused_if_done)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db("claim_task", instance_id))?;
+                Ok(claimed.map(|(claimed_ms, expires_ms)| {
+                    task_claim(instance_id, task_id, worker_id, claimed_ms, expires_ms)
+                }))
+            })
+            .await
     }
 
     async fn release_task_claim(
@@ -113,19 +112,18 @@ impl TaskClaimStore for PostgresBackend {
         task_id: &str,
         worker_id: &str,
     ) -> Result<(), BackendError> {
-        async {
-            validate_claim_ids(instance_id, task_id, worker_id)?;
-            let (released, owner): (bool, Option<String>) = sqlx::query_as(self.sql(RELEASE))
-                .bind(instance_id)
-                .bind(task_id)
-                .bind(worker_id)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db("release_task_claim", instance_id))?;
-            owner_outcome(instance_id, task_id, released, owner)
-        }
-        .bounded(self, "release_task_claim", instance_id)
-        .await
+        self.calls()
+            .run(Call::ReleaseTaskClaim(ClaimIds { instance_id, task_id, worker_id }), async {
+                let (released, owner): (bool, Option<String>) = sqlx::query_as(self.sql(RELEASE))
+                    .bind(instance_id)
+                    .bind(task_id)
+                    .bind(worker_id)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(db("release_task_claim", instance_id))?;
+                owner_outcome(instance_id, task_id, released, owner)
+            })
+            .await
     }
 
     async fn extend_task_claim(
@@ -135,20 +133,19 @@ impl TaskClaimStore for PostgresBackend {
         worker_id: &str,
         additional_duration: Duration,
     ) -> Result<(), BackendError> {
-        async {
-            validate_claim_ids(instance_id, task_id, worker_id)?;
-            let (extended, owner): (bool, Option<String>) = sqlx::query_as(self.sql(EXTEND))
-                .bind(instance_id)
-                .bind(task_id)
-                .bind(worker_id)
-                .bind(extension_millis(additional_duration))
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db("extend_task_claim", instance_id))?;
-            owner_outcome(instance_id, task_id, extended, owner)
-        }
-        .bounded(self, "extend_task_claim", instance_id)
-        .await
+        self.calls()
+            .run(Call::ExtendTaskClaim(ClaimIds { instance_id, task_id, worker_id }), async {
+                let (extended, owner): (bool, Option<String>) = sqlx::query_as(self.sql(EXTEND))
+                    .bind(instance_id)
+                    .bind(task_id)
+                    .bind(worker_id)
+                    .bind(extension_millis(additional_duration))
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(db("extend_task_claim", instance_id))?;
+                owner_outcome(instance_id, task_id, extended, owner)
+            })
+            .await
     }
 
     async fn find_available_tasks(
@@ -158,8 +155,10 @@ impl TaskClaimStore for PostgresBackend {
         aging_interval: Duration,
         worker_tags: &[String],
     ) -> Result<Vec<AvailableTask>, BackendError> {
-        self.find(worker_id, limit, aging_interval, worker_tags)
-            .bounded(self, "find_available_tasks", "")
+        self.calls()
+            .run(Call::FindAvailableTasks(worker_id), async {
+                self.find(worker_id, limit, aging_interval, worker_tags).await
+            })
             .await
     }
 }

@@ -19,7 +19,6 @@ use bytes::Bytes;
 use chrono::{Duration, Utc};
 use sqlx::Row;
 use sqlx::postgres::PgPool;
-use tracing::Instrument;
 
 use crate::codec::decode_snapshot;
 use crate::error::{db, db_all};
@@ -31,7 +30,8 @@ use crate::sayiir_core::snapshot::{TaskResult, WorkflowSnapshot, WorkflowSnapsho
 use crate::sayiir_core::task_claim::AvailableTask;
 use crate::schedule::{Advance, advance_parked, aging_seconds, task_input, unix_seconds};
 use crate::validation::{IdKind, validate_id};
-use crate::{BackendError, PostgresBackend, span};
+use crate::{BackendError, PostgresBackend};
+use sayiir_persistence::operation::Call;
 
 /// Most parked workflows advanced by one call, per kind (due, woken); the rest wait for the
 /// next call.
@@ -231,7 +231,6 @@ impl PostgresBackend {
         aging_interval: Duration,
         worker_tags: &[String],
     ) -> Result<Vec<AvailableTask>, BackendError> {
-        validate_id(IdKind::Worker, worker_id)?;
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -336,9 +335,9 @@ impl PostgresBackend {
         aging_interval: Duration,
         worker_tags: &[String],
     ) -> Result<Vec<String>, BackendError> {
-        self.explain_find(worker_id, limit, aging_interval, worker_tags)
-            .instrument(span("explain_find_available_tasks", ""))
-            .await
+        let call = Call::Maintenance { operation: "explain_find_available_tasks", instance_id: "" };
+        let explain = self.explain_find(worker_id, limit, aging_interval, worker_tags);
+        self.calls().run(call, explain).await
     }
 
     /// See [`Self::explain_find_available_tasks`].

@@ -78,9 +78,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
+use sayiir_persistence::operation::{Call, Instrumentation};
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use tracing::Instrument;
 
 pub use sayiir_persistence::*;
 /// The sqlx version this crate uses, to build a pool for [`PostgresBackend::from_pool`].
@@ -220,6 +221,8 @@ struct Inner {
     options: PostgresOptions,
     /// `host:port` of the server, for error messages.
     server: String,
+    /// The core's call shell, with `db.namespace` = `database|schema`.
+    calls: Instrumentation,
 }
 
 impl PostgresBackend {
@@ -284,7 +287,11 @@ impl PostgresBackend {
         migrate::check_server_version(&pool).await?;
         let connect = pool.connect_options();
         let server = format!("{}:{}", connect.get_host(), connect.get_port());
-        let backend = Self { pool, inner: Arc::new(Inner { quoted_schema, options, server }) };
+        let database = connect.get_database().unwrap_or(connect.get_username());
+        let calls = Instrumentation::new("postgresql")
+            .with_namespace(format!("{database}|{}", options.schema));
+        let inner = Inner { quoted_schema, options, server, calls };
+        let backend = Self { pool, inner: Arc::new(inner) };
         if backend.inner.options.auto_migrate {
             backend.migrate().await?;
         }
@@ -300,9 +307,9 @@ impl PostgresBackend {
     /// # Errors
     /// `Backend` naming the schema if a migration fails.
     pub async fn migrate(&self) -> Result<(), BackendError> {
-        migrate::run(&self.pool, &self.inner.options.schema, &self.inner.quoted_schema)
-            .instrument(span("migrate", ""))
-            .await
+        let migrate =
+            migrate::run(&self.pool, &self.inner.options.schema, &self.inner.quoted_schema);
+        self.calls().run(Call::Maintenance { operation: "migrate", instance_id: "" }, migrate).await
     }
 
     /// The connection pool, for callers that want to share it.
@@ -344,38 +351,51 @@ impl PostgresBackend {
     }
 }
 
-/// The `tracing` span of one backend operation, of the same shape in every backend;
-/// `instance_id` is empty for operations that concern no single instance.
-/// Runs one backend call in its tracing span, bounded by `call_timeout`.
-trait Bounded: Future + Sized {
-    async fn bounded<T>(
-        self,
-        backend: &PostgresBackend,
-        operation: &'static str,
-        instance_id: &str,
-    ) -> Result<T, BackendError>
-    where
-        Self: Future<Output = Result<T, BackendError>>,
-    {
-        let limit = backend.inner.options.call_timeout;
-        match tokio::time::timeout(limit, self.instrument(span(operation, instance_id))).await {
-            Ok(outcome) => outcome.map_err(|error| with_server(error, &backend.inner.server)),
-            Err(_) => Err(BackendError::Backend(format!(
-                "PostgreSQL {operation}{} timed out after {limit:?} (call_timeout) waiting for \
-                 the server at {}: the server or the network did not answer. The call may or \
-                 may not have been applied: check the state before repeating it",
-                if instance_id.is_empty() {
-                    String::new()
-                } else {
-                    format!(" of instance {instance_id:?}")
-                },
-                backend.inner.server
-            ))),
-        }
+impl PostgresBackend {
+    /// The shell every call runs in: the core's (argument checks, span, error recording),
+    /// with this backend's `call_timeout` and the server's address in driver errors.
+    fn calls(&self) -> Bounded<'_> {
+        Bounded(self)
     }
 }
 
-impl<F: Future> Bounded for F {}
+/// See [`PostgresBackend::calls`].
+struct Bounded<'a>(&'a PostgresBackend);
+
+impl<'a> Bounded<'a> {
+    /// [`Instrumentation::run`] of `body` cut off after `call_timeout`. Built from
+    /// combinators, so the returned future holds `body` once.
+    fn run<'c, T, F>(
+        &self,
+        call: Call<'c>,
+        body: F,
+    ) -> impl Future<Output = Result<T, BackendError>> + use<'a, 'c, T, F>
+    where
+        F: Future<Output = Result<T, BackendError>>,
+    {
+        let inner: &'a Inner = &self.0.inner;
+        let limit = inner.options.call_timeout;
+        let bounded = tokio::time::timeout(limit, body).map(move |outcome| match outcome {
+            Ok(outcome) => outcome.map_err(|error| with_server(error, &inner.server)),
+            Err(_) => Err(timed_out(&call, limit, &inner.server)),
+        });
+        inner.calls.run(call, bounded)
+    }
+}
+
+/// The error of a call that outlived `call_timeout`.
+fn timed_out(call: &Call<'_>, limit: Duration, server: &str) -> BackendError {
+    let instance = match call.instance_id() {
+        "" => String::new(),
+        id => format!(" of instance {id:?}"),
+    };
+    BackendError::Backend(format!(
+        "PostgreSQL {}{instance} timed out after {limit:?} (call_timeout) waiting for the \
+         server at {server}: the server or the network did not answer. The call may or may \
+         not have been applied: check the state before repeating it",
+        call.name()
+    ))
+}
 
 /// A driver error (`error::db`: "PostgreSQL <operation> ...") with the server's address, so
 /// a user running several databases can tell which one failed; other errors as they are.
@@ -390,8 +410,4 @@ fn with_server(error: BackendError, server: &str) -> BackendError {
         }
         other => other,
     }
-}
-
-fn span(operation: &'static str, instance_id: &str) -> tracing::Span {
-    tracing::debug_span!("sayiir_persistence", db.system = "postgresql", operation, instance_id)
 }

@@ -5,8 +5,8 @@
 use bytes::Bytes;
 
 use crate::error::db;
-use crate::validation::{IdKind, validate_ids};
-use crate::{BackendError, Bounded, PostgresBackend, TaskResultStore};
+use crate::{BackendError, PostgresBackend, TaskResultStore};
+use sayiir_persistence::operation::Call;
 
 const LOAD: &str = "SELECT (SELECT r.output FROM {schema}.task_results r \
         WHERE r.instance_id = $1 AND r.task_id = $2) \
@@ -18,19 +18,18 @@ impl TaskResultStore for PostgresBackend {
         instance_id: &str,
         task_id: &str,
     ) -> Result<Option<Bytes>, BackendError> {
-        async {
-            validate_ids(&[(IdKind::Instance, instance_id), (IdKind::Task, task_id)])?;
-            let row: Option<Option<Vec<u8>>> = crate::retry_read!(self, |conn| {
-                sqlx::query_scalar(self.sql(LOAD))
-                    .bind(instance_id)
-                    .bind(task_id)
-                    .fetch_optional(conn)
+        self.calls()
+            .run(Call::LoadTaskResult { instance_id, task_id }, async {
+                let row: Option<Option<Vec<u8>>> = crate::retry_read!(self, |conn| {
+                    sqlx::query_scalar(self.sql(LOAD))
+                        .bind(instance_id)
+                        .bind(task_id)
+                        .fetch_optional(conn)
+                })
+                .map_err(db("load_task_result", instance_id))?;
+                let output = row.ok_or_else(|| BackendError::NotFound(instance_id.to_string()))?;
+                Ok(output.map(Bytes::from))
             })
-            .map_err(db("load_task_result", instance_id))?;
-            let output = row.ok_or_else(|| BackendError::NotFound(instance_id.to_string()))?;
-            Ok(output.map(Bytes::from))
-        }
-        .bounded(self, "load_task_result", instance_id)
-        .await
+            .await
     }
 }

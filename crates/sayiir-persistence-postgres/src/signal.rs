@@ -14,11 +14,9 @@ use sqlx::{Postgres, Transaction};
 use crate::error::db;
 use crate::row::{ALL_STATUSES, COLUMNS_PARAMS, SnapshotRow, StoredRow, assemble};
 use crate::sayiir_core::snapshot::{PauseRequest, SignalKind, SignalRequest, WorkflowSnapshot};
-use crate::validation::{
-    IdKind, SignalDecision, not_paused_error, signal_decision, validate_cancel_ids, validate_id,
-    validate_ids, validate_signal_request,
-};
-use crate::{BackendError, Bounded, PostgresBackend, SignalStore};
+use crate::validation::{SignalDecision, not_paused_error, signal_decision};
+use crate::{BackendError, PostgresBackend, SignalStore};
+use sayiir_persistence::operation::Call;
 
 /// Stores a request if the workflow's status allows it, in one statement: the workflow row is
 /// locked (by the update that marks it `signal_pending` when the request is stored, migration
@@ -217,32 +215,32 @@ impl SignalStore for PostgresBackend {
         kind: SignalKind,
         request: SignalRequest,
     ) -> Result<(), BackendError> {
-        async {
-            validate_signal_request(instance_id, &request)?;
-            // The statuses for which the shared rule says "do not store", so the rule is
-            // applied inside the statement that writes.
-            let refused: Vec<&str> = ALL_STATUSES
-                .into_iter()
-                .filter(|status| {
-                    !matches!(signal_decision(status, kind), Ok(SignalDecision::Store))
-                })
-                .collect();
-            let status: Option<String> = sqlx::query_scalar(self.sql(STORE))
-                .bind(instance_id)
-                .bind(kind.as_ref())
-                .bind(&request.reason)
-                .bind(&request.requested_by)
-                .bind(request.requested_at.timestamp())
-                .bind(i32::try_from(request.requested_at.timestamp_subsec_nanos()).unwrap_or(0))
-                .bind(refused)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db("store_signal", instance_id))?;
-            let status = status.ok_or_else(|| BackendError::NotFound(instance_id.to_string()))?;
-            signal_decision(&status, kind).map(|_| ())
-        }
-        .bounded(self, "store_signal", instance_id)
-        .await
+        self.calls()
+            .run(Call::StoreSignal { instance_id, request: &request }, async {
+                // The statuses for which the shared rule says "do not store", so the rule is
+                // applied inside the statement that writes.
+                let refused: Vec<&str> = ALL_STATUSES
+                    .into_iter()
+                    .filter(|status| {
+                        !matches!(signal_decision(status, kind), Ok(SignalDecision::Store))
+                    })
+                    .collect();
+                let status: Option<String> = sqlx::query_scalar(self.sql(STORE))
+                    .bind(instance_id)
+                    .bind(kind.as_ref())
+                    .bind(&request.reason)
+                    .bind(&request.requested_by)
+                    .bind(request.requested_at.timestamp())
+                    .bind(i32::try_from(request.requested_at.timestamp_subsec_nanos()).unwrap_or(0))
+                    .bind(refused)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db("store_signal", instance_id))?;
+                let status =
+                    status.ok_or_else(|| BackendError::NotFound(instance_id.to_string()))?;
+                signal_decision(&status, kind).map(|_| ())
+            })
+            .await
     }
 
     async fn get_signal(
@@ -250,47 +248,45 @@ impl SignalStore for PostgresBackend {
         instance_id: &str,
         kind: SignalKind,
     ) -> Result<Option<SignalRequest>, BackendError> {
-        async {
-            validate_id(IdKind::Instance, instance_id)?;
-            let row: Option<SignalRow> = crate::retry_read!(self, |conn| {
-                sqlx::query_as(self.sql(GET))
-                    .bind(instance_id)
-                    .bind(kind.as_ref())
-                    .fetch_optional(conn)
+        self.calls()
+            .run(Call::GetSignal(instance_id), async {
+                let row: Option<SignalRow> = crate::retry_read!(self, |conn| {
+                    sqlx::query_as(self.sql(GET))
+                        .bind(instance_id)
+                        .bind(kind.as_ref())
+                        .fetch_optional(conn)
+                })
+                .map_err(db("get_signal", instance_id))?;
+                row.map(|row| request_of(instance_id, row)).transpose()
             })
-            .map_err(db("get_signal", instance_id))?;
-            row.map(|row| request_of(instance_id, row)).transpose()
-        }
-        .bounded(self, "get_signal", instance_id)
-        .await
+            .await
     }
 
     async fn clear_signal(&self, instance_id: &str, kind: SignalKind) -> Result<(), BackendError> {
-        async {
-            validate_id(IdKind::Instance, instance_id)?;
-            let failed = || db("clear_signal", instance_id);
-            let mut tx = self.pool.begin().await.map_err(failed())?;
-            sqlx::query(self.sql(LOCK_FOR_FLAG))
-                .bind(instance_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(failed())?;
-            sqlx::query(self.sql(CLEAR))
-                .bind(instance_id)
-                .bind(kind.as_ref())
-                .execute(&mut *tx)
-                .await
-                .map_err(failed())?;
-            sqlx::query(self.sql(FLAG))
-                .bind(instance_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(failed())?;
-            tx.commit().await.map_err(failed())?;
-            Ok(())
-        }
-        .bounded(self, "clear_signal", instance_id)
-        .await
+        self.calls()
+            .run(Call::ClearSignal(instance_id), async {
+                let failed = || db("clear_signal", instance_id);
+                let mut tx = self.pool.begin().await.map_err(failed())?;
+                sqlx::query(self.sql(LOCK_FOR_FLAG))
+                    .bind(instance_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(failed())?;
+                sqlx::query(self.sql(CLEAR))
+                    .bind(instance_id)
+                    .bind(kind.as_ref())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(failed())?;
+                sqlx::query(self.sql(FLAG))
+                    .bind(instance_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(failed())?;
+                tx.commit().await.map_err(failed())?;
+                Ok(())
+            })
+            .await
     }
 
     async fn send_event(
@@ -299,19 +295,18 @@ impl SignalStore for PostgresBackend {
         signal_name: &str,
         payload: Bytes,
     ) -> Result<(), BackendError> {
-        async {
-            validate_ids(&[(IdKind::Instance, instance_id), (IdKind::SignalName, signal_name)])?;
-            sqlx::query(self.sql(SEND_EVENT))
-                .bind(instance_id)
-                .bind(signal_name)
-                .bind(payload.as_ref())
-                .execute(&self.pool)
-                .await
-                .map_err(db("send_event", instance_id))?;
-            Ok(())
-        }
-        .bounded(self, "send_event", instance_id)
-        .await
+        self.calls()
+            .run(Call::SendEvent { instance_id, signal_name }, async {
+                sqlx::query(self.sql(SEND_EVENT))
+                    .bind(instance_id)
+                    .bind(signal_name)
+                    .bind(payload.as_ref())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db("send_event", instance_id))?;
+                Ok(())
+            })
+            .await
     }
 
     async fn consume_event(
@@ -319,43 +314,42 @@ impl SignalStore for PostgresBackend {
         instance_id: &str,
         signal_name: &str,
     ) -> Result<Option<Bytes>, BackendError> {
-        async {
-            validate_ids(&[(IdKind::Instance, instance_id), (IdKind::SignalName, signal_name)])?;
-            // A consumed event must reach the caller: the request carries an id and is asked
-            // again (same id, on a fresh connection) after a lost connection or an attempt
-            // that got no answer, until `call_timeout` ends the call; the server answers a
-            // repeat with the event the first attempt took.
-            let request = crate::requests::request_id();
-            let attempt = (self.inner.options.call_timeout / 5).max(Duration::from_millis(200));
-            let ask = || {
-                sqlx::query_scalar::<_, Option<Vec<u8>>>(self.sql(CONSUME_EVENT))
-                    .bind(instance_id)
-                    .bind(signal_name)
-                    .bind(request.as_str())
-            };
-            let mut pause = Duration::from_millis(20);
-            let mut answer = tokio::time::timeout(attempt, ask().fetch_one(&self.pool)).await;
-            loop {
-                match answer {
-                    Ok(Ok(payload)) => return Ok(payload.map(Bytes::from)),
-                    Ok(Err(error)) if !crate::error::is_connection_error(&error) => {
-                        return Err(db("consume_event", instance_id)(error));
+        self.calls()
+            .run(Call::ConsumeEvent { instance_id, signal_name }, async {
+                // A consumed event must reach the caller: the request carries an id and is asked
+                // again (same id, on a fresh connection) after a lost connection or an attempt
+                // that got no answer, until `call_timeout` ends the call; the server answers a
+                // repeat with the event the first attempt took.
+                let request = crate::requests::request_id();
+                let attempt = (self.inner.options.call_timeout / 5).max(Duration::from_millis(200));
+                let ask = || {
+                    sqlx::query_scalar::<_, Option<Vec<u8>>>(self.sql(CONSUME_EVENT))
+                        .bind(instance_id)
+                        .bind(signal_name)
+                        .bind(request.as_str())
+                };
+                let mut pause = Duration::from_millis(20);
+                let mut answer = tokio::time::timeout(attempt, ask().fetch_one(&self.pool)).await;
+                loop {
+                    match answer {
+                        Ok(Ok(payload)) => return Ok(payload.map(Bytes::from)),
+                        Ok(Err(error)) if !crate::error::is_connection_error(&error) => {
+                            return Err(db("consume_event", instance_id)(error));
+                        }
+                        Ok(Err(_)) | Err(_) => {}
                     }
-                    Ok(Err(_)) | Err(_) => {}
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                    answer = tokio::time::timeout(attempt, async {
+                        let mut fresh = self.fresh_connection().await?;
+                        let got = ask().fetch_one(&mut fresh).await;
+                        self.discard_connection(fresh).await;
+                        got
+                    })
+                    .await;
                 }
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(1));
-                answer = tokio::time::timeout(attempt, async {
-                    let mut fresh = self.fresh_connection().await?;
-                    let got = ask().fetch_one(&mut fresh).await;
-                    self.discard_connection(fresh).await;
-                    got
-                })
-                .await;
-            }
-        }
-        .bounded(self, "consume_event", instance_id)
-        .await
+            })
+            .await
     }
 
     async fn check_and_cancel(
@@ -363,55 +357,56 @@ impl SignalStore for PostgresBackend {
         instance_id: &str,
         interrupted_at_task: Option<&str>,
     ) -> Result<bool, BackendError> {
-        async {
-            validate_cancel_ids(instance_id, interrupted_at_task)?;
-            self.check_and_apply("check_and_cancel", instance_id, SignalKind::Cancel, |s, r| {
-                s.mark_cancelled(r.reason, r.requested_by, interrupted_at_task.map(String::from));
+        self.calls()
+            .run(Call::CheckAndCancel { instance_id, interrupted_at_task }, async {
+                self.check_and_apply("check_and_cancel", instance_id, SignalKind::Cancel, |s, r| {
+                    s.mark_cancelled(
+                        r.reason,
+                        r.requested_by,
+                        interrupted_at_task.map(String::from),
+                    );
+                })
+                .await
             })
             .await
-        }
-        .bounded(self, "check_and_cancel", instance_id)
-        .await
     }
 
     async fn check_and_pause(&self, instance_id: &str) -> Result<bool, BackendError> {
-        async {
-            validate_id(IdKind::Instance, instance_id)?;
-            self.check_and_apply("check_and_pause", instance_id, SignalKind::Pause, |s, r| {
-                s.mark_paused(&PauseRequest::from(r));
+        self.calls()
+            .run(Call::CheckAndPause(instance_id), async {
+                self.check_and_apply("check_and_pause", instance_id, SignalKind::Pause, |s, r| {
+                    s.mark_paused(&PauseRequest::from(r));
+                })
+                .await
             })
             .await
-        }
-        .bounded(self, "check_and_pause", instance_id)
-        .await
     }
 
     async fn unpause(&self, instance_id: &str) -> Result<WorkflowSnapshot, BackendError> {
-        async {
-            validate_id(IdKind::Instance, instance_id)?;
-            let mut tx = self.pool.begin().await.map_err(db("unpause", instance_id))?;
-            // The workflow may go back to a signal wait: its woken mark is recomputed under
-            // this lock, taken before the row lock as everywhere.
-            sqlx::query(self.sql(WAKE_LOCK))
-                .bind(instance_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db("unpause", instance_id))?;
-            let (_, row) = self
-                .lock_and_load(&mut tx, "unpause", instance_id)
-                .await?
-                .ok_or_else(|| BackendError::NotFound(instance_id.to_string()))?;
-            let mut snapshot = assemble(instance_id, row)?;
-            if !snapshot.state.is_paused() {
-                return Err(not_paused_error(&snapshot.state));
-            }
-            snapshot.mark_unpaused();
-            // A pause request still pending would undo this unpause at the next check (D3).
-            self.write_and_clear(&mut tx, "unpause", &snapshot, SignalKind::Pause).await?;
-            tx.commit().await.map_err(db("unpause", instance_id))?;
-            Ok(snapshot)
-        }
-        .bounded(self, "unpause", instance_id)
-        .await
+        self.calls()
+            .run(Call::Unpause(instance_id), async {
+                let mut tx = self.pool.begin().await.map_err(db("unpause", instance_id))?;
+                // The workflow may go back to a signal wait: its woken mark is recomputed under
+                // this lock, taken before the row lock as everywhere.
+                sqlx::query(self.sql(WAKE_LOCK))
+                    .bind(instance_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("unpause", instance_id))?;
+                let (_, row) = self
+                    .lock_and_load(&mut tx, "unpause", instance_id)
+                    .await?
+                    .ok_or_else(|| BackendError::NotFound(instance_id.to_string()))?;
+                let mut snapshot = assemble(instance_id, row)?;
+                if !snapshot.state.is_paused() {
+                    return Err(not_paused_error(&snapshot.state));
+                }
+                snapshot.mark_unpaused();
+                // A pause request still pending would undo this unpause at the next check (D3).
+                self.write_and_clear(&mut tx, "unpause", &snapshot, SignalKind::Pause).await?;
+                tx.commit().await.map_err(db("unpause", instance_id))?;
+                Ok(snapshot)
+            })
+            .await
     }
 }

@@ -9,8 +9,8 @@ use crate::error::{db, db_all};
 use crate::row::{RESULTS_LATERAL, SNAPSHOT_COLUMNS, SnapshotRow, StoredRow, assemble};
 use crate::sayiir_core::snapshot::WorkflowSnapshot;
 use crate::schedule::seconds_to_column;
-use crate::validation::{IdKind, validate_id, validate_ids, validate_snapshot};
-use crate::{BackendError, Bounded, PostgresBackend, SnapshotStore};
+use crate::{BackendError, PostgresBackend, SnapshotStore};
+use sayiir_persistence::operation::Call;
 
 /// Calls the `save_snapshot` function of the first migration: upsert of the row, then, for
 /// states that hold results, replacement of the result rows.
@@ -75,30 +75,29 @@ impl PostgresBackend {
 impl SnapshotStore for PostgresBackend {
     async fn save_snapshot(&self, snapshot: &WorkflowSnapshot) -> Result<(), BackendError> {
         let id = snapshot.instance_id.as_str();
-        async {
-            validate_snapshot(snapshot)?;
-            let row = StoredRow::of(snapshot)?;
-            let (task_ids, outputs): (Vec<&str>, Vec<&[u8]>) = row
-                .results
-                .iter()
-                .flatten()
-                .map(|(task, output)| (task.as_str(), output.as_ref()))
-                .unzip();
-            // An overwrite with the whole state: sent again on a fresh connection after a lost
-            // one, it leaves the same state.
-            crate::retry_read!(self, |conn| {
-                let query = sqlx::query(self.sql(SAVE)).bind(id);
-                row.bind_columns(query)
-                    .bind(row.results.is_some())
-                    .bind(task_ids.clone())
-                    .bind(outputs.clone())
-                    .execute(conn)
+        self.calls()
+            .run(Call::SaveSnapshot(snapshot), async {
+                let row = StoredRow::of(snapshot)?;
+                let (task_ids, outputs): (Vec<&str>, Vec<&[u8]>) = row
+                    .results
+                    .iter()
+                    .flatten()
+                    .map(|(task, output)| (task.as_str(), output.as_ref()))
+                    .unzip();
+                // An overwrite with the whole state: sent again on a fresh connection after a lost
+                // one, it leaves the same state.
+                crate::retry_read!(self, |conn| {
+                    let query = sqlx::query(self.sql(SAVE)).bind(id);
+                    row.bind_columns(query)
+                        .bind(row.results.is_some())
+                        .bind(task_ids.clone())
+                        .bind(outputs.clone())
+                        .execute(conn)
+                })
+                .map_err(db("save_snapshot", id))?;
+                Ok(())
             })
-            .map_err(db("save_snapshot", id))?;
-            Ok(())
-        }
-        .bounded(self, "save_snapshot", id)
-        .await
+            .await
     }
 
     async fn save_task_result(
@@ -107,61 +106,58 @@ impl SnapshotStore for PostgresBackend {
         task_id: &str,
         output: Bytes,
     ) -> Result<(), BackendError> {
-        async {
-            validate_ids(&[(IdKind::Instance, instance_id), (IdKind::Task, task_id)])?;
-            // The snapshot's own clock, as `mark_task_completed` would stamp it, in the
-            // encoding of the `updated_at` column.
-            let now = seconds_to_column(u64::try_from(Utc::now().timestamp()).unwrap_or(0));
-            // The same output stored again is the same state: retried after a lost connection.
-            let found: bool = crate::retry_read!(self, |conn| {
-                sqlx::query_scalar(self.sql(SAVE_TASK_RESULT))
-                    .bind(instance_id)
-                    .bind(task_id)
-                    .bind(output.as_ref())
-                    .bind(now)
-                    .fetch_one(conn)
+        self.calls()
+            .run(Call::SaveTaskResult { instance_id, task_id }, async {
+                // The snapshot's own clock, as `mark_task_completed` would stamp it, in the
+                // encoding of the `updated_at` column.
+                let now = seconds_to_column(u64::try_from(Utc::now().timestamp()).unwrap_or(0));
+                // The same output stored again is the same state: retried after a lost connection.
+                let found: bool = crate::retry_read!(self, |conn| {
+                    sqlx::query_scalar(self.sql(SAVE_TASK_RESULT))
+                        .bind(instance_id)
+                        .bind(task_id)
+                        .bind(output.as_ref())
+                        .bind(now)
+                        .fetch_one(conn)
+                })
+                .map_err(db("save_task_result", instance_id))?;
+                if found { Ok(()) } else { Err(BackendError::NotFound(instance_id.to_string())) }
             })
-            .map_err(db("save_task_result", instance_id))?;
-            if found { Ok(()) } else { Err(BackendError::NotFound(instance_id.to_string())) }
-        }
-        .bounded(self, "save_task_result", instance_id)
-        .await
+            .await
     }
 
     async fn load_snapshot(&self, instance_id: &str) -> Result<WorkflowSnapshot, BackendError> {
-        async {
-            validate_id(IdKind::Instance, instance_id)?;
-            let row: Option<SnapshotRow> = crate::retry_read!(self, |conn| {
-                sqlx::query_as(self.load_statement()).bind(instance_id).fetch_optional(conn)
+        self.calls()
+            .run(Call::LoadSnapshot(instance_id), async {
+                let row: Option<SnapshotRow> = crate::retry_read!(self, |conn| {
+                    sqlx::query_as(self.load_statement()).bind(instance_id).fetch_optional(conn)
+                })
+                .map_err(db("load_snapshot", instance_id))?;
+                let row = row.ok_or_else(|| BackendError::NotFound(instance_id.to_string()))?;
+                assemble(instance_id, row)
             })
-            .map_err(db("load_snapshot", instance_id))?;
-            let row = row.ok_or_else(|| BackendError::NotFound(instance_id.to_string()))?;
-            assemble(instance_id, row)
-        }
-        .bounded(self, "load_snapshot", instance_id)
-        .await
+            .await
     }
 
     async fn delete_snapshot(&self, instance_id: &str) -> Result<(), BackendError> {
-        async {
-            validate_id(IdKind::Instance, instance_id)?;
-            let found: bool = sqlx::query_scalar(self.sql(DELETE))
-                .bind(instance_id)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db("delete_snapshot", instance_id))?;
-            if found { Ok(()) } else { Err(BackendError::NotFound(instance_id.to_string())) }
-        }
-        .bounded(self, "delete_snapshot", instance_id)
-        .await
+        self.calls()
+            .run(Call::DeleteSnapshot(instance_id), async {
+                let found: bool = sqlx::query_scalar(self.sql(DELETE))
+                    .bind(instance_id)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(db("delete_snapshot", instance_id))?;
+                if found { Ok(()) } else { Err(BackendError::NotFound(instance_id.to_string())) }
+            })
+            .await
     }
 
     async fn list_snapshots(&self) -> Result<Vec<String>, BackendError> {
-        async {
-            crate::retry_read!(self, |conn| sqlx::query_scalar(self.sql(LIST)).fetch_all(conn))
-                .map_err(db_all("list_snapshots"))
-        }
-        .bounded(self, "list_snapshots", "")
-        .await
+        self.calls()
+            .run(Call::ListSnapshots, async {
+                crate::retry_read!(self, |conn| sqlx::query_scalar(self.sql(LIST)).fetch_all(conn))
+                    .map_err(db_all("list_snapshots"))
+            })
+            .await
     }
 }

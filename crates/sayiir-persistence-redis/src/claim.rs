@@ -16,13 +16,12 @@ use sayiir_persistence::claims::{
     claim_held_by_other, claim_not_found, claim_ttl_millis, extension_millis, task_claim,
 };
 use sayiir_persistence::sayiir_core::task_claim::{AvailableTask, TaskClaim};
-use sayiir_persistence::validation::validate_claim_ids;
 use sayiir_persistence::{BackendError, TaskClaimStore};
-use tracing::Instrument;
 
 use crate::error::{self, At};
 use crate::reply::Items;
-use crate::{RedisBackend, Retry, scripts, span};
+use crate::{RedisBackend, Retry, scripts};
+use sayiir_persistence::operation::{Call, ClaimIds};
 
 impl RedisBackend {
     /// Runs `release.lua` or `extend.lua`, which answer alike.
@@ -58,33 +57,42 @@ impl TaskClaimStore for RedisBackend {
         worker_id: &str,
         ttl: Option<Duration>,
     ) -> Result<Option<TaskClaim>, BackendError> {
-        async {
-            validate_claim_ids(instance_id, task_id, worker_id)?;
-            let at = At::new("claim_task").instance(instance_id).task(task_id).worker(worker_id);
-            // The TTL by the shared rule (zero or negative: expired on creation; an expiry
-            // past the calendar: never expires); the expiry itself is computed on the server
-            // clock.
-            let ttl_ms = claim_ttl_millis(chrono::Utc::now(), ttl)
-                .map(|ms| ms.to_string())
-                .unwrap_or_default();
-            let keys = self.keys().workflow(instance_id);
-            let args: [&[u8]; 3] = [task_id.as_bytes(), worker_id.as_bytes(), ttl_ms.as_bytes()];
-            let reply = self
-                .run_workflow_script(&at, &scripts().claim, &keys, instance_id, &args, Retry::No)
-                .await?;
-            let mut items = Items::new(reply, at)?;
-            match items.text()?.as_deref() {
-                Some("refused") => Ok(None),
-                Some("claimed") => {
-                    let claimed = items.int()?.ok_or_else(|| error::reply(&at, "no claim time"))?;
-                    let expires = items.int()?;
-                    Ok(Some(task_claim(instance_id, task_id, worker_id, claimed, expires)))
+        self.calls()
+            .run(Call::ClaimTask(ClaimIds { instance_id, task_id, worker_id }), async {
+                let at =
+                    At::new("claim_task").instance(instance_id).task(task_id).worker(worker_id);
+                // The TTL by the shared rule (zero or negative: expired on creation; an expiry
+                // past the calendar: never expires); the expiry itself is computed on the server
+                // clock.
+                let ttl_ms = claim_ttl_millis(chrono::Utc::now(), ttl)
+                    .map(|ms| ms.to_string())
+                    .unwrap_or_default();
+                let keys = self.keys().workflow(instance_id);
+                let args: [&[u8]; 3] =
+                    [task_id.as_bytes(), worker_id.as_bytes(), ttl_ms.as_bytes()];
+                let reply = self
+                    .run_workflow_script(
+                        &at,
+                        &scripts().claim,
+                        &keys,
+                        instance_id,
+                        &args,
+                        Retry::No,
+                    )
+                    .await?;
+                let mut items = Items::new(reply, at)?;
+                match items.text()?.as_deref() {
+                    Some("refused") => Ok(None),
+                    Some("claimed") => {
+                        let claimed =
+                            items.int()?.ok_or_else(|| error::reply(&at, "no claim time"))?;
+                        let expires = items.int()?;
+                        Ok(Some(task_claim(instance_id, task_id, worker_id, claimed, expires)))
+                    }
+                    other => Err(error::reply(&at, &format!("claim returned {other:?}"))),
                 }
-                other => Err(error::reply(&at, &format!("claim returned {other:?}"))),
-            }
-        }
-        .instrument(span("claim_task", instance_id))
-        .await
+            })
+            .await
     }
 
     async fn release_task_claim(
@@ -93,15 +101,16 @@ impl TaskClaimStore for RedisBackend {
         task_id: &str,
         worker_id: &str,
     ) -> Result<(), BackendError> {
-        async {
-            validate_claim_ids(instance_id, task_id, worker_id)?;
-            let at =
-                At::new("release_task_claim").instance(instance_id).task(task_id).worker(worker_id);
-            self.owner_checked(&at, &scripts().release, (instance_id, task_id, worker_id), b"")
-                .await
-        }
-        .instrument(span("release_task_claim", instance_id))
-        .await
+        self.calls()
+            .run(Call::ReleaseTaskClaim(ClaimIds { instance_id, task_id, worker_id }), async {
+                let at = At::new("release_task_claim")
+                    .instance(instance_id)
+                    .task(task_id)
+                    .worker(worker_id);
+                self.owner_checked(&at, &scripts().release, (instance_id, task_id, worker_id), b"")
+                    .await
+            })
+            .await
     }
 
     async fn extend_task_claim(
@@ -111,21 +120,22 @@ impl TaskClaimStore for RedisBackend {
         worker_id: &str,
         additional_duration: Duration,
     ) -> Result<(), BackendError> {
-        async {
-            validate_claim_ids(instance_id, task_id, worker_id)?;
-            let at =
-                At::new("extend_task_claim").instance(instance_id).task(task_id).worker(worker_id);
-            let additional = extension_millis(additional_duration).to_string();
-            self.owner_checked(
-                &at,
-                &scripts().extend,
-                (instance_id, task_id, worker_id),
-                additional.as_bytes(),
-            )
+        self.calls()
+            .run(Call::ExtendTaskClaim(ClaimIds { instance_id, task_id, worker_id }), async {
+                let at = At::new("extend_task_claim")
+                    .instance(instance_id)
+                    .task(task_id)
+                    .worker(worker_id);
+                let additional = extension_millis(additional_duration).to_string();
+                self.owner_checked(
+                    &at,
+                    &scripts().extend,
+                    (instance_id, task_id, worker_id),
+                    additional.as_bytes(),
+                )
+                .await
+            })
             .await
-        }
-        .instrument(span("extend_task_claim", instance_id))
-        .await
     }
 
     async fn find_available_tasks(
@@ -135,8 +145,7 @@ impl TaskClaimStore for RedisBackend {
         aging_interval: Duration,
         worker_tags: &[String],
     ) -> Result<Vec<AvailableTask>, BackendError> {
-        self.find_tasks(worker_id, limit, aging_interval, worker_tags)
-            .instrument(span("find_available_tasks", ""))
-            .await
+        let find = self.find_tasks(worker_id, limit, aging_interval, worker_tags);
+        self.calls().run(Call::FindAvailableTasks(worker_id), find).await
     }
 }

@@ -26,7 +26,6 @@ use sayiir_persistence::sayiir_core::task_claim::AvailableTask;
 use sayiir_persistence::schedule::{
     RankKey, aging_seconds, best_by_rank, effective_priority, unix_seconds,
 };
-use sayiir_persistence::validation::{IdKind, validate_id};
 
 use crate::error::{self, At};
 use crate::keys::split_claim_member;
@@ -76,7 +75,6 @@ impl RedisBackend {
         aging_interval: Duration,
         worker_tags: &[String],
     ) -> Result<Vec<AvailableTask>, BackendError> {
-        validate_id(IdKind::Worker, worker_id)?;
         if limit == 0 {
             return Ok(Vec::new());
         }

@@ -50,6 +50,8 @@ pub use sayiir_persistence::{
     TaskResultStore, sayiir_core,
 };
 
+use sayiir_persistence::operation::Instrumentation;
+
 use crate::error::At;
 use crate::keys::{KeySpace, WorkflowKeys};
 use crate::scripts::{Lua, Scripts};
@@ -152,6 +154,8 @@ struct Inner {
     patience: Duration,
     /// `host:port` of the server (or its socket path), for error messages.
     server: String,
+    /// The shell every call runs in.
+    calls: Instrumentation,
 }
 
 /// Redis's default `proto-max-bulk-len` (512 MiB), assumed until the server says otherwise.
@@ -173,9 +177,9 @@ impl RedisBackend {
     /// `Backend` if the URL is invalid or the server does not answer.
     pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, BackendError> {
         let at = At::new("connect");
-        let server = redis::IntoConnectionInfo::into_connection_info(url)
-            .map(|info| info.addr().to_string())
-            .unwrap_or_else(|_| "the server".to_string());
+        let info = redis::IntoConnectionInfo::into_connection_info(url).ok();
+        let server = info.as_ref().map_or("the server".to_string(), |i| i.addr().to_string());
+        let database = info.map(|i| i.redis_settings().db().to_string());
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(options.connection_timeout))
             .set_response_timeout(Some(options.response_timeout));
@@ -190,7 +194,7 @@ impl RedisBackend {
             .map_err(|e| {
                 BackendError::Backend(format!("redis {at}: cannot build the pool: {e}"))
             })?;
-        let backend = Self::with_pool(pool, options, server);
+        let backend = Self::with_pool(pool, options, server, database);
         backend.ping(&at).await?;
         backend.read_max_bulk_len(&at).await;
         Ok(backend)
@@ -202,11 +206,21 @@ impl RedisBackend {
     /// apply (the pool's connections carry their own).
     #[must_use]
     pub fn from_pool(pool: deadpool_redis::Pool, options: RedisOptions) -> Self {
-        Self::with_pool(pool, options, "the pool's server".to_string())
+        Self::with_pool(pool, options, "the pool's server".to_string(), None)
     }
 
-    fn with_pool(pool: deadpool_redis::Pool, options: RedisOptions, server: String) -> Self {
+    fn with_pool(
+        pool: deadpool_redis::Pool,
+        options: RedisOptions,
+        server: String,
+        database: Option<String>,
+    ) -> Self {
         let lanes = options.pool_size.min(pool.status().max_size).max(1);
+        let calls = Instrumentation::new("redis");
+        let calls = match database {
+            Some(database) => calls.with_namespace(database),
+            None => calls,
+        };
         Self {
             inner: Arc::new(Inner {
                 keys: KeySpace::new(&options.key_prefix),
@@ -214,6 +228,7 @@ impl RedisBackend {
                 max_bulk_len: AtomicU64::new(DEFAULT_MAX_BULK_LEN),
                 patience: (options.response_timeout * 10).max(Duration::from_secs(30)),
                 server,
+                calls,
             }),
         }
     }
@@ -239,6 +254,11 @@ impl RedisBackend {
 
     fn keys(&self) -> &KeySpace {
         &self.inner.keys
+    }
+
+    /// The shell every call runs in (argument checks, span, error recording).
+    fn calls(&self) -> &Instrumentation {
+        &self.inner.calls
     }
 
     /// Reads the server's `proto-max-bulk-len`, the largest argument it accepts: a larger
@@ -547,11 +567,6 @@ fn scripts() -> &'static Scripts {
 /// written by the application, so they are compared with its clock.
 fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
-}
-
-/// A tracing span for one backend operation.
-fn span(operation: &'static str, instance_id: &str) -> tracing::Span {
-    tracing::debug_span!("sayiir_persistence", db.system = "redis", operation, instance_id)
 }
 
 /// A few long-lived multiplexed connections taken from a deadpool pool.

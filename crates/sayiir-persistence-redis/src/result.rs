@@ -2,13 +2,12 @@
 //! results while the workflow holds them and the archive once it is Completed or Failed.
 
 use bytes::Bytes;
-use sayiir_persistence::validation::{IdKind, validate_ids};
 use sayiir_persistence::{BackendError, TaskResultStore};
-use tracing::Instrument;
 
 use crate::error::{self, At};
 use crate::reply::Items;
-use crate::{RedisBackend, Retry, scripts, span};
+use crate::{RedisBackend, Retry, scripts};
+use sayiir_persistence::operation::Call;
 
 impl TaskResultStore for RedisBackend {
     async fn load_task_result(
@@ -16,33 +15,32 @@ impl TaskResultStore for RedisBackend {
         instance_id: &str,
         task_id: &str,
     ) -> Result<Option<Bytes>, BackendError> {
-        async {
-            validate_ids(&[(IdKind::Instance, instance_id), (IdKind::Task, task_id)])?;
-            let at = At::new("load_task_result").instance(instance_id).task(task_id);
-            let keys = self.keys().workflow(instance_id);
-            let args: [&[u8]; 1] = [task_id.as_bytes()];
-            let reply = self
-                .run_workflow_script(
-                    &at,
-                    &scripts().load_task_result,
-                    &keys,
-                    instance_id,
-                    &args,
-                    Retry::OnReconnect,
-                )
-                .await?;
-            let mut items = Items::new(reply, at)?;
-            match items.text()?.as_deref() {
-                Some("ok") => Ok(items.bytes()?.map(Bytes::from)),
-                Some("not_found") => Err(BackendError::NotFound(instance_id.to_string())),
-                Some("corrupt") => {
-                    let status = items.text()?.unwrap_or_default();
-                    Err(error::corrupt(&at, &format!("field st (status) is {status:?}")))
+        self.calls()
+            .run(Call::LoadTaskResult { instance_id, task_id }, async {
+                let at = At::new("load_task_result").instance(instance_id).task(task_id);
+                let keys = self.keys().workflow(instance_id);
+                let args: [&[u8]; 1] = [task_id.as_bytes()];
+                let reply = self
+                    .run_workflow_script(
+                        &at,
+                        &scripts().load_task_result,
+                        &keys,
+                        instance_id,
+                        &args,
+                        Retry::OnReconnect,
+                    )
+                    .await?;
+                let mut items = Items::new(reply, at)?;
+                match items.text()?.as_deref() {
+                    Some("ok") => Ok(items.bytes()?.map(Bytes::from)),
+                    Some("not_found") => Err(BackendError::NotFound(instance_id.to_string())),
+                    Some("corrupt") => {
+                        let status = items.text()?.unwrap_or_default();
+                        Err(error::corrupt(&at, &format!("field st (status) is {status:?}")))
+                    }
+                    other => Err(error::reply(&at, &format!("returned {other:?}"))),
                 }
-                other => Err(error::reply(&at, &format!("returned {other:?}"))),
-            }
-        }
-        .instrument(span("load_task_result", instance_id))
-        .await
+            })
+            .await
     }
 }

@@ -11,17 +11,14 @@ use chrono::Utc;
 use sayiir_persistence::sayiir_core::snapshot::{
     SignalKind, SignalRequest, SnapshotStatus, WorkflowSnapshot,
 };
-use sayiir_persistence::validation::{
-    IdKind, SignalDecision, not_paused_status_error, signal_decision, validate_cancel_ids,
-    validate_id, validate_ids, validate_signal_request,
-};
+use sayiir_persistence::validation::{SignalDecision, not_paused_status_error, signal_decision};
 use sayiir_persistence::{BackendError, SignalStore};
-use tracing::Instrument;
 
 use crate::error::{self, At};
 use crate::reply::{self, Items};
 use crate::snapshot::Loaded;
-use crate::{RedisBackend, Retry, scripts, span};
+use crate::{RedisBackend, Retry, scripts};
+use sayiir_persistence::operation::Call;
 
 fn kind_name(kind: SignalKind) -> &'static str {
     match kind {
@@ -121,34 +118,33 @@ impl SignalStore for RedisBackend {
         kind: SignalKind,
         request: SignalRequest,
     ) -> Result<(), BackendError> {
-        async {
-            validate_signal_request(instance_id, &request)?;
-            let at = At::new("store_signal").instance(instance_id);
-            let encoded = encode_request(&at, &request)?;
-            let keys = self.keys().workflow(instance_id);
-            let script = &scripts().store_signal;
-            let mut cmd = self.workflow_script_command(script, &keys, instance_id);
-            cmd.arg(kind_name(kind)).arg(&encoded).arg(decisions(kind));
-            let reply = self.run_script(&at, script, &cmd, Retry::No).await?;
-            let mut items = Items::new(reply, at)?;
-            match items.text()?.as_deref() {
-                Some("stored" | "already") => Ok(()),
-                Some("not_found") => Err(BackendError::NotFound(instance_id.to_string())),
-                // The same rule that built the table gives the error, with its message.
-                Some("refused") => {
-                    match signal_decision(&items.text()?.unwrap_or_default(), kind) {
-                        Err(refused) => Err(refused),
-                        Ok(decision) => Err(error::reply(
-                            &at,
-                            &format!("refused a signal the rule allows: {decision:?}"),
-                        )),
+        self.calls()
+            .run(Call::StoreSignal { instance_id, request: &request }, async {
+                let at = At::new("store_signal").instance(instance_id);
+                let encoded = encode_request(&at, &request)?;
+                let keys = self.keys().workflow(instance_id);
+                let script = &scripts().store_signal;
+                let mut cmd = self.workflow_script_command(script, &keys, instance_id);
+                cmd.arg(kind_name(kind)).arg(&encoded).arg(decisions(kind));
+                let reply = self.run_script(&at, script, &cmd, Retry::No).await?;
+                let mut items = Items::new(reply, at)?;
+                match items.text()?.as_deref() {
+                    Some("stored" | "already") => Ok(()),
+                    Some("not_found") => Err(BackendError::NotFound(instance_id.to_string())),
+                    // The same rule that built the table gives the error, with its message.
+                    Some("refused") => {
+                        match signal_decision(&items.text()?.unwrap_or_default(), kind) {
+                            Err(refused) => Err(refused),
+                            Ok(decision) => Err(error::reply(
+                                &at,
+                                &format!("refused a signal the rule allows: {decision:?}"),
+                            )),
+                        }
                     }
+                    other => Err(error::reply(&at, &format!("store_signal returned {other:?}"))),
                 }
-                other => Err(error::reply(&at, &format!("store_signal returned {other:?}"))),
-            }
-        }
-        .instrument(span("store_signal", instance_id))
-        .await
+            })
+            .await
     }
 
     async fn get_signal(
@@ -156,39 +152,37 @@ impl SignalStore for RedisBackend {
         instance_id: &str,
         kind: SignalKind,
     ) -> Result<Option<SignalRequest>, BackendError> {
-        async {
-            validate_id(IdKind::Instance, instance_id)?;
-            let at = At::new("get_signal").instance(instance_id);
-            let keys = self.keys().workflow(instance_id);
-            let mut cmd = redis::cmd("HGET");
-            cmd.arg(keys.signals()).arg(kind_name(kind));
-            let raw: Option<Vec<u8>> = self.query(&at, &cmd, Retry::OnReconnect).await?;
-            raw.map(|raw| decode_request(&at, &raw)).transpose()
-        }
-        .instrument(span("get_signal", instance_id))
-        .await
+        self.calls()
+            .run(Call::GetSignal(instance_id), async {
+                let at = At::new("get_signal").instance(instance_id);
+                let keys = self.keys().workflow(instance_id);
+                let mut cmd = redis::cmd("HGET");
+                cmd.arg(keys.signals()).arg(kind_name(kind));
+                let raw: Option<Vec<u8>> = self.query(&at, &cmd, Retry::OnReconnect).await?;
+                raw.map(|raw| decode_request(&at, &raw)).transpose()
+            })
+            .await
     }
 
     async fn clear_signal(&self, instance_id: &str, kind: SignalKind) -> Result<(), BackendError> {
-        async {
-            validate_id(IdKind::Instance, instance_id)?;
-            let at = At::new("clear_signal").instance(instance_id);
-            let keys = self.keys().workflow(instance_id);
-            let args: [&[u8]; 1] = [kind_name(kind).as_bytes()];
-            let reply = self
-                .run_workflow_script(
-                    &at,
-                    &scripts().clear_signal,
-                    &keys,
-                    instance_id,
-                    &args,
-                    Retry::No,
-                )
-                .await?;
-            expect_ok(&at, reply)
-        }
-        .instrument(span("clear_signal", instance_id))
-        .await
+        self.calls()
+            .run(Call::ClearSignal(instance_id), async {
+                let at = At::new("clear_signal").instance(instance_id);
+                let keys = self.keys().workflow(instance_id);
+                let args: [&[u8]; 1] = [kind_name(kind).as_bytes()];
+                let reply = self
+                    .run_workflow_script(
+                        &at,
+                        &scripts().clear_signal,
+                        &keys,
+                        instance_id,
+                        &args,
+                        Retry::No,
+                    )
+                    .await?;
+                expect_ok(&at, reply)
+            })
+            .await
     }
 
     async fn send_event(
@@ -197,25 +191,24 @@ impl SignalStore for RedisBackend {
         signal_name: &str,
         payload: Bytes,
     ) -> Result<(), BackendError> {
-        async {
-            validate_ids(&[(IdKind::Instance, instance_id), (IdKind::SignalName, signal_name)])?;
-            let at = At::new("send_event").instance(instance_id);
-            let keys = self.keys().workflow(instance_id);
-            let args: [&[u8]; 2] = [signal_name.as_bytes(), &payload];
-            let reply = self
-                .run_workflow_script(
-                    &at,
-                    &scripts().send_event,
-                    &keys,
-                    instance_id,
-                    &args,
-                    Retry::No,
-                )
-                .await?;
-            expect_ok(&at, reply)
-        }
-        .instrument(span("send_event", instance_id))
-        .await
+        self.calls()
+            .run(Call::SendEvent { instance_id, signal_name }, async {
+                let at = At::new("send_event").instance(instance_id);
+                let keys = self.keys().workflow(instance_id);
+                let args: [&[u8]; 2] = [signal_name.as_bytes(), &payload];
+                let reply = self
+                    .run_workflow_script(
+                        &at,
+                        &scripts().send_event,
+                        &keys,
+                        instance_id,
+                        &args,
+                        Retry::No,
+                    )
+                    .await?;
+                expect_ok(&at, reply)
+            })
+            .await
     }
 
     async fn consume_event(
@@ -223,33 +216,32 @@ impl SignalStore for RedisBackend {
         instance_id: &str,
         signal_name: &str,
     ) -> Result<Option<Bytes>, BackendError> {
-        async {
-            validate_ids(&[(IdKind::Instance, instance_id), (IdKind::SignalName, signal_name)])?;
-            let at = At::new("consume_event").instance(instance_id);
-            let keys = self.keys().workflow(instance_id);
-            // A consumed event must reach the caller: the request carries an id, and is asked
-            // again (same id) after a timeout or a lost connection until it is answered; the
-            // script answers a repeat with the event the first attempt took.
-            let request = sayiir_persistence::requests::request_id();
-            let args: [&[u8]; 2] = [signal_name.as_bytes(), request.as_bytes()];
-            let reply = self
-                .run_workflow_script(
-                    &at,
-                    &scripts().consume_event,
-                    &keys,
-                    instance_id,
-                    &args,
-                    Retry::UntilAnswered,
-                )
-                .await?;
-            let mut items = Items::new(reply, at)?;
-            if items.remaining() == 0 {
-                return Ok(None);
-            }
-            Ok(Some(Bytes::from(items.bytes()?.unwrap_or_default())))
-        }
-        .instrument(span("consume_event", instance_id))
-        .await
+        self.calls()
+            .run(Call::ConsumeEvent { instance_id, signal_name }, async {
+                let at = At::new("consume_event").instance(instance_id);
+                let keys = self.keys().workflow(instance_id);
+                // A consumed event must reach the caller: the request carries an id, and is asked
+                // again (same id) after a timeout or a lost connection until it is answered; the
+                // script answers a repeat with the event the first attempt took.
+                let request = sayiir_persistence::requests::request_id();
+                let args: [&[u8]; 2] = [signal_name.as_bytes(), request.as_bytes()];
+                let reply = self
+                    .run_workflow_script(
+                        &at,
+                        &scripts().consume_event,
+                        &keys,
+                        instance_id,
+                        &args,
+                        Retry::UntilAnswered,
+                    )
+                    .await?;
+                let mut items = Items::new(reply, at)?;
+                if items.remaining() == 0 {
+                    return Ok(None);
+                }
+                Ok(Some(Bytes::from(items.bytes()?.unwrap_or_default())))
+            })
+            .await
     }
 
     async fn check_and_cancel(
@@ -257,50 +249,54 @@ impl SignalStore for RedisBackend {
         instance_id: &str,
         interrupted_at_task: Option<&str>,
     ) -> Result<bool, BackendError> {
-        async {
-            validate_cancel_ids(instance_id, interrupted_at_task)?;
-            let at = At::new("check_and_cancel").instance(instance_id);
-            self.apply_signal(&at, instance_id, SignalKind::Cancel, interrupted_at_task).await
-        }
-        .instrument(span("check_and_cancel", instance_id))
-        .await
+        self.calls()
+            .run(Call::CheckAndCancel { instance_id, interrupted_at_task }, async {
+                let at = At::new("check_and_cancel").instance(instance_id);
+                self.apply_signal(&at, instance_id, SignalKind::Cancel, interrupted_at_task).await
+            })
+            .await
     }
 
     async fn check_and_pause(&self, instance_id: &str) -> Result<bool, BackendError> {
-        async {
-            validate_id(IdKind::Instance, instance_id)?;
-            let at = At::new("check_and_pause").instance(instance_id);
-            self.apply_signal(&at, instance_id, SignalKind::Pause, None).await
-        }
-        .instrument(span("check_and_pause", instance_id))
-        .await
+        self.calls()
+            .run(Call::CheckAndPause(instance_id), async {
+                let at = At::new("check_and_pause").instance(instance_id);
+                self.apply_signal(&at, instance_id, SignalKind::Pause, None).await
+            })
+            .await
     }
 
     async fn unpause(&self, instance_id: &str) -> Result<WorkflowSnapshot, BackendError> {
-        async {
-            validate_id(IdKind::Instance, instance_id)?;
-            let at = At::new("unpause").instance(instance_id);
-            let keys = self.keys().workflow(instance_id);
-            let seconds = Utc::now().timestamp().to_string();
-            let args: [&[u8]; 1] = [seconds.as_bytes()];
-            let reply = self
-                .run_workflow_script(&at, &scripts().unpause, &keys, instance_id, &args, Retry::No)
-                .await?;
-            let mut items = Items::new(reply, at)?;
-            match items.text()?.as_deref() {
-                Some("ok") => {
-                    let packed = items.value()?;
-                    Loaded::read(packed, items.value()?, at)?.assemble(&at, instance_id)
+        self.calls()
+            .run(Call::Unpause(instance_id), async {
+                let at = At::new("unpause").instance(instance_id);
+                let keys = self.keys().workflow(instance_id);
+                let seconds = Utc::now().timestamp().to_string();
+                let args: [&[u8]; 1] = [seconds.as_bytes()];
+                let reply = self
+                    .run_workflow_script(
+                        &at,
+                        &scripts().unpause,
+                        &keys,
+                        instance_id,
+                        &args,
+                        Retry::No,
+                    )
+                    .await?;
+                let mut items = Items::new(reply, at)?;
+                match items.text()?.as_deref() {
+                    Some("ok") => {
+                        let packed = items.value()?;
+                        Loaded::read(packed, items.value()?, at)?.assemble(&at, instance_id)
+                    }
+                    Some("not_found") => Err(BackendError::NotFound(instance_id.to_string())),
+                    Some("not_paused") => {
+                        Err(not_paused_status_error(&items.text()?.unwrap_or_default()))
+                    }
+                    other => Err(error::reply(&at, &format!("unpause returned {other:?}"))),
                 }
-                Some("not_found") => Err(BackendError::NotFound(instance_id.to_string())),
-                Some("not_paused") => {
-                    Err(not_paused_status_error(&items.text()?.unwrap_or_default()))
-                }
-                other => Err(error::reply(&at, &format!("unpause returned {other:?}"))),
-            }
-        }
-        .instrument(span("unpause", instance_id))
-        .await
+            })
+            .await
     }
 }
 

@@ -20,15 +20,14 @@ use sayiir_persistence::sayiir_core::snapshot::{
     ExecutionPosition, WorkflowSnapshot, WorkflowSnapshotState,
 };
 use sayiir_persistence::schedule::DEFAULT_PRIORITY;
-use sayiir_persistence::validation::{IdKind, validate_id, validate_snapshot};
 use sayiir_persistence::{BackendError, SnapshotStore};
-use tracing::Instrument;
 
 use crate::error::{self, At};
 use crate::packed::Packed;
 use crate::reply;
 use crate::transition::Record;
-use crate::{RedisBackend, Retry, scripts, span};
+use crate::{RedisBackend, Retry, scripts};
+use sayiir_persistence::operation::Call;
 
 /// A snapshot in the shape `save.lua` stores it.
 #[derive(Debug)]
@@ -312,13 +311,12 @@ impl RedisBackend {
 impl SnapshotStore for RedisBackend {
     async fn save_snapshot(&self, snapshot: &WorkflowSnapshot) -> Result<(), BackendError> {
         let instance_id = snapshot.instance_id.as_str();
-        async {
-            validate_snapshot(snapshot)?;
-            let at = At::new("save_snapshot").instance(instance_id);
-            self.write_snapshot(&at, snapshot).await
-        }
-        .instrument(span("save_snapshot", instance_id))
-        .await
+        self.calls()
+            .run(Call::SaveSnapshot(snapshot), async {
+                let at = At::new("save_snapshot").instance(instance_id);
+                self.write_snapshot(&at, snapshot).await
+            })
+            .await
     }
 
     async fn save_task_result(
@@ -327,97 +325,94 @@ impl SnapshotStore for RedisBackend {
         task_id: &str,
         output: Bytes,
     ) -> Result<(), BackendError> {
-        async {
-            validate_id(IdKind::Instance, instance_id)?;
-            validate_id(IdKind::Task, task_id)?;
-            let at = At::new("save_task_result").instance(instance_id).task(task_id);
-            let keys = self.keys().workflow(instance_id);
-            let now_secs = chrono::Utc::now().timestamp().to_string();
-            let args: [&[u8]; 3] = [task_id.as_bytes(), &output, now_secs.as_bytes()];
-            let reply = self
-                .run_workflow_script(
-                    &at,
-                    &scripts().save_task_result,
-                    &keys,
-                    instance_id,
-                    &args,
-                    Retry::OnReconnect, // the same output stored again is the same state
-                )
-                .await?;
-            match reply::word(reply, &at)?.as_str() {
-                "ok" => Ok(()),
-                "not_found" => Err(BackendError::NotFound(instance_id.to_string())),
-                other => Err(error::reply(&at, other)),
-            }
-        }
-        .instrument(span("save_task_result", instance_id))
-        .await
+        self.calls()
+            .run(Call::SaveTaskResult { instance_id, task_id }, async {
+                let at = At::new("save_task_result").instance(instance_id).task(task_id);
+                let keys = self.keys().workflow(instance_id);
+                let now_secs = chrono::Utc::now().timestamp().to_string();
+                let args: [&[u8]; 3] = [task_id.as_bytes(), &output, now_secs.as_bytes()];
+                let reply = self
+                    .run_workflow_script(
+                        &at,
+                        &scripts().save_task_result,
+                        &keys,
+                        instance_id,
+                        &args,
+                        Retry::OnReconnect, // the same output stored again is the same state
+                    )
+                    .await?;
+                match reply::word(reply, &at)?.as_str() {
+                    "ok" => Ok(()),
+                    "not_found" => Err(BackendError::NotFound(instance_id.to_string())),
+                    other => Err(error::reply(&at, other)),
+                }
+            })
+            .await
     }
 
     async fn load_snapshot(&self, instance_id: &str) -> Result<WorkflowSnapshot, BackendError> {
-        async {
-            validate_id(IdKind::Instance, instance_id)?;
-            let at = At::new("load_snapshot").instance(instance_id);
-            let keys = self.keys().workflow(instance_id);
-            let lua = &scripts().load;
-            let load = self.workflow_script_command(lua, &keys, instance_id);
-            let mut results = redis::cmd("HGETALL");
-            results.arg(keys.results());
-            let replies =
-                self.run_transaction(&at, lua, vec![load, results], 0, Retry::OnReconnect).await?;
-            let mut replies = replies.into_iter();
-            let (Some(packed), Some(results)) = (replies.next(), replies.next()) else {
-                return Err(error::reply(&at, "load returned fewer than two replies"));
-            };
-            if packed == Value::Nil {
-                return Err(BackendError::NotFound(instance_id.to_string()));
-            }
-            Loaded::read(packed, results, at)?.assemble(&at, instance_id)
-        }
-        .instrument(span("load_snapshot", instance_id))
-        .await
+        self.calls()
+            .run(Call::LoadSnapshot(instance_id), async {
+                let at = At::new("load_snapshot").instance(instance_id);
+                let keys = self.keys().workflow(instance_id);
+                let lua = &scripts().load;
+                let load = self.workflow_script_command(lua, &keys, instance_id);
+                let mut results = redis::cmd("HGETALL");
+                results.arg(keys.results());
+                let replies = self
+                    .run_transaction(&at, lua, vec![load, results], 0, Retry::OnReconnect)
+                    .await?;
+                let mut replies = replies.into_iter();
+                let (Some(packed), Some(results)) = (replies.next(), replies.next()) else {
+                    return Err(error::reply(&at, "load returned fewer than two replies"));
+                };
+                if packed == Value::Nil {
+                    return Err(BackendError::NotFound(instance_id.to_string()));
+                }
+                Loaded::read(packed, results, at)?.assemble(&at, instance_id)
+            })
+            .await
     }
 
     async fn delete_snapshot(&self, instance_id: &str) -> Result<(), BackendError> {
-        async {
-            validate_id(IdKind::Instance, instance_id)?;
-            let at = At::new("delete_snapshot").instance(instance_id);
-            let keys = self.keys().workflow(instance_id);
-            let reply = self
-                .run_workflow_script(&at, &scripts().delete, &keys, instance_id, &[], Retry::No)
-                .await?;
-            match reply::word(reply, &at)?.as_str() {
-                "ok" => Ok(()),
-                "not_found" => Err(BackendError::NotFound(instance_id.to_string())),
-                other => Err(error::reply(&at, other)),
-            }
-        }
-        .instrument(span("delete_snapshot", instance_id))
-        .await
+        self.calls()
+            .run(Call::DeleteSnapshot(instance_id), async {
+                let at = At::new("delete_snapshot").instance(instance_id);
+                let keys = self.keys().workflow(instance_id);
+                let reply = self
+                    .run_workflow_script(&at, &scripts().delete, &keys, instance_id, &[], Retry::No)
+                    .await?;
+                match reply::word(reply, &at)?.as_str() {
+                    "ok" => Ok(()),
+                    "not_found" => Err(BackendError::NotFound(instance_id.to_string())),
+                    other => Err(error::reply(&at, other)),
+                }
+            })
+            .await
     }
 
     async fn list_snapshots(&self) -> Result<Vec<String>, BackendError> {
-        async {
-            let at = At::new("list_snapshots");
-            let mut ids = Vec::new();
-            let mut cursor = 0_u64;
-            loop {
-                let mut cmd = redis::cmd("SSCAN");
-                cmd.arg(self.keys().instances()).arg(cursor).arg("COUNT").arg(1000);
-                let (next, page): (u64, Vec<String>) =
-                    self.query(&at, &cmd, Retry::OnReconnect).await?;
-                ids.extend(page);
-                if next == 0 {
-                    break;
+        self.calls()
+            .run(Call::ListSnapshots, async {
+                let at = At::new("list_snapshots");
+                let mut ids = Vec::new();
+                let mut cursor = 0_u64;
+                loop {
+                    let mut cmd = redis::cmd("SSCAN");
+                    cmd.arg(self.keys().instances()).arg(cursor).arg("COUNT").arg(1000);
+                    let (next, page): (u64, Vec<String>) =
+                        self.query(&at, &cmd, Retry::OnReconnect).await?;
+                    ids.extend(page);
+                    if next == 0 {
+                        break;
+                    }
+                    cursor = next;
                 }
-                cursor = next;
-            }
-            // SSCAN may return an element twice when the set is rehashed meanwhile.
-            ids.sort_unstable();
-            ids.dedup();
-            Ok(ids)
-        }
-        .instrument(span("list_snapshots", ""))
-        .await
+                // SSCAN may return an element twice when the set is rehashed meanwhile.
+                ids.sort_unstable();
+                ids.dedup();
+                Ok(ids)
+            })
+            .await
     }
 }

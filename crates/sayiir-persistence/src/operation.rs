@@ -26,6 +26,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use futures::FutureExt;
+use futures::future::Either;
 use sayiir_core::snapshot::{SignalRequest, WorkflowSnapshot};
 use tracing::Instrument;
 
@@ -257,23 +259,30 @@ impl Instrumentation {
     /// and records a failure on it (`otel.status_code`, `error.type`,
     /// `otel.status_description`). `body` is not polled when the check fails.
     ///
+    /// The check runs when `run` is called; the returned future holds `body` once, with no
+    /// state machine of its own around it, so wrapping a call costs no stack.
+    ///
     /// # Errors
     /// The check's error, or `body`'s.
-    pub async fn run<T, F>(&self, call: Call<'_>, body: F) -> Result<T, BackendError>
+    pub fn run<T, F>(
+        &self,
+        call: Call<'_>,
+        body: F,
+    ) -> impl Future<Output = Result<T, BackendError>> + use<T, F>
     where
         F: Future<Output = Result<T, BackendError>>,
     {
         let span = self.span(&call);
-        let outcome = async {
-            call.check()?;
-            body.await
-        }
-        .instrument(span.clone())
-        .await;
-        if let Err(error) = &outcome {
-            record_error(&span, error);
-        }
-        outcome
+        let body = match span.in_scope(|| call.check()) {
+            Ok(()) => Either::Left(body),
+            Err(error) => Either::Right(std::future::ready(Err(error))),
+        };
+        let recorder = span.clone();
+        body.instrument(span).inspect(move |outcome| {
+            if let Err(error) = outcome {
+                record_error(&recorder, error);
+            }
+        })
     }
 
     /// The span of `call`. Span names are static in `tracing`, hence one arm per method.
