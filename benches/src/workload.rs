@@ -71,7 +71,8 @@ pub(crate) async fn timed<F: Future>(future: F) -> (F::Output, Duration) {
 }
 
 /// The calls of `CheckpointingRunner::run` for a workflow of `tasks` sequential tasks
-/// (contract 11.1: 1 load, tasks + 2 saves, 2·tasks cancel checks, 2·tasks pause checks).
+/// (§ Checkpointing runner calls: 1 load, tasks + 2 saves, 2·tasks cancel checks, 2·tasks pause
+/// checks).
 pub(crate) async fn checkpointing_run<B: FullBackend>(backend: &B, id: &str, tasks: usize) {
     assert!(backend.load_snapshot(id).await.is_err(), "{id} must be new");
     let mut snapshot = at_task(id, "task-0");
@@ -93,7 +94,7 @@ pub(crate) async fn checkpointing_run<B: FullBackend>(backend: &B, id: &str, tas
     backend.save_snapshot(&snapshot).await.unwrap();
 }
 
-/// The calls of a `PooledWorker` running one task (contract 11.2): find, load, claim, two
+/// The calls of a `PooledWorker` running one task (§ Pooled worker calls): find, load, claim, two
 /// guards, save (result and next position), release, two guards. The workflow moves on to a
 /// next task and keeps only its last result, so every call does the same work.
 pub(crate) async fn pooled_worker_task<B: FullBackend>(backend: &B, worker: &str, tags: &[String]) {

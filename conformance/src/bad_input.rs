@@ -1,5 +1,5 @@
-//! Unusual input (contract D7, D8, D9, 8.3): ids that must be rejected (empty, NUL, over
-//! 1024 bytes) by every method with a `Backend` error naming the parameter and nothing
+//! Unusual input (§ Id rules, § Payloads are opaque bytes, § One snapshot format for every
+//! backend): ids that must be rejected (empty, NUL, over 1024 bytes) by every method with a `Backend` error naming the parameter and nothing
 //! written; ids that must work verbatim (1024 bytes, quotes, `%`, `*`, `{}`, `:`, spaces,
 //! emoji, newlines, SQL and Lua syntax); payloads that must round-trip exactly (empty,
 //! binary, 16 MiB); and corrupted stored snapshots (`Serialization` naming the instance,
@@ -402,8 +402,8 @@ pub async fn corrupted_snapshot_can_be_overwritten_or_deleted<H: Harness>(h: Arc
     assert!(matches!(h.backend().load_snapshot(&id).await, Err(BackendError::NotFound(_))));
 }
 
-/// D9: a blob in the shared codec format, written straight into storage (as another backend
-/// would have written it), loads as the snapshot it encodes.
+/// § One snapshot format for every backend: a blob in the shared codec format, written straight
+/// into storage (as another backend would have written it), loads as the snapshot it encodes.
 pub async fn shared_codec_blob_loads<H: Harness>(h: Arc<H>) {
     let id = unique_id("codec");
     let mut snapshot = crate::fixtures::fully_populated(&id);
@@ -415,7 +415,8 @@ pub async fn shared_codec_blob_loads<H: Harness>(h: Arc<H>) {
     assert_eq!(json(&loaded), json(&snapshot));
 }
 
-/// D9: a JSON blob (the format Sayiir 0.4's PostgreSQL backend stores) loads too.
+/// § One snapshot format for every backend: a JSON blob (the format Sayiir 0.4's PostgreSQL backend
+/// stores) loads too.
 pub async fn legacy_json_blob_loads<H: Harness>(h: Arc<H>) {
     let id = unique_id("codec-json");
     let snapshot = with_results(&id, &[("a", &[0, 255, 7])], "b");

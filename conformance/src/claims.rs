@@ -1,12 +1,12 @@
-//! `TaskClaimStore` claims (contract section 5, D6, D12): the returned claim, liveness and
-//! TTLs, release and extend with their owner checks, structured keys, the refusal of claims
+//! `TaskClaimStore` claims (§ TaskClaimStore, § Claim keys, times and ownership, § No claim on
+//! finished work): the returned claim, liveness and TTLs, release and extend with their owner checks, structured keys, the refusal of claims
 //! on finished work, and the purge of expired claims by `find_available_tasks`.
 //! The claim race is in `concurrency`.
 //!
 //! Claims have no getter, so extension is observed through liveness: a claim made with a TTL
 //! of one hour and extended by a *negative* amount is still live or already expired depending
-//! on whether the extension counts from the old expiry (the contract) or from now.
-//! Extending a claim that has already expired is left unasserted (a MAY in contract 5.3).
+//! on whether the extension counts from the old expiry (§ extend_task_claim) or from now.
+//! Extending a claim that has already expired is left unasserted (a MAY in § extend_task_claim).
 
 use std::sync::Arc;
 
@@ -259,7 +259,7 @@ pub async fn extend_no_ttl_stays_forever<H: Harness>(h: Arc<H>) {
     assert!(!claimable(&*h, &id, "t").await, "a no-TTL claim expired after extension");
 }
 
-/// D12: no claim on a Completed workflow.
+/// § No claim on finished work: no claim on a Completed workflow.
 pub async fn refused_on_completed<H: Harness>(h: Arc<H>) {
     let id = unique_id("d12-done");
     h.backend().save_snapshot(&completed_snapshot(&id)).await.unwrap();
@@ -267,22 +267,22 @@ pub async fn refused_on_completed<H: Harness>(h: Arc<H>) {
     assert!(claim(&*h, &id, "z", "w", None).await.is_none());
 }
 
-/// D12: no claim on a Failed workflow.
+/// § No claim on finished work: no claim on a Failed workflow.
 pub async fn refused_on_failed<H: Harness>(h: Arc<H>) {
     let id = unique_id("d12-failed");
     h.backend().save_snapshot(&failed_snapshot(&id)).await.unwrap();
     assert!(claim(&*h, &id, "b", "w", Some(hour())).await.is_none());
 }
 
-/// D12: no claim on a Cancelled workflow.
+/// § No claim on finished work: no claim on a Cancelled workflow.
 pub async fn refused_on_cancelled<H: Harness>(h: Arc<H>) {
     let id = unique_id("d12-cancelled");
     h.backend().save_snapshot(&cancelled_snapshot(&id)).await.unwrap();
     assert!(claim(&*h, &id, "b", "w", Some(hour())).await.is_none());
 }
 
-/// D12: no claim on a task whose result is already stored, also one stored by
-/// `save_task_result`; other tasks of the workflow stay claimable.
+/// § No claim on finished work: no claim on a task whose result is already stored, also one stored
+/// by `save_task_result`; other tasks of the workflow stay claimable.
 pub async fn refused_on_completed_task<H: Harness>(h: Arc<H>) {
     let id = unique_id("d12-task");
     h.backend().save_snapshot(&in_progress(&id)).await.unwrap();
@@ -292,7 +292,8 @@ pub async fn refused_on_completed_task<H: Harness>(h: Arc<H>) {
     assert!(claim(&*h, &id, "c", "w", Some(hour())).await.is_some());
 }
 
-/// D12: the current, not yet completed task of an in-progress workflow can be claimed.
+/// § No claim on finished work: the current, not yet completed task of an in-progress workflow can
+/// be claimed.
 pub async fn allowed_on_pending_task<H: Harness>(h: Arc<H>) {
     let id = unique_id("d12-ok");
     h.backend().save_snapshot(&with_results(&id, &[("a", b"1")], "b")).await.unwrap();
@@ -300,15 +301,16 @@ pub async fn allowed_on_pending_task<H: Harness>(h: Arc<H>) {
     assert_eq!(got.task_id, "b");
 }
 
-/// D12: a Paused workflow is not terminal, so its pending task can be claimed.
+/// § No claim on finished work: a Paused workflow is not terminal, so its pending task can be
+/// claimed.
 pub async fn allowed_on_paused_workflow<H: Harness>(h: Arc<H>) {
     let id = unique_id("d12-paused");
     h.backend().save_snapshot(&paused_snapshot(&id)).await.unwrap();
     assert!(claim(&*h, &id, "b", "w", Some(hour())).await.is_some());
 }
 
-/// D12 with loops: once a loop removed the body's result (remove + save), the body task can
-/// be claimed again.
+/// § No claim on finished work with loops: once a loop removed the body's result (remove + save),
+/// the body task can be claimed again.
 pub async fn allowed_after_loop_removed_result<H: Harness>(h: Arc<H>) {
     let id = unique_id("d12-loop");
     let mut snapshot = with_results(&id, &[("body", b"1")], "body");
@@ -319,8 +321,8 @@ pub async fn allowed_after_loop_removed_result<H: Harness>(h: Arc<H>) {
     assert!(claim(&*h, &id, "body", "w", Some(hour())).await.is_some());
 }
 
-/// D12 looks at the current snapshot: refused while Completed, allowed again once the id is
-/// re-saved in progress at that task.
+/// § No claim on finished work looks at the current snapshot: refused while Completed, allowed
+/// again once the id is re-saved in progress at that task.
 pub async fn refusal_then_reopen<H: Harness>(h: Arc<H>) {
     let id = unique_id("d12-reopen");
     h.backend().save_snapshot(&completed_snapshot(&id)).await.unwrap();

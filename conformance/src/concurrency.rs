@@ -1,4 +1,4 @@
-//! Atomicity under real parallelism (contract 8.1): claim races, concurrent
+//! Atomicity under real parallelism (§ What must be atomic): claim races, concurrent
 //! `save_task_result`, concurrent event consumers, the guards and `unpause` racing, owner
 //! checks on release, torn reads of `save_snapshot`, and concurrent advancement in
 //! `find_available_tasks` (conditional, once, never regressing a position).

@@ -1,4 +1,4 @@
-//! External events: `send_event` / `consume_event` (contract 4.3, 4.4): FIFO per
+//! External events: `send_event` / `consume_event` (§ External events): FIFO per
 //! (instance, signal name), isolation, unknown and terminal instances, empty queues,
 //! duplicates and payload bytes. Concurrent consumers are in `concurrency`.
 

@@ -1,7 +1,9 @@
-//! `find_available_tasks` (contract section 6, D4, D5): every eligibility rule of 6.2 in
-//! isolation, worker tags (6.3), ordering, aging, worker bias, tie-breaks and the limit (6.4),
-//! the returned fields (6.5), the advancement of due delays and signal waits (6.1), and
-//! robustness against parked backlogs and corrupted rows (6.6).
+//! `find_available_tasks` (§ find_available_tasks, § Filter and sort before the limit, § Results
+//! survive completion): every eligibility rule in isolation, worker tags (§ Worker tags), ordering,
+//! aging, worker bias, tie-breaks and the limit (§ Ordering, aging and worker bias), the returned
+//! fields (§ Returned fields), the advancement of due delays and signal waits (§ Advancing parked
+//! workflows), and robustness against parked backlogs and corrupted rows (§ One bad row never fails
+//! the call).
 //!
 //! Eligibility cases do not assume an empty store: they use a large limit and look only for
 //! their own instance ids, and each also checks that a plain ready control workflow is
@@ -296,7 +298,7 @@ pub async fn hash_and_trace_parent_returned<H: Harness>(h: Arc<H>) {
     assert_eq!(task_of(&found, &plain).expect("not returned").trace_parent, None);
 }
 
-/// Tags 6.3: a worker without tags accepts tagged tasks.
+/// § Worker tags: a worker without tags accepts tagged tasks.
 pub async fn untagged_worker_accepts_tagged<H: Harness>(h: Arc<H>) {
     let id = unique_id("tags");
     let mut snapshot = at_task(&id, "t");
@@ -305,14 +307,14 @@ pub async fn untagged_worker_accepts_tagged<H: Harness>(h: Arc<H>) {
     assert!(task_of(&find(&*h, "w", ALL, aging(), &[]).await, &id).is_some());
 }
 
-/// Tags 6.3: a tagged worker accepts untagged tasks.
+/// § Worker tags: a tagged worker accepts untagged tasks.
 pub async fn tagged_worker_accepts_untagged<H: Harness>(h: Arc<H>) {
     let id = unique_id("tags");
     save(&*h, &at_task(&id, "t")).await;
     assert!(task_of(&find(&*h, "w", ALL, aging(), &["gpu"]).await, &id).is_some());
 }
 
-/// Tags 6.3: a task whose tags are a subset of the worker's is accepted (order and
+/// § Worker tags: a task whose tags are a subset of the worker's is accepted (order and
 /// duplicates irrelevant).
 pub async fn subset_tags_accepted<H: Harness>(h: Arc<H>) {
     let id = unique_id("tags");
@@ -323,7 +325,7 @@ pub async fn subset_tags_accepted<H: Harness>(h: Arc<H>) {
     assert!(task_of(&find(&*h, "w", ALL, aging(), &["eu", "gpu"]).await, &id).is_some());
 }
 
-/// Tags 6.3: a task with a tag the worker lacks is rejected.
+/// § Worker tags: a task with a tag the worker lacks is rejected.
 pub async fn non_subset_tags_rejected<H: Harness>(h: Arc<H>) {
     let id = unique_id("tags");
     let mut snapshot = at_task(&id, "t");
@@ -333,7 +335,7 @@ pub async fn non_subset_tags_rejected<H: Harness>(h: Arc<H>) {
     assert!(task_of(&found, &id).is_none());
 }
 
-/// Tags 6.3: disjoint tags are rejected, while an untagged control is still accepted.
+/// § Worker tags: disjoint tags are rejected, while an untagged control is still accepted.
 pub async fn disjoint_tags_rejected<H: Harness>(h: Arc<H>) {
     let id = unique_id("tags");
     let control = unique_id("tags-control");
@@ -346,7 +348,7 @@ pub async fn disjoint_tags_rejected<H: Harness>(h: Arc<H>) {
     assert!(task_of(&found, &control).is_some());
 }
 
-/// Tags 6.3: matching is exact and case-sensitive.
+/// § Worker tags: matching is exact and case-sensitive.
 pub async fn tags_case_sensitive<H: Harness>(h: Arc<H>) {
     let id = unique_id("tags");
     let mut snapshot = at_task(&id, "t");
@@ -541,7 +543,7 @@ pub async fn delay_not_due_untouched<H: Harness>(h: Arc<H>) {
 }
 
 /// A due delay that is the last node completes the workflow with the delay's passthrough
-/// output, and `load_task_result` still serves the earlier results (D5).
+/// output, and `load_task_result` still serves the earlier results (§ Results survive completion).
 pub async fn last_node_delay_completes_with_passthrough<H: Harness>(h: Arc<H>) {
     let id = unique_id("delay-last");
     let mut snapshot = at_delay(&id, "d", -hour(), None);
@@ -553,7 +555,11 @@ pub async fn last_node_delay_completes_with_passthrough<H: Harness>(h: Arc<H>) {
     assert_eq!(status(&loaded), "Completed");
     assert_eq!(loaded.final_output_bytes(), Some(Bytes::from_static(b"pass")));
     let before = h.backend().load_task_result(&id, "before").await.unwrap();
-    assert_eq!(before, Some(Bytes::from_static(b"before-out")), "archive lost (D5)");
+    assert_eq!(
+        before,
+        Some(Bytes::from_static(b"before-out")),
+        "archive lost (§ Results survive completion)"
+    );
     assert_eq!(
         h.backend().load_task_result(&id, "d").await.unwrap().as_deref(),
         Some(&b"pass"[..])
@@ -568,7 +574,10 @@ pub async fn last_node_delay_completes_empty<H: Harness>(h: Arc<H>) {
     let loaded = h.backend().load_snapshot(&id).await.unwrap();
     assert_eq!(status(&loaded), "Completed");
     assert_eq!(loaded.final_output_bytes(), Some(Bytes::new()));
-    assert!(h.backend().load_task_result(&id, "before").await.unwrap().is_some(), "D5");
+    assert!(
+        h.backend().load_task_result(&id, "before").await.unwrap().is_some(),
+        "§ Results survive completion"
+    );
 }
 
 /// A signal wait with a buffered event is advanced: the payload is stored as the result of
@@ -584,7 +593,10 @@ pub async fn signal_event_advances<H: Harness>(h: Arc<H>) {
     assert_eq!(at_task_id(&loaded), "next");
     let results = completed(&loaded.state);
     assert_eq!(results.get("sig-node"), Some(&Bytes::from_static(b"approved!")));
-    assert!(!results.contains_key("approval"), "payload stored under signal_name (B4)");
+    assert!(
+        !results.contains_key("approval"),
+        "payload stored under signal_name (§ Signal payloads are keyed by the node id)"
+    );
     assert_eq!(h.backend().consume_event(&id, "approval").await.unwrap(), None, "not consumed");
 }
 
@@ -610,7 +622,7 @@ pub async fn signal_timeout_advances<H: Harness>(h: Arc<H>) {
 }
 
 /// A signal wait as last node completes the workflow with the payload as final output; the
-/// payload stays readable through `load_task_result` (D5).
+/// payload stays readable through `load_task_result` (§ Results survive completion).
 pub async fn signal_last_node_completes<H: Harness>(h: Arc<H>) {
     let id = unique_id("signal-last");
     save(&*h, &at_signal(&id, "sig-node", "approval", None, None)).await;

@@ -342,7 +342,7 @@ pub fn assert_backend_error<T: Debug>(result: Result<T, BackendError>, needle: &
     }
 }
 
-/// Ids every backend must reject (D7), with a label: empty, containing NUL, 1025 bytes.
+/// Ids every backend must reject (§ Id rules), with a label: empty, containing NUL, 1025 bytes.
 #[must_use]
 pub fn bad_ids() -> Vec<(&'static str, String)> {
     vec![
@@ -354,7 +354,7 @@ pub fn bad_ids() -> Vec<(&'static str, String)> {
 }
 
 /// Ids with characters that break naive key schemes, each made unique with `tag`; every
-/// backend must store and return them verbatim (D7).
+/// backend must store and return them verbatim (§ Id rules).
 #[must_use]
 pub fn special_ids(tag: &str) -> Vec<String> {
     [
@@ -384,7 +384,8 @@ pub fn binary_payload() -> Bytes {
     Bytes::from(bytes)
 }
 
-/// A 16 MiB payload with a non-repeating-looking pattern (D8: at least 16 MiB works).
+/// A 16 MiB payload with a non-repeating-looking pattern (§ Payloads are opaque bytes: at least 16
+/// MiB works).
 #[must_use]
 pub fn large_payload() -> Bytes {
     const SIZE: usize = 16 * 1024 * 1024;

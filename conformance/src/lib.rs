@@ -1,6 +1,7 @@
 #![deny(missing_docs)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test suite: a failed unwrap is a failed case
-//! The behavioural test suite of sayiir-persistence backends (`CONTRACT.md` made executable).
+//! The behavioural test suite of sayiir-persistence backends: `docs/behaviour.md`
+//! (`sayiir_persistence::behaviour`) made executable.
 //!
 //! Implement [`Harness`] for your backend in its `tests/` folder and add one line:
 //!

@@ -1,4 +1,4 @@
-//! `SignalStore` cancel/pause primitives (contract 4.1, 4.2, 4.5–4.7, D2, D3): the
+//! `SignalStore` cancel/pause primitives (§ SignalStore): the
 //! validation table of `store_signal` (all ten cells and the missing snapshot), overwrite,
 //! get/clear, the guards `check_and_cancel` and `check_and_pause`, and `unpause`.
 //! Events have their own group; concurrent guards are in `concurrency`.
@@ -64,14 +64,14 @@ pub async fn cancel_paused_is_stored<H: Harness>(h: Arc<H>) {
     assert_request(pending(&*h, &id, SignalKind::Cancel).await, &request("why"));
 }
 
-/// Cell Paused × Pause (D2): `Ok`, nothing stored.
+/// Cell Paused × Pause (§ Repeated pause or cancel stores nothing): `Ok`, nothing stored.
 pub async fn pause_paused_is_idempotent<H: Harness>(h: Arc<H>) {
     let id = unique_id("sig");
     store_on(&*h, &paused_snapshot(&id), SignalKind::Pause).await.unwrap();
     assert!(pending(&*h, &id, SignalKind::Pause).await.is_none());
 }
 
-/// Cell Cancelled × Cancel (D2): `Ok`, nothing stored.
+/// Cell Cancelled × Cancel (§ Repeated pause or cancel stores nothing): `Ok`, nothing stored.
 pub async fn cancel_cancelled_is_idempotent<H: Harness>(h: Arc<H>) {
     let id = unique_id("sig");
     store_on(&*h, &cancelled_snapshot(&id), SignalKind::Cancel).await.unwrap();
@@ -232,8 +232,8 @@ pub async fn check_and_cancel_without_signal_touches_nothing<H: Harness>(h: Arc<
     assert!(pending(&*h, &id, SignalKind::Pause).await.is_some());
 }
 
-/// check_and_cancel case 2 can only arise with an orphaned signal; D1 makes delete cascade,
-/// so after a delete the guard sees no signal at all: `false`, not an error.
+/// check_and_cancel case 2 can only arise with an orphaned signal; § Delete removes everything
+/// makes delete cascade, so after a delete the guard sees no signal at all: `false`, not an error.
 pub async fn check_and_cancel_after_delete_is_false<H: Harness>(h: Arc<H>) {
     let id = unique_id("cac-deleted");
     h.backend().save_snapshot(&in_progress(&id)).await.unwrap();
@@ -473,8 +473,8 @@ pub async fn unpause_restores_and_returns_stored<H: Harness>(h: Arc<H>) {
     assert_eq!(json(&stored), json(&expected));
 }
 
-/// D3: `unpause` removes a pending Pause signal (one stored while the workflow was still
-/// running, before a save made it Paused), so the unpause is not undone at once.
+/// § Unpause drops a pending pause: `unpause` removes a pending Pause signal (one stored while the
+/// workflow was still running, before a save made it Paused), so the unpause is not undone at once.
 pub async fn unpause_removes_pending_pause<H: Harness>(h: Arc<H>) {
     let id = unique_id("unpause-d3");
     store_on(&*h, &in_progress(&id), SignalKind::Pause).await.unwrap();

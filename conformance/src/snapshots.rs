@@ -1,6 +1,6 @@
-//! `SnapshotStore`: save, load, delete, list and `save_task_result` (contract section 3), and
-//! the delete cascade of D1 (signals, claims, events and the results archive go with the
-//! snapshot).
+//! `SnapshotStore`: save, load, delete, list and `save_task_result` (§ SnapshotStore), and
+//! the delete cascade of § Delete removes everything (signals, claims, events and the results
+//! archive go with the snapshot).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -372,7 +372,7 @@ pub async fn save_task_result_on_other_states_is_noop<H: Harness>(h: Arc<H>) {
     }
 }
 
-/// D1: deleting a snapshot drops its pending Cancel and Pause signals.
+/// § Delete removes everything: deleting a snapshot drops its pending Cancel and Pause signals.
 pub async fn delete_cascades_signals<H: Harness>(h: Arc<H>) {
     let id = unique_id("cascade-sig");
     h.backend().save_snapshot(&in_progress(&id)).await.unwrap();
@@ -384,8 +384,8 @@ pub async fn delete_cascades_signals<H: Harness>(h: Arc<H>) {
     assert!(!h.backend().check_and_cancel(&id, None).await.unwrap());
 }
 
-/// D1: deleting a snapshot drops its claims, even a live one without TTL: the task can be
-/// claimed again at once, and the old owner's release finds nothing.
+/// § Delete removes everything: deleting a snapshot drops its claims, even a live one without TTL:
+/// the task can be claimed again at once, and the old owner's release finds nothing.
 pub async fn delete_cascades_claims<H: Harness>(h: Arc<H>) {
     let id = unique_id("cascade-claim");
     h.backend().save_snapshot(&in_progress(&id)).await.unwrap();
@@ -397,7 +397,7 @@ pub async fn delete_cascades_claims<H: Harness>(h: Arc<H>) {
     assert!(h.backend().release_task_claim(&id, "b", "old-worker").await.is_err());
 }
 
-/// D1: deleting a snapshot drops its buffered events.
+/// § Delete removes everything: deleting a snapshot drops its buffered events.
 pub async fn delete_cascades_events<H: Harness>(h: Arc<H>) {
     let id = unique_id("cascade-ev");
     h.backend().save_snapshot(&in_progress(&id)).await.unwrap();
@@ -408,8 +408,8 @@ pub async fn delete_cascades_events<H: Harness>(h: Arc<H>) {
     assert_eq!(h.backend().consume_event(&id, "other").await.unwrap(), None);
 }
 
-/// D1: deleting a completed snapshot drops its results archive (`load_task_result` is
-/// `NotFound`).
+/// § Delete removes everything: deleting a completed snapshot drops its results archive
+/// (`load_task_result` is `NotFound`).
 pub async fn delete_cascades_archive<H: Harness>(h: Arc<H>) {
     let id = unique_id("cascade-arch");
     h.backend().save_snapshot(&in_progress(&id)).await.unwrap();

@@ -1,5 +1,5 @@
-//! `TaskResultStore::load_task_result` (contract section 7, D5): results of running,
-//! paused and cancelled workflows come from the current snapshot; those of completed and
+//! `TaskResultStore::load_task_result` (§ TaskResultStore, § Results survive completion): results
+//! of running, paused and cancelled workflows come from the current snapshot; those of completed and
 //! failed workflows from the archive made at the terminal transition.
 
 use std::sync::Arc;

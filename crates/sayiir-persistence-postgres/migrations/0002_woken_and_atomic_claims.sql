@@ -1,5 +1,5 @@
--- Signal waits woken by an event, found without reading the events table; claims whose D12
--- refusal is checked under the workflow row's lock.
+-- Signal waits woken by an event, found without reading the events table; claims whose § No claim
+-- on finished work refusal is checked under the workflow row's lock.
 --
 -- Runs with `search_path` set to the backend's schema only, so every name below lands there.
 -- Never edit this file once released: add a new migration instead.
@@ -169,8 +169,8 @@ BEGIN
 END
 $$;
 
--- claim_task (D12) as one atomic step: the workflow row is share-locked first (every write of
--- a workflow's status or results locks that row exclusively), and the refusal is read by a
+-- claim_task (§ No claim on finished work) as one atomic step: the workflow row is share-locked
+-- first (every write of a workflow's status or results locks that row exclusively), and the refusal is read by a
 -- later statement, so it sees every result committed before the lock and none can be
 -- committed before this claim is. `p_refused`: statuses that refuse every claim;
 -- `p_refused_if_done`: statuses that refuse a task whose result is stored. An expiry outside

@@ -1,8 +1,8 @@
 -- A workflow with a pending cancel or pause leaves the scheduling indexes.
 --
--- find_available_tasks neither returns nor advances such a workflow (contract 6.1, 6.2), and
--- the request can stay pending for good (contract 8.5): kept in the partial indexes, every
--- poll would walk past it again. `signal_pending` is kept by the statements that write the
+-- find_available_tasks neither returns nor advances such a workflow (§ Advancing parked workflows,
+-- § Eligibility rules), and the request can stay pending for good (§ Requests for unclaimed
+-- workflows are never applied): kept in the partial indexes, every poll would walk past it again. `signal_pending` is kept by the statements that write the
 -- signals table, under the workflow row's lock (the lock order stays: wake_lock, the
 -- workflow row, then signals rows).
 --

@@ -17,8 +17,8 @@ use sayiir_persistence::operation::{Call, ClaimIds};
 
 /// Claims a task in one round trip (function `claim_task` of migration 0002): inserts the
 /// claim, or replaces an expired one, unless the workflow is terminal or already holds the
-/// task's result (D12). The workflow row is share-locked before the refusal is read, so the
-/// refusal and the claim are one atomic step: no result can be committed in between. `$4` is
+/// task's result (§ No claim on finished work). The workflow row is share-locked before the refusal
+/// is read, so the refusal and the claim are one atomic step: no result can be committed in between. `$4` is
 /// the TTL in milliseconds as `claims::claim_ttl_millis` decides it (NULL: no expiry; 0 for
 /// any TTL of zero or less); an expiry outside `$5..=$6` (the range of
 /// `DateTime<Utc>`) means "never expires", as in `TaskClaim::new`. `$7` and `$8` are the

@@ -128,8 +128,8 @@ type PickRow =
 /// (application clock `$1`, in O(due) through `workflows_parked`), and signal waits marked
 /// woken by an event (in O(woken) through `workflows_woken`, with the oldest event of their
 /// queue; the events table is read only for them). Workflows with a pending cancel or pause
-/// stay parked (contract 8.5); they are filtered out inside each branch, before its limit,
-/// so however many of them accumulate they never hide a park that can move.
+/// stay parked (§ Requests for unclaimed workflows are never applied); they are filtered out inside
+/// each branch, before its limit, so however many of them accumulate they never hide a park that can move.
 fn due_sql() -> String {
     let lateral = &*RESULTS_LATERAL;
     format!(
@@ -466,7 +466,8 @@ impl PostgresBackend {
         let before = results_of(&snapshot);
         let has_event = park.event.is_some();
         let (event_id, payload) = park.event.unzip();
-        // The results the advanced workflow keeps: held, or archived if it completed (D5).
+        // The results the advanced workflow keeps: held, or archived if it completed (§ Results
+        // survive completion).
         let (consumed_event, after) = match advance_parked(&mut snapshot, now, payload) {
             Advance::NotDue if has_event => {
                 // The row waits at a signal with an event queued, the blob says otherwise.

@@ -1,6 +1,6 @@
 //! `TaskResultStore`: one statement. The `task_results` rows are the held results of a
-//! workflow that holds them and the archive of one that completed or failed (D5), so both
-//! cases read the same row.
+//! workflow that holds them and the archive of one that completed or failed (§ Results survive
+//! completion), so both cases read the same row.
 
 use bytes::Bytes;
 

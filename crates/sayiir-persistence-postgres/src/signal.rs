@@ -402,7 +402,8 @@ impl SignalStore for PostgresBackend {
                     return Err(not_paused_error(&snapshot.state));
                 }
                 snapshot.mark_unpaused();
-                // A pause request still pending would undo this unpause at the next check (D3).
+                // A pause request still pending would undo this unpause at the next check (§
+                // Unpause drops a pending pause).
                 self.write_and_clear(&mut tx, "unpause", &snapshot, SignalKind::Pause).await?;
                 tx.commit().await.map_err(db("unpause", instance_id))?;
                 Ok(snapshot)

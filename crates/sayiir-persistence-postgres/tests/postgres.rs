@@ -400,7 +400,8 @@ async fn parks_with_pending_signals_do_not_starve_due_delays() {
     use sayiir_persistence_conformance::fixtures::{at_delay, request};
     common::with_backend("starve_parks", |backend| async move {
         // 150 due parks, all older than the healthy one, each with a pending pause: they are
-        // never advanced (contract 8.5) and must not fill the batch.
+        // never advanced (§ Requests for unclaimed workflows are never applied) and must not fill
+        // the batch.
         for i in 0..150 {
             let id = format!("stuck-{i:03}");
             backend
@@ -661,7 +662,8 @@ async fn signal_pending_follows_every_signal_writer() {
         assert!(flag("w1").await, "the cancel is still pending");
         backend.clear_signal("w1", SignalKind::Cancel).await.unwrap();
         assert!(!flag("w1").await);
-        // unpause drops a pending pause (D3) and clears the flag with it.
+        // unpause drops a pending pause (§ Unpause drops a pending pause) and clears the flag with
+        // it.
         backend.store_signal("w1", SignalKind::Cancel, request("c")).await.unwrap();
         backend.clear_signal("w1", SignalKind::Cancel).await.unwrap();
         backend.unpause("w1").await.unwrap();

@@ -1,5 +1,5 @@
--- Advances a workflow parked at a due delay or signal wait (contract 6.1) in one step, on
--- the fields save.lua stored for it: `nxt` the next task (absent: the park is the last
+-- Advances a workflow parked at a due delay or signal wait (§ Advancing parked workflows) in one
+-- step, on the fields save.lua stored for it: `nxt` the next task (absent: the park is the last
 -- node, the workflow completes), `pid` the park node, `anb` and `amt` the retry
 -- not-before and meta entry of the next task. A signal's payload (the head event, or empty
 -- on timeout) becomes the result of its node and the head event is popped. The blob stays

@@ -1,5 +1,5 @@
 -- Applies a pending Cancel or Pause request to an in-progress workflow (check_and_cancel,
--- check_and_pause; contract 4.5, 4.6) in one step: the status changes, the request moves
+-- check_and_pause; § Applying pending requests) in one step: the status changes, the request moves
 -- from the signals hash to the snapshot's transition record (replayed on read, see
 -- src/transition.rs), and the index entries follow. The blob, the results and the last
 -- completed task stay as they are, so results recorded concurrently are never lost.

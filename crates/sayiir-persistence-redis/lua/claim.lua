@@ -1,11 +1,11 @@
--- Claims a task (contract 5.1 and D12) with the server clock.
+-- Claims a task (§ claim_task and § No claim on finished work) with the server clock.
 -- ARGV: 1 now, 2 instance, 3 task, 4 worker, 5 TTL in ms ('' = never expires).
 -- Returns {'refused'} or {'claimed', claimed_ms, expires_ms|false}.
 
 local task = ARGV[3]
 local st = redis.call('HGET', K_SNAP, 'st')
--- D12, in the same step as the claim: this mirrors claims::claim_refused(status,
--- has_result) of the core crate (a terminal workflow, or a task whose result the state
+-- § No claim on finished work, in the same step as the claim: this mirrors
+-- claims::claim_refused(status, has_result) of the core crate (a terminal workflow, or a task whose result the state
 -- holds); the test claim_refusal_mirrors_the_core_rule checks it status by status.
 if st == 'Completed' or st == 'Failed' or st == 'Cancelled' then
   return {'refused'}

@@ -8,8 +8,8 @@
 --   4 sig      hash: Cancel / Pause -> encoded request
 --   5 clm      hash: task_id -> "<claimed_ms> <expires_ms|-> <worker>"
 --   6 ev       hash: event queues, see the ev_* helpers
---   7 arch     hash: task_id -> output, the archive of a Completed or Failed workflow (D5):
---              `res` renamed when the workflow reaches one of those states
+--   7 arch     hash: task_id -> output, the archive of a Completed or Failed workflow (§ Results
+-- survive completion):              `res` renamed when the workflow reaches one of those states
 --   8 stage    hash: the results save_snapshot writes natively in the same transaction,
 --              just before save.lua renames the hash to `res` (exists only in between)
 --   9 ready    global zset: runnable workflows, score priority * SPAN + updated_at
@@ -34,8 +34,8 @@ local function holds_results(st)
   return st == 'InProgress' or st == 'Paused' or st == 'Cancelled'
 end
 
--- Moves the results to the archive, when a workflow becomes Completed or Failed (D5). A
--- state that held no results (a terminal state saved again) leaves the archive as it is.
+-- Moves the results to the archive, when a workflow becomes Completed or Failed (§ Results survive
+-- completion). A state that held no results (a terminal state saved again) leaves the archive as it is.
 local function archive_results()
   if redis.call('EXISTS', K_RES) == 1 then
     redis.call('RENAME', K_RES, K_ARCH)

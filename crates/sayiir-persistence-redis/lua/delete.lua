@@ -1,4 +1,4 @@
--- Deletes a workflow and everything stored for it (contract D1).
+-- Deletes a workflow and everything stored for it (§ Delete removes everything).
 -- Returns 'ok' or 'not_found'.
 
 -- A staging hash can only outlive its save when the save's connection broke between a

@@ -1,5 +1,5 @@
 -- Pushes a claim's expiry back by a duration counted from its previous expiry (0.4
--- semantics, contract 5.3); the owner check and the update are one step.
+-- semantics, § extend_task_claim); the owner check and the update are one step.
 -- ARGV: 1 now, 2 instance, 3 task, 4 worker, 5 additional ms.
 -- Returns {'not_found'}, {'other', owner} or {'ok'}.
 

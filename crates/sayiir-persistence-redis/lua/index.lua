@@ -79,7 +79,7 @@ local function input_available(has_input, last)
   return last ~= false and redis.call('HEXISTS', K_RES, last) == 1
 end
 
--- Puts the workflow in the index its stored state calls for (contract 6.2, re-expressed
+-- Puts the workflow in the index its stored state calls for (§ Eligibility rules, re-expressed
 -- from schedule::schedule_of): `ready` when a worker may take its task now, `parked` when
 -- it waits for a time or has an event to wake it, neither otherwise.
 local function refresh()

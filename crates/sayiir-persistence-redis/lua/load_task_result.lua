@@ -1,5 +1,5 @@
 -- Reads one task output: from the current results, or from the archive once Completed or
--- Failed (contract D5).
+-- Failed (§ Results survive completion).
 -- ARGV: 1 now, 2 instance, 3 task. Returns {'not_found'}, {'ok', output|false}, or
 -- {'corrupt', st} when the stored status is none of the five (where the result lives depends
 -- on it: a guess could answer "no result" for one that is stored).

@@ -5,7 +5,7 @@
 -- Returns, packed: due parked instances, expired claim members, candidates, where candidates are
 -- flat triples (instance, score, biased 0/1): for each priority level, in index order, the
 -- first `limit` candidates the worker accepts that did not last fail on it, and the first
--- `limit` that did (those sort after all others, contract 6.4).
+-- `limit` that did (those sort after all others, § Ordering, aging and worker bias).
 
 local K_READY, K_META, K_PARKED, K_CEXP = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local SPAN = 8589934592

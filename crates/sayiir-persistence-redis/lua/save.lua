@@ -6,7 +6,7 @@
 --   3 results mode: 'staged' (a state that holds results: they are in the staging hash,
 --     which becomes the results hash, and there is no archive), 'none' (a state that holds
 --     no result yet: no results, no archive) or 'archive' (Completed, Failed: the stored
---     results move to the archive, D5),
+--     results move to the archive, § Results survive completion),
 --   4 meta entry ('' = none),
 --   5 the blob,
 --   6 n = number of snapshot hash fields, then n field/value pairs.

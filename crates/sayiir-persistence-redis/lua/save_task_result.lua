@@ -1,4 +1,4 @@
--- Records one task output (contract 3.2): mark_task_completed re-expressed on the stored
+-- Records one task output (§ save_task_result): mark_task_completed re-expressed on the stored
 -- fields, so concurrent branches never lose an update.
 -- ARGV: 1 now, 2 instance, 3 task, 4 output, 5 now in Unix seconds.
 -- Returns 'ok' or 'not_found'.

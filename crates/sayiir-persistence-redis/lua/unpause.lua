@@ -1,6 +1,6 @@
--- Resumes a paused workflow (unpause, contract 4.7) in one step: the status returns to
+-- Resumes a paused workflow (unpause, § unpause) in one step: the status returns to
 -- InProgress (the transition record says so, see src/transition.rs), a pending Pause
--- request is dropped (D3), and the index entries follow.
+-- request is dropped (§ Unpause drops a pending pause), and the index entries follow.
 -- ARGV: 1 now, 2 instance, 3 now in Unix seconds.
 -- Returns {'ok', packed_snapshot(), the results as flat task/output pairs}, {'not_found'}
 -- or {'not_paused', status}.

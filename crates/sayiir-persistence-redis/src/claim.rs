@@ -1,13 +1,13 @@
 //! `TaskClaimStore`: leases on tasks, timed by the Redis server clock.
 //!
 //! A claim is a field of the workflow's `claims` hash (`task_id` → claimed ms, expiry ms,
-//! worker), so ids never collide (D6). Expiring claims are also indexed by expiry, so that
-//! `find_available_tasks` purges them without scanning. Times come from `TIME` inside the
+//! worker), so ids never collide (§ Claim keys, times and ownership). Expiring claims are also
+//! indexed by expiry, so that `find_available_tasks` purges them without scanning. Times come from `TIME` inside the
 //! scripts: one clock for every worker machine, and a fresh claim never looks expired
 //! because of skew between machines.
 //!
-//! `claim.lua` refuses a claim on a terminal workflow or an already completed task (D12)
-//! inside the same script as the claim, so it cannot call the core's
+//! `claim.lua` refuses a claim on a terminal workflow or an already completed task (§ No claim on
+//! finished work) inside the same script as the claim, so it cannot call the core's
 //! `claims::claim_refused`; it mirrors that rule, and the test
 //! `claim_refusal_mirrors_the_core_rule` compares the two for every status.
 

@@ -5,8 +5,8 @@
 //! worker's own tags and bias: every script that changes a workflow, its pending requests
 //! or the claim on its current task recomputes its entry. Scores are
 //! `priority * 2^33 + updated_at`, so within one priority level the index order is the
-//! contract's order for every aging interval, and the best `limit` tasks overall are among
-//! the first `limit` the worker accepts of each level (`poll.lua`), merged here with the
+//! order of § Ordering, aging and worker bias for every aging interval, and the best `limit` tasks
+//! overall are among the first `limit` the worker accepts of each level (`poll.lua`), merged here with the
 //! shared `RankKey`. Work read per call therefore grows with `limit` (and the number of
 //! priority levels in use), not with the number of stored workflows.
 //!
@@ -45,8 +45,8 @@ const DUE_BATCH: usize = 256;
 const TAKE_ROUNDS: usize = 4;
 
 /// Every call of `find_available_tasks` may be sent again on a fresh connection after a lost
-/// one (an error here ends the worker's loop, contract 6.6): its reads are reads, and its
-/// writes check their own preconditions (an advancement sent twice advances once) and do
+/// one (an error here ends the worker's loop, § One bad row never fails the call): its reads are
+/// reads, and its writes check their own preconditions (an advancement sent twice advances once) and do
 /// not report their outcome.
 const RETRY: Retry = Retry::OnReconnect;
 
@@ -198,8 +198,8 @@ impl RedisBackend {
         reply::word(reply, at).map(|_| ())
     }
 
-    /// Advances one due park (contract 6.1), or fixes its index entry when it is not due
-    /// after all (a backoff that ended, an event consumed by someone else, a pending
+    /// Advances one due park (§ Advancing parked workflows), or fixes its index entry when it is
+    /// not due after all (a backoff that ended, an event consumed by someone else, a pending
     /// request): one script, `advance.lua`, which may run again after a lost connection (a
     /// second run finds the park advanced and only refreshes the index).
     async fn advance(

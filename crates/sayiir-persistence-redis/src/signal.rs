@@ -78,7 +78,8 @@ fn decisions(kind: SignalKind) -> &'static [String] {
 }
 
 impl RedisBackend {
-    /// Applies a pending request of `kind` to an in-progress workflow (contract 4.5, 4.6).
+    /// Applies a pending request of `kind` to an in-progress workflow (§ Applying pending
+    /// requests).
     async fn apply_signal(
         &self,
         at: &At<'_>,
@@ -311,8 +312,8 @@ fn expect_ok(at: &At<'_>, reply: redis::Value) -> Result<(), BackendError> {
 mod tests {
     use super::*;
 
-    /// The table `store_signal.lua` receives is contract 4.1 with D2, as the core rule
-    /// gives it.
+    /// The table `store_signal.lua` receives is § store_signal with § Repeated pause or cancel
+    /// stores nothing, as the core rule gives it.
     #[test]
     fn decision_tables_follow_the_core_rule() {
         let table = |kind| decisions(kind).iter().map(String::as_str).collect::<Vec<_>>();

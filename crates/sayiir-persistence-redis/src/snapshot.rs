@@ -6,8 +6,8 @@
 //! encoding); `results`, one entry per completed task. Task outputs are therefore stored
 //! once, `save_task_result` is a plain hash write inside a script, and the results hash
 //! doubles as the archive that `load_task_result` serves once the workflow is Completed or
-//! Failed (contract D5). Transitions applied by scripts leave the blob alone and are
-//! replayed on read (see `transition`).
+//! Failed (§ Results survive completion). Transitions applied by scripts leave the blob alone and
+//! are replayed on read (see `transition`).
 
 use std::borrow::Cow;
 
@@ -269,7 +269,8 @@ impl RedisBackend {
         let mut save = self.workflow_script_command(lua, &keys, &snapshot.instance_id);
         // The snapshot's own results replace the stored ones: written natively into the
         // staging hash in the same transaction, which `save.lua` renames. A state without
-        // results (Completed, Failed) moves the stored ones to the archive (D5).
+        // results (Completed, Failed) moves the stored ones to the archive (§ Results survive
+        // completion).
         let held = held_results(&snapshot.state);
         let mode = match held {
             Some(held) if !held.is_empty() => "staged",

@@ -129,7 +129,7 @@ fn payload(len: usize, seed: u8) -> Bytes {
     (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect::<Vec<u8>>().into()
 }
 
-/// 16 MiB task outputs, inputs and events round-trip exactly (contract D8).
+/// 16 MiB task outputs, inputs and events round-trip exactly (§ Payloads are opaque bytes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_mib_payloads_round_trip() {
     let backend = common::backend("big").await;
@@ -232,8 +232,8 @@ async fn structural_characters_in_ids() {
     .await;
 }
 
-/// A connection killed by the server is replaced by the backend itself (contract D11),
-/// through a pool the caller built; reads and `find_available_tasks` are sent once more on
+/// A connection killed by the server is replaced by the backend itself (§ Transient faults and
+/// recovery), through a pool the caller built; reads and `find_available_tasks` are sent once more on
 /// the fresh connection, so not even the first call after the kill fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovers_after_the_server_drops_its_connection() {
@@ -299,7 +299,8 @@ async fn recovers_after_the_server_drops_its_connection() {
         assert!(backend.get_signal(&id, SignalKind::Pause).await.unwrap().is_none());
         kill(&mut raw).await;
         assert!(backend.load_task_result(&id, "t").await.unwrap().is_none());
-        // An error from find_available_tasks would end a worker's loop (contract 6.6).
+        // An error from find_available_tasks would end a worker's loop (§ One bad row never fails
+        // the call).
         kill(&mut raw).await;
         let found = backend.find_available_tasks("w", 1, aging(), &[]).await.unwrap();
         assert_eq!(found.len(), 1);
@@ -429,8 +430,8 @@ async fn transitions_do_not_lose_to_concurrent_results() {
     .await;
 }
 
-/// D12 in `claim.lua` mirrors `claims::claim_refused` of the core crate: for every status,
-/// a task whose result the state holds and one it does not, and no snapshot at all.
+/// § No claim on finished work in `claim.lua` mirrors `claims::claim_refused` of the core crate:
+/// for every status, a task whose result the state holds and one it does not, and no snapshot at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claim_refusal_mirrors_the_core_rule() {
     use sayiir_persistence_conformance::fixtures::{
@@ -546,8 +547,8 @@ async fn inconsistent_transition_records_are_reported() {
 
 /// Once Completed, a workflow's results live in its archive key, not in the results key
 /// that `load_snapshot` reads beside its script: loading a completed workflow does not
-/// fetch its archive, while `load_task_result` still serves it (D5). The staging hash a
-/// save writes its results into never outlives the save.
+/// fetch its archive, while `load_task_result` still serves it (§ Results survive completion). The
+/// staging hash a save writes its results into never outlives the save.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completed_results_move_to_the_archive_key() {
     use sayiir_persistence_conformance::fixtures::{completed_snapshot, in_progress};

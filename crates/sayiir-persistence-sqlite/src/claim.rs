@@ -28,7 +28,8 @@ impl TaskClaimStore for SqliteBackend {
         let (id, task, worker) = owned((instance_id, task_id, worker_id));
         self.write(Call::ClaimTask(ClaimIds { instance_id, task_id, worker_id }), move |tx| {
             const OP: &str = "claim_task";
-            // D12: never hand out a task of a finished workflow, or one already done.
+            // § No claim on finished work: never hand out a task of a finished workflow, or one
+            // already done.
             let refused: Option<(String, bool)> = tx
                 .prepare_cached(
                     "SELECT status, EXISTS (SELECT 1 FROM task_results

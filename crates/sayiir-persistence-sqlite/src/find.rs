@@ -98,8 +98,8 @@ struct Query<'a> {
     aging_secs: f64,
 }
 
-/// Advances every parked workflow that is due (6.1), inside find's transaction, so the
-/// compare-and-set is implicit: no other writer can move it in between.
+/// Advances every parked workflow that is due (§ Advancing parked workflows), inside find's
+/// transaction, so the compare-and-set is implicit: no other writer can move it in between.
 fn advance_due(tx: &Transaction<'_>, now: DateTime<Utc>) -> Result<(), BackendError> {
     let due: Vec<String> = {
         let mut stmt = tx.prepare_cached(DUE_WORKFLOWS).during(OP, "find due workflows")?;

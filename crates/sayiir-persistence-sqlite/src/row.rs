@@ -14,7 +14,8 @@ use crate::error::SqlResultExt;
 
 /// Writes the `workflows` row of `snapshot` (insert or replace) and, when its state holds
 /// results, makes the `task_results` rows exactly its `completed_tasks`. A Completed or
-/// Failed snapshot leaves the result rows alone: they are its archive (D5).
+/// Failed snapshot leaves the result rows alone: they are its archive (§ Results survive
+/// completion).
 pub(crate) fn write_snapshot(
     tx: &Transaction<'_>,
     operation: &str,

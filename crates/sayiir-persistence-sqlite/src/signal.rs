@@ -268,7 +268,8 @@ impl SignalStore for SqliteBackend {
             }
             snapshot.mark_unpaused();
             write_snapshot(tx, "unpause", &snapshot)?;
-            // D3: a stale pause request must not pause the workflow again right away.
+            // § Unpause drops a pending pause: a stale pause request must not pause the workflow
+            // again right away.
             delete_signal(tx, "unpause", &id, SignalKind::Pause)?;
             Ok(snapshot)
         })

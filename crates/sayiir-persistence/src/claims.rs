@@ -1,4 +1,5 @@
-//! Claim arithmetic shared by every backend (contract section 5 and D6).
+//! Claim arithmetic shared by every backend (§ TaskClaimStore and § Claim keys, times and
+//! ownership).
 //!
 //! Backends keep claim times in milliseconds, so a claim made with a TTL of 1.5 s lives
 //! 1.5 s; the [`TaskClaim`] they return carries truncated Unix seconds.
@@ -87,8 +88,8 @@ pub fn task_claim(
     }
 }
 
-/// D12: whether a claim must be refused for a workflow whose status text is `status` and
-/// whose stored results do (`has_result`) or do not hold the task: a terminal workflow, or a
+/// § No claim on finished work: whether a claim must be refused for a workflow whose status text is
+/// `status` and whose stored results do (`has_result`) or do not hold the task: a terminal workflow, or a
 /// task that already completed, is never handed out again.
 #[must_use]
 pub fn claim_refused(status: &str, has_result: bool) -> bool {

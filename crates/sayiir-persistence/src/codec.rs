@@ -1,4 +1,4 @@
-//! The snapshot codec every backend writes (contract D9).
+//! The snapshot codec every backend writes (§ One snapshot format for every backend).
 //!
 //! A stored blob is a two-byte format marker followed by the snapshot encoded as MessagePack
 //! **with named fields** (`rmp_serde::to_vec_named`). Named fields matter: `WorkflowSnapshot`

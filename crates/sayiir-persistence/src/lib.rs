@@ -5,7 +5,8 @@
 //! The Sayiir runtime checkpoints every workflow step through four traits:
 //! [`SnapshotStore`], [`SignalStore`], [`TaskClaimStore`] and [`TaskResultStore`]
 //! ([`PersistentBackend`] is implemented for every type that has the first two). Their API is
-//! exactly that of sayiir-persistence 0.4.0.
+//! exactly that of sayiir-persistence 0.4.0; what each method does is written down in
+//! [`behaviour`], whose sections the rest of the workspace cites as `§ Section name`.
 //!
 //! This crate does no I/O. It carries [`InMemoryBackend`] (feature `in-memory`, on by
 //! default) because 0.4.0 exports it here and the Sayiir runtime re-exports it from here;
@@ -27,6 +28,12 @@
 
 mod error;
 mod traits;
+
+/// The behaviour every backend gives each trait method (`docs/behaviour.md` in the
+/// repository). Comments across the workspace cite its sections as `§ Section name`.
+pub mod behaviour {
+    #![doc = include_str!("../behaviour.md")]
+}
 
 pub mod claims;
 pub mod codec;

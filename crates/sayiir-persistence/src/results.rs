@@ -1,4 +1,5 @@
-//! Which task results a snapshot holds, and the archive kept after completion (D5).
+//! Which task results a snapshot holds, and the archive kept after completion (§ Results survive
+//! completion).
 //!
 //! `Completed` and `Failed` snapshots discard their `completed_tasks`; `load_task_result` must
 //! still serve them. So when a save turns a snapshot that held results into `Completed` or

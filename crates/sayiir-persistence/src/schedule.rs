@@ -1,11 +1,11 @@
-//! The scheduling rules of `find_available_tasks` (contract section 6), as pure functions.
+//! The scheduling rules of `find_available_tasks` (§ find_available_tasks), as pure functions.
 //!
 //! Backends denormalise [`schedule_of`] into indexed columns, sorted sets or maps, and may
 //! re-express these rules in SQL or Lua for speed; the conformance suite checks that they
 //! agree with this module.
 //!
-//! Ordering (6.4, D4): tasks that last failed on the asking worker come after all others;
-//! then by effective priority `priority - wait / aging` ascending; then by the snapshot's
+//! Ordering (6.4, § Filter and sort before the limit): tasks that last failed on the asking worker
+//! come after all others; then by effective priority `priority - wait / aging` ascending; then by the snapshot's
 //! `updated_at`; then by instance id. For one aging interval the order of two tasks of the
 //! same priority never depends on the clock, so the best task of each priority level is the
 //! oldest of that level: a backend can read the first `limit` ready tasks of each level from
@@ -63,7 +63,8 @@ pub struct ReadyTask {
     pub failed_worker: Option<String>,
 }
 
-/// Classifies a snapshot for the scheduler (contract 6.2 rules 1, 3, 4 and 8; 6.1).
+/// Classifies a snapshot for the scheduler (§ Eligibility rules 1, 3, 4 and 8; § Advancing parked
+/// workflows).
 #[must_use]
 pub fn schedule_of(snapshot: &WorkflowSnapshot) -> Schedule {
     let WorkflowSnapshotState::InProgress { position, completed_tasks, .. } = &snapshot.state
@@ -93,8 +94,8 @@ pub fn schedule_of(snapshot: &WorkflowSnapshot) -> Schedule {
     }
 }
 
-/// The input a worker runs the current task with (6.5): the initial input while no task
-/// has completed, else the output of the last completed task.
+/// The input a worker runs the current task with (§ Returned fields): the initial input while no
+/// task has completed, else the output of the last completed task.
 #[must_use]
 pub fn task_input(snapshot: &WorkflowSnapshot) -> Option<Bytes> {
     let WorkflowSnapshotState::InProgress { completed_tasks, .. } = &snapshot.state else {
@@ -107,14 +108,15 @@ pub fn task_input(snapshot: &WorkflowSnapshot) -> Option<Bytes> {
     }
 }
 
-/// Whether a worker with `worker_tags` accepts a task tagged `task_tags` (6.3): a worker
+/// Whether a worker with `worker_tags` accepts a task tagged `task_tags` (§ Worker tags): a worker
 /// without tags accepts everything; otherwise the task's tags must be a subset of its own.
 #[must_use]
 pub fn tags_accepted(task_tags: &[String], worker_tags: &[String]) -> bool {
     worker_tags.is_empty() || task_tags.iter().all(|tag| worker_tags.contains(tag))
 }
 
-/// Whether a task whose backoff ends at `not_before` may run at `now` (6.2 rule 6).
+/// Whether a task whose backoff ends at `not_before` may run at `now` (§ Eligibility rules, rule
+/// 6).
 #[must_use]
 pub fn backoff_elapsed(not_before: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
     not_before.is_none_or(|t| now >= t)
@@ -229,7 +231,7 @@ pub fn seconds_from_column(column: i64) -> u64 {
     (column as u64) ^ COLUMN_SIGN_FLIP
 }
 
-/// What advancing a parked workflow did (6.1).
+/// What advancing a parked workflow did (§ Advancing parked workflows).
 #[derive(Debug, Clone)]
 pub enum Advance {
     /// Not parked, or not due yet: the snapshot is unchanged.
@@ -243,7 +245,7 @@ pub enum Advance {
     Completed {
         /// Whether the buffered event was used (the caller must consume it).
         consumed_event: bool,
-        /// The results held before completion, to archive (D5).
+        /// The results held before completion, to archive (§ Results survive completion).
         archive: HashMap<String, TaskResult>,
     },
 }

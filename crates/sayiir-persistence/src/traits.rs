@@ -1,8 +1,9 @@
 //! The storage traits the Sayiir runtime checkpoints through.
 //!
 //! Signatures and default bodies are exactly those of sayiir-persistence 0.4.0, so runtime code
-//! written against 0.4.0 compiles unchanged. `../shared/CONTRACT.md` (in the repository) states
-//! the behaviour every method must have; the conformance crate checks it.
+//! written against 0.4.0 compiles unchanged. What every method must do is written down in
+//! [`behaviour`](crate::behaviour) (`docs/behaviour.md` in the repository); the conformance
+//! crate checks it.
 
 use std::future::Future;
 

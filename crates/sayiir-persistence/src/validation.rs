@@ -1,13 +1,14 @@
 //! Input and state checks that every backend applies the same way.
 //!
-//! - Ids (contract D7): non-empty UTF-8 without NUL, at most [`MAX_ID_BYTES`] bytes. Checked
+//! - Ids (§ Id rules): non-empty UTF-8 without NUL, at most [`MAX_ID_BYTES`] bytes. Checked
 //!   before any I/O, so a bad id never reaches storage.
 //! - Everything a snapshot or a signal request carries that a backend stores beside the blob
 //!   ([`validate_snapshot`], [`validate_signal_request`]): the ids in it follow the id rules,
 //!   and free text (trace parent, tags, reasons) holds no NUL character, which PostgreSQL's
 //!   `text` cannot store. One rule for every backend, checked before any I/O, so a value one
 //!   backend would store and another refuse is refused by all, with the same error.
-//! - Signals against workflow status (contract 4.1 with D2): [`signal_decision`].
+//! - Signals against workflow status (§ store_signal with § Repeated pause or cancel stores
+//! nothing): [`signal_decision`].
 
 use std::str::FromStr;
 
@@ -49,7 +50,7 @@ impl IdKind {
     }
 }
 
-/// Checks one id against the rules of contract D7.
+/// Checks one id against the rules of § Id rules.
 ///
 /// # Errors
 /// `BackendError::Backend` naming the id (a long one shortened) and what is wrong with it.
@@ -276,7 +277,8 @@ pub enum SignalDecision {
 }
 
 /// Decides whether a signal of `kind` may be stored for a workflow whose status text is
-/// `status` (contract 4.1 and D2). Unknown status texts are permissive, as in 0.4.0.
+/// `status` (§ store_signal and § Repeated pause or cancel stores nothing). Unknown status texts
+/// are permissive, as in 0.4.0.
 ///
 /// # Errors
 /// `CannotCancel` / `CannotPause` with the status name when the signal is refused.

@@ -13,7 +13,8 @@ use super::InMemoryBackend;
 use super::state::{Claim, State};
 
 impl State {
-    /// D12: no claim on a terminal workflow or on a task whose result is already stored.
+    /// § No claim on finished work: no claim on a terminal workflow or on a task whose result is
+    /// already stored.
     fn refuses_claim(&self, instance_id: &str, task_id: &str) -> Result<bool, BackendError> {
         let Some(workflow) = self.workflows.get(instance_id) else {
             return Ok(false);

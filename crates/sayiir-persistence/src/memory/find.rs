@@ -54,7 +54,8 @@ struct Query<'a> {
 
 impl State {
     /// Advances every parked workflow that is due: timers that have passed and signal waits
-    /// whose event has arrived (6.1). Workflows with a pending signal stay parked.
+    /// whose event has arrived (§ Advancing parked workflows). Workflows with a pending signal stay
+    /// parked.
     fn advance_due(&mut self, now: DateTime<Utc>) {
         let now_ms = now.timestamp_millis();
         let due: BTreeSet<String> = self
@@ -137,7 +138,8 @@ impl State {
         best_by_rank(candidates, query.limit)
     }
 
-    /// The rank and task of a ready workflow, if every rule of 6.2 lets `query` have it.
+    /// The rank and task of a ready workflow, if every one of § Eligibility rules lets `query` have
+    /// it.
     fn candidate<'s>(
         &'s self,
         instance_id: &'s str,

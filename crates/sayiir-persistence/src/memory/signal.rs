@@ -192,7 +192,8 @@ impl SignalStore for InMemoryBackend {
                 if !snapshot.state.is_paused() {
                     return Err(not_paused_error(&snapshot.state));
                 }
-                // D3: a stale pause request must not pause the workflow again right away.
+                // § Unpause drops a pending pause: a stale pause request must not pause the
+                // workflow again right away.
                 if let Some(signals) = state.signals.get_mut(instance_id) {
                     signals.pause = None;
                 }

@@ -12,7 +12,7 @@ use sayiir_core::snapshot::{SignalRequest, TaskResult, WorkflowSnapshot};
 #[derive(Debug)]
 pub(crate) struct Workflow {
     pub(crate) stored: Stored,
-    /// Results kept after a transition to Completed/Failed (D5).
+    /// Results kept after a transition to Completed/Failed (§ Results survive completion).
     pub(crate) archive: HashMap<String, TaskResult>,
     /// The index entries made for it, so removing them needs no recomputation.
     indexed: Indexed,
@@ -130,9 +130,9 @@ impl State {
     }
 
     /// Adds the workflow to the indexes its schedule calls for. A workflow with a pending
-    /// cancel or pause is in none: it is neither returned nor advanced (6.1, 6.2), and such
-    /// requests can stay pending for good (contract 8.5), so keeping it indexed would make
-    /// every poll skip it again.
+    /// cancel or pause is in none: it is neither returned nor advanced (§ Advancing parked
+    /// workflows, § Eligibility rules), and such requests can stay pending for good (§ Requests for
+    /// unclaimed workflows are never applied), so keeping it indexed would make every poll skip it again.
     pub(crate) fn index(&mut self, instance_id: &str) {
         if self.has_signal(instance_id) {
             return;
@@ -234,7 +234,7 @@ impl State {
         }
     }
 
-    /// Removes the workflow and everything stored for the instance (D1).
+    /// Removes the workflow and everything stored for the instance (§ Delete removes everything).
     pub(crate) fn delete(&mut self, instance_id: &str) -> bool {
         self.unindex(instance_id);
         if self.workflows.remove(instance_id).is_none() {
