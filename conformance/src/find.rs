@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 use sayiir_persistence::sayiir_core::snapshot::{
     ExecutionPosition, PauseRequest, SignalKind, TaskResult, WorkflowSnapshot,
@@ -235,6 +235,56 @@ pub async fn backoff_elapsed_shows<H: Harness>(h: Arc<H>) {
     let id = unique_id("backoff-over");
     save(&*h, &failed_once(&id, "t", "w-failed", Utc::now() - hour())).await;
     assert_visible(&*h, &id, "t", "backoff elapsed").await;
+}
+
+/// A retried task is not handed out before its backoff has ended, to the millisecond: a backoff
+/// that ends 999 µs into some millisecond is still running at the start of that millisecond
+/// (§ Clocks and rounding). A backend that keeps the time in whole milliseconds must round it
+/// up. Each attempt waits for the start of a millisecond and polls; it counts when the poll
+/// returned before the backoff's end (a slower poll proves nothing either way), and a few
+/// such polls must all leave the task out.
+pub async fn backoff_holds_to_the_millisecond<H: Harness>(h: Arc<H>) {
+    const WANTED: usize = 3;
+    const ATTEMPTS: usize = 300;
+    let mut conclusive = 0;
+    let mut slowest = std::time::Duration::ZERO;
+    for _ in 0..ATTEMPTS {
+        let id = unique_id("backoff-ms");
+        // A millisecond boundary far enough ahead for the save.
+        let boundary = Utc::now() + Duration::milliseconds(5);
+        let boundary = DateTime::from_timestamp_millis(boundary.timestamp_millis()).unwrap();
+        let retry_at = boundary + Duration::microseconds(999);
+        save(&*h, &failed_once(&id, "t", "w-failed", retry_at)).await;
+        let start = boundary + Duration::microseconds(20);
+        if Utc::now() >= start {
+            h.backend().delete_snapshot(&id).await.unwrap();
+            continue;
+        }
+        while Utc::now() < start {
+            std::hint::spin_loop();
+        }
+        let polled = std::time::Instant::now();
+        let found = find(&*h, "w-other", ALL, aging(), &[]).await;
+        let returned_at = Utc::now();
+        slowest = slowest.max(polled.elapsed());
+        h.backend().delete_snapshot(&id).await.unwrap();
+        if returned_at < retry_at {
+            assert!(
+                task_of(&found, &id).is_none(),
+                "a task whose backoff ends at {retry_at} was handed out by a poll that returned \
+                 at {returned_at}, before the backoff ended"
+            );
+            conclusive += 1;
+            if conclusive == WANTED {
+                return;
+            }
+        }
+    }
+    panic!(
+        "only {conclusive} of {ATTEMPTS} polls returned within 1 ms (slowest {slowest:?}), \
+         {WANTED} are needed to check that backoff holds to the millisecond: run the suite on a \
+         less loaded machine"
+    );
 }
 
 /// A task with no input (no initial input and no completed task) is not returned.

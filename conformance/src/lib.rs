@@ -303,6 +303,7 @@ macro_rules! __conformance_group {
                     expired_claim_does_not_hide,
                     backoff_pending_hides,
                     backoff_elapsed_shows,
+                    backoff_holds_to_the_millisecond,
                     no_input_hides,
                     empty_initial_input_is_an_input,
                     input_is_initial_input,

@@ -3,12 +3,12 @@
 
 use std::sync::LazyLock;
 
-use crate::sayiir_core::snapshot::{ExecutionPosition, WorkflowSnapshot, WorkflowSnapshotState};
+use crate::sayiir_core::snapshot::{WorkflowSnapshot, WorkflowSnapshotState};
 use bytes::Bytes;
 use sayiir_persistence::codec::{decode_snapshot_with_results, encode_snapshot_without_results};
 use sayiir_persistence::results::{held_results, status_holds_results};
 use sayiir_persistence::schedule::{
-    DEFAULT_PRIORITY, seconds_from_column, seconds_to_column, task_input,
+    IndexProjection, seconds_from_column, seconds_to_column, task_input,
 };
 use sqlx::Postgres;
 use sqlx::postgres::PgArguments;
@@ -50,31 +50,20 @@ impl StoredRow {
             held.values().map(|r| (r.task_id.clone(), r.output.clone())).collect::<Vec<_>>()
         });
 
-        let (position, last_completed_task_id) = match &snapshot.state {
-            WorkflowSnapshotState::InProgress { position, last_completed_task_id, .. }
-            | WorkflowSnapshotState::Paused { position, last_completed_task_id, .. } => {
-                (Some(position), last_completed_task_id.clone())
+        let last_completed_task_id = match &snapshot.state {
+            WorkflowSnapshotState::InProgress { last_completed_task_id, .. }
+            | WorkflowSnapshotState::Paused { last_completed_task_id, .. } => {
+                last_completed_task_id.clone()
             }
-            _ => (None, None),
-        };
-        let in_progress = snapshot.state.is_in_progress();
-        let current_task_id = match position {
-            Some(ExecutionPosition::AtTask { task_id }) if in_progress => Some(task_id.clone()),
             _ => None,
         };
-        let current_done = current_task_id.as_ref().is_some_and(|task| {
-            held_results(&snapshot.state).is_some_and(|held| held.contains_key(task))
+        let index = IndexProjection::of(snapshot);
+        let current = index.current_task();
+        let current_task_id = current.map(|task| task.task_id.to_string());
+        let current_done = current.is_some_and(|task| {
+            held_results(&snapshot.state).is_some_and(|held| held.contains_key(task.task_id))
         });
-        let retry = current_task_id.as_ref().and_then(|task| snapshot.task_retries.get(task));
-        let (wake_at, signal_name) = match position {
-            Some(ExecutionPosition::AtDelay { wake_at, .. }) if in_progress => {
-                (Some(wake_at.timestamp_millis()), None)
-            }
-            Some(ExecutionPosition::AtSignal { wake_at, signal_name, .. }) if in_progress => {
-                (wake_at.map(|w| w.timestamp_millis()), Some(signal_name.clone()))
-            }
-            _ => (None, None),
-        };
+        let (wake_at, signal_name) = index.parked();
         Ok(Self {
             status: snapshot.state.as_ref().to_string(),
             blob,
@@ -85,12 +74,12 @@ impl StoredRow {
             current_task_id,
             current_done,
             has_input: task_input(snapshot).is_some(),
-            priority: i16::from(snapshot.task_priority.unwrap_or(DEFAULT_PRIORITY)),
-            tags: snapshot.task_tags.clone(),
-            retry_not_before: retry.map(|r| r.next_retry_at.timestamp_millis()),
-            failed_worker: retry.and_then(|r| r.last_failed_worker.clone()),
+            priority: i16::from(index.priority),
+            tags: index.tags.to_vec(),
+            retry_not_before: current.and_then(|task| task.not_before_ms),
+            failed_worker: current.and_then(|task| task.failed_worker.map(String::from)),
             wake_at,
-            signal_name,
+            signal_name: signal_name.map(String::from),
             results,
         })
     }

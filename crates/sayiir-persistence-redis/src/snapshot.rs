@@ -12,14 +12,13 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
 use redis::Value;
 use sayiir_persistence::codec::{decode_snapshot_with_results, encode_snapshot_without_results};
 use sayiir_persistence::results::held_results;
 use sayiir_persistence::sayiir_core::snapshot::{
     ExecutionPosition, WorkflowSnapshot, WorkflowSnapshotState,
 };
-use sayiir_persistence::schedule::DEFAULT_PRIORITY;
+use sayiir_persistence::schedule::IndexProjection;
 use sayiir_persistence::{BackendError, SnapshotStore};
 
 use crate::error::{self, At};
@@ -46,8 +45,8 @@ impl<'a> Stored<'a> {
         let mut fields: Vec<(&'static str, Cow<'a, [u8]>)> = Vec::with_capacity(12);
         fields.push(("st", Cow::Borrowed(snapshot.state.as_ref().as_bytes())));
         fields.push(("upd", Cow::Owned(snapshot.updated_at.to_string().into_bytes())));
-        let priority = snapshot.task_priority.unwrap_or(DEFAULT_PRIORITY);
-        fields.push(("prio", Cow::Owned(priority.to_string().into_bytes())));
+        let index = IndexProjection::of(snapshot);
+        fields.push(("prio", Cow::Owned(index.priority.to_string().into_bytes())));
         let mut push = |name: &'static str, value: Option<&'a str>| {
             if let Some(value) = value {
                 fields.push((name, Cow::Borrowed(value.as_bytes())));
@@ -65,25 +64,25 @@ impl<'a> Stored<'a> {
             _ => None,
         };
         // A park: what advance.lua needs to move to the next task without the blob.
-        let (current, next, wake) = match position {
-            Some(ExecutionPosition::AtTask { task_id }) => (Some(task_id.as_str()), None, None),
-            Some(ExecutionPosition::AtSignal { signal_id, signal_name, next_task_id, wake_at }) => {
+        let (current, next) = match position {
+            Some(ExecutionPosition::AtTask { task_id }) => (Some(task_id.as_str()), None),
+            Some(ExecutionPosition::AtSignal { signal_id, signal_name, next_task_id, .. }) => {
                 push("sig", Some(signal_name));
                 push("pid", Some(signal_id));
-                (None, next_task_id.as_deref(), *wake_at)
+                (None, next_task_id.as_deref())
             }
-            Some(ExecutionPosition::AtDelay { delay_id, next_task_id, wake_at, .. }) => {
+            Some(ExecutionPosition::AtDelay { delay_id, next_task_id, .. }) => {
                 push("pid", Some(delay_id));
-                (None, next_task_id.as_deref(), Some(*wake_at))
+                (None, next_task_id.as_deref())
             }
-            _ => (None, None, None),
+            _ => (None, None),
         };
         push("cur", current);
         push("nxt", next);
-        if let Some(wake) = wake {
+        if let Some(wake_ms) = index.wake_ms {
             // Rounded up: a script that finds the park due (now_ms >= wake) has an application
             // time at or past `wake_at`, so replaying the advancement at that time agrees.
-            fields.push(("wake", Cow::Owned(ceil_millis(wake).to_string().into_bytes())));
+            fields.push(("wake", Cow::Owned(wake_ms.to_string().into_bytes())));
         }
         let (not_before, meta) = task_fields(snapshot, current);
         if let Some(not_before) = not_before {
@@ -108,26 +107,15 @@ fn task_fields(snapshot: &WorkflowSnapshot, task: Option<&str>) -> (Option<Strin
     let Some(task) = task else {
         return (None, Vec::new());
     };
-    let retry = snapshot.task_retries.get(task);
-    // Rounded up, as `backoff_elapsed` requires `now >= next_retry_at`.
-    let not_before = retry.map(|retry| ceil_millis(retry.next_retry_at).to_string());
-    let failed_worker = retry.and_then(|r| r.last_failed_worker.as_deref());
+    let task = IndexProjection::task(snapshot, task);
+    let not_before = task.not_before_ms.map(|ms| ms.to_string());
+    let failed_worker = task.failed_worker;
     let meta = if failed_worker.is_some() || !snapshot.task_tags.is_empty() {
         encode_meta(failed_worker, &snapshot.task_tags)
     } else {
         Vec::new()
     };
     (not_before, meta)
-}
-
-/// Unix milliseconds, rounded up.
-fn ceil_millis(time: DateTime<Utc>) -> i64 {
-    let floor = time.timestamp_millis();
-    if time.timestamp_subsec_nanos().is_multiple_of(1_000_000) {
-        floor
-    } else {
-        floor.saturating_add(1)
-    }
 }
 
 /// A snapshot as read back (`packed_snapshot` in `lua/common.lua`, and its results), before it

@@ -6,9 +6,7 @@ use sayiir_persistence::BackendError;
 use sayiir_persistence::codec::{decode_snapshot_with_results, encode_snapshot_without_results};
 use sayiir_persistence::results::held_results;
 use sayiir_persistence::sayiir_core::snapshot::{WorkflowSnapshot, WorkflowSnapshotState};
-use sayiir_persistence::schedule::{
-    DEFAULT_PRIORITY, Schedule, schedule_of, seconds_from_column, seconds_to_column,
-};
+use sayiir_persistence::schedule::{IndexProjection, seconds_from_column, seconds_to_column};
 
 use crate::error::SqlResultExt;
 
@@ -23,19 +21,12 @@ pub(crate) fn write_snapshot(
 ) -> Result<(), BackendError> {
     let id = snapshot.instance_id.as_str();
     let blob = encode_snapshot_without_results(snapshot)?;
-    let schedule = schedule_of(snapshot);
-    let priority = snapshot.task_priority.unwrap_or(DEFAULT_PRIORITY);
-    let tags = serde_json::to_string(&snapshot.task_tags)
+    let index = IndexProjection::of(snapshot);
+    let tags = serde_json::to_string(index.tags)
         .map_err(|e| BackendError::Serialization(format!("task_tags of {id:?}: {e}")))?;
-    let retry = snapshot.current_task_id().and_then(|task| snapshot.task_retries.get(task));
-    let (ready_priority, wake_ms, signal_name) = match &schedule {
-        Schedule::Ready(_) => (Some(priority), None, None),
-        Schedule::Delay { wake_at } => (None, Some(wake_at.timestamp_millis()), None),
-        Schedule::Signal { signal_name, wake_at } => {
-            (None, wake_at.map(|w| w.timestamp_millis()), Some(signal_name.as_str()))
-        }
-        Schedule::Idle => (None, None, None),
-    };
+    let retry = index.current_task();
+    let ready_priority = index.ready.then_some(index.priority);
+    let (wake_ms, signal_name) = index.parked();
     let last_completed = match &snapshot.state {
         WorkflowSnapshotState::InProgress { last_completed_task_id, .. }
         | WorkflowSnapshotState::Paused { last_completed_task_id, .. } => {
@@ -55,10 +46,10 @@ pub(crate) fn write_snapshot(
                 last_completed,
                 snapshot.position_kind(),
                 snapshot.current_task_id(),
-                priority,
+                index.priority,
                 tags,
-                retry.map(|r| r.next_retry_at.timestamp_millis()),
-                retry.and_then(|r| r.last_failed_worker.as_deref()),
+                retry.and_then(|r| r.not_before_ms),
+                retry.and_then(|r| r.failed_worker),
                 ready_priority,
                 wake_ms,
                 signal_name,

@@ -94,6 +94,115 @@ pub fn schedule_of(snapshot: &WorkflowSnapshot) -> Schedule {
     }
 }
 
+/// A time as every scheduling index stores it: Unix milliseconds, **rounded up**.
+///
+/// Indexes compare stored times with "now" in whole milliseconds (`stored <= now_ms`). Rounded
+/// up, a time read off an index is never earlier than the exact one, so nothing is handed out
+/// or woken before it is due (§ Clocks and rounding); rounded down, a task could be handed out
+/// up to 1 ms before its retry backoff ends.
+#[must_use]
+pub fn index_millis(time: DateTime<Utc>) -> i64 {
+    let floor = time.timestamp_millis();
+    if time.timestamp_subsec_nanos().is_multiple_of(1_000_000) {
+        floor
+    } else {
+        floor.saturating_add(1)
+    }
+}
+
+/// What a backend's scheduling indexes store for one snapshot, computed in one place so that
+/// every backend stores the same values with the same rounding ([`index_millis`]).
+///
+/// Position fields are filled for an `InProgress` or `Paused` workflow (a paused one keeps them
+/// for when it resumes); a backend that indexes in-progress workflows only checks
+/// [`IndexProjection::in_progress`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexProjection<'a> {
+    /// The state is `InProgress`.
+    pub in_progress: bool,
+    /// `task_priority`, or [`DEFAULT_PRIORITY`].
+    pub priority: u8,
+    /// The aging stamp: the snapshot's `updated_at` (Unix s).
+    pub updated_at: u64,
+    /// The snapshot's task tags.
+    pub tags: &'a [String],
+    /// The task at the position (`AtTask`).
+    pub task: Option<TaskProjection<'a>>,
+    /// When a delay or a signal wait with a timeout is due, Unix ms rounded up.
+    pub wake_ms: Option<i64>,
+    /// The event queue a signal wait listens to.
+    pub signal_name: Option<&'a str>,
+    /// [`schedule_of`] says [`Schedule::Ready`]: a worker may run the task now or once its
+    /// backoff has ended.
+    pub ready: bool,
+}
+
+/// What the indexes store about one task of a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskProjection<'a> {
+    /// The task.
+    pub task_id: &'a str,
+    /// End of the task's retry backoff, Unix ms rounded up; `None` when it never failed.
+    pub not_before_ms: Option<i64>,
+    /// The worker the task last failed on.
+    pub failed_worker: Option<&'a str>,
+}
+
+impl<'a> IndexProjection<'a> {
+    /// The projection of `snapshot`.
+    #[must_use]
+    pub fn of(snapshot: &'a WorkflowSnapshot) -> Self {
+        let position = match &snapshot.state {
+            WorkflowSnapshotState::InProgress { position, .. }
+            | WorkflowSnapshotState::Paused { position, .. } => Some(position),
+            _ => None,
+        };
+        let (task, wake_at, signal_name) = match position {
+            Some(ExecutionPosition::AtTask { task_id }) => {
+                (Some(Self::task(snapshot, task_id)), None, None)
+            }
+            Some(ExecutionPosition::AtDelay { wake_at, .. }) => (None, Some(*wake_at), None),
+            Some(ExecutionPosition::AtSignal { wake_at, signal_name, .. }) => {
+                (None, *wake_at, Some(signal_name.as_str()))
+            }
+            _ => (None, None, None),
+        };
+        Self {
+            in_progress: snapshot.state.is_in_progress(),
+            priority: snapshot.task_priority.unwrap_or(DEFAULT_PRIORITY),
+            updated_at: snapshot.updated_at,
+            tags: &snapshot.task_tags,
+            task,
+            wake_ms: wake_at.map(index_millis),
+            signal_name,
+            ready: matches!(schedule_of(snapshot), Schedule::Ready(_)),
+        }
+    }
+
+    /// The projection of `task_id` as the current task of `snapshot`.
+    #[must_use]
+    pub fn task(snapshot: &'a WorkflowSnapshot, task_id: &'a str) -> TaskProjection<'a> {
+        let retry = snapshot.task_retries.get(task_id);
+        TaskProjection {
+            task_id,
+            not_before_ms: retry.map(|retry| index_millis(retry.next_retry_at)),
+            failed_worker: retry.and_then(|retry| retry.last_failed_worker.as_deref()),
+        }
+    }
+
+    /// The task at the position of an in-progress workflow.
+    #[must_use]
+    pub fn current_task(&self) -> Option<TaskProjection<'a>> {
+        self.task.filter(|_| self.in_progress)
+    }
+
+    /// The wake time and event queue of an in-progress parked workflow.
+    #[must_use]
+    pub fn parked(&self) -> (Option<i64>, Option<&'a str>) {
+        if self.in_progress { (self.wake_ms, self.signal_name) } else { (None, None) }
+    }
+}
+
 /// The input a worker runs the current task with (§ Returned fields): the initial input while no
 /// task has completed, else the output of the last completed task.
 #[must_use]
@@ -310,6 +419,19 @@ mod tests {
             not_before: None,
             failed_worker: failed.map(String::from),
         }
+    }
+
+    #[test]
+    fn index_times_round_up_to_the_millisecond() {
+        let exact = DateTime::from_timestamp_millis(1_700_000_000_123).unwrap();
+        assert_eq!(index_millis(exact), 1_700_000_000_123);
+        let later = exact + chrono::Duration::nanoseconds(1);
+        assert_eq!(index_millis(later), 1_700_000_000_124);
+        let almost = exact + chrono::Duration::microseconds(999);
+        assert_eq!(index_millis(almost), 1_700_000_000_124);
+        let before_epoch =
+            DateTime::from_timestamp_millis(-5).unwrap() + chrono::Duration::microseconds(1);
+        assert_eq!(index_millis(before_epoch), -4);
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use crate::BackendError;
 use crate::codec::decode_snapshot;
-use crate::schedule::{Schedule, schedule_of};
+use crate::schedule::{Schedule, index_millis, schedule_of};
 use bytes::Bytes;
 use sayiir_core::snapshot::{SignalRequest, TaskResult, WorkflowSnapshot};
 
@@ -145,13 +145,13 @@ impl State {
                 indexed.ready = Some((task.priority, task.updated_at));
             }
             Schedule::Delay { wake_at } => {
-                self.timers.insert((wake_at.timestamp_millis(), instance_id.to_string()));
-                indexed.timer = Some(wake_at.timestamp_millis());
+                self.timers.insert((index_millis(wake_at), instance_id.to_string()));
+                indexed.timer = Some(index_millis(wake_at));
             }
             Schedule::Signal { signal_name, wake_at } => {
                 if let Some(wake_at) = wake_at {
-                    self.timers.insert((wake_at.timestamp_millis(), instance_id.to_string()));
-                    indexed.timer = Some(wake_at.timestamp_millis());
+                    self.timers.insert((index_millis(wake_at), instance_id.to_string()));
+                    indexed.timer = Some(index_millis(wake_at));
                 }
                 if self.has_event(instance_id, &signal_name) {
                     self.woken.insert(instance_id.to_string());
