@@ -5,15 +5,12 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::claims::{
-    claim_held_by_other, claim_not_found, claim_refused, claim_ttl_millis, extension_millis,
-    task_claim,
-};
+use crate::claims::{check_holder, claim_refused, claim_ttl_millis, extension_millis, task_claim};
 use crate::error::db;
-use crate::row::ALL_STATUSES;
 use crate::sayiir_core::task_claim::{AvailableTask, TaskClaim};
 use crate::{BackendError, PostgresBackend, TaskClaimStore};
 use sayiir_persistence::operation::{Call, ClaimIds};
+use sayiir_persistence::status::ALL as ALL_STATUSES;
 
 /// Claims a task in one round trip (function `claim_task` of migration 0002): inserts the
 /// claim, or replaces an expired one, unless the workflow is terminal or already holds the
@@ -62,18 +59,12 @@ const EXTEND: &str = "WITH extended AS (
     SELECT EXISTS (SELECT 1 FROM extended),
         (SELECT worker_id FROM {schema}.claims WHERE instance_id = $1 AND task_id = $2)";
 
-/// `Ok` after a release or extend that matched; otherwise who held the claim, if anyone.
-fn owner_outcome(
-    instance_id: &str,
-    task_id: &str,
-    done: bool,
-    owner: Option<String>,
-) -> Result<(), BackendError> {
-    match (done, owner) {
-        (true, _) => Ok(()),
-        (false, Some(owner)) => Err(claim_held_by_other(instance_id, task_id, &owner)),
-        (false, None) => Err(claim_not_found(instance_id, task_id)),
+/// `Ok` after a release or extend that matched; otherwise the outcome for who held the claim.
+fn owner_outcome(ids: ClaimIds<'_>, done: bool, owner: Option<&str>) -> Result<(), BackendError> {
+    if done {
+        return Ok(());
     }
+    check_holder(ids.instance_id, ids.task_id, ids.worker_id, owner)
 }
 
 impl TaskClaimStore for PostgresBackend {
@@ -84,8 +75,9 @@ impl TaskClaimStore for PostgresBackend {
         worker_id: &str,
         ttl: Option<Duration>,
     ) -> Result<Option<TaskClaim>, BackendError> {
+        let ids = ClaimIds { instance_id, task_id, worker_id };
         self.calls()
-            .run(Call::ClaimTask(ClaimIds { instance_id, task_id, worker_id }), async {
+            .run(Call::ClaimTask(ids), async {
                 let (refused, refused_if_done) = &*REFUSING_STATUSES;
                 let claimed: Option<(i64, Option<i64>)> = sqlx::query_as(self.sql(CLAIM))
                     .bind(instance_id)
@@ -112,8 +104,9 @@ impl TaskClaimStore for PostgresBackend {
         task_id: &str,
         worker_id: &str,
     ) -> Result<(), BackendError> {
+        let ids = ClaimIds { instance_id, task_id, worker_id };
         self.calls()
-            .run(Call::ReleaseTaskClaim(ClaimIds { instance_id, task_id, worker_id }), async {
+            .run(Call::ReleaseTaskClaim(ids), async {
                 let (released, owner): (bool, Option<String>) = sqlx::query_as(self.sql(RELEASE))
                     .bind(instance_id)
                     .bind(task_id)
@@ -121,7 +114,7 @@ impl TaskClaimStore for PostgresBackend {
                     .fetch_one(&self.pool)
                     .await
                     .map_err(db("release_task_claim", instance_id))?;
-                owner_outcome(instance_id, task_id, released, owner)
+                owner_outcome(ids, released, owner.as_deref())
             })
             .await
     }
@@ -133,8 +126,9 @@ impl TaskClaimStore for PostgresBackend {
         worker_id: &str,
         additional_duration: Duration,
     ) -> Result<(), BackendError> {
+        let ids = ClaimIds { instance_id, task_id, worker_id };
         self.calls()
-            .run(Call::ExtendTaskClaim(ClaimIds { instance_id, task_id, worker_id }), async {
+            .run(Call::ExtendTaskClaim(ids), async {
                 let (extended, owner): (bool, Option<String>) = sqlx::query_as(self.sql(EXTEND))
                     .bind(instance_id)
                     .bind(task_id)
@@ -143,7 +137,7 @@ impl TaskClaimStore for PostgresBackend {
                     .fetch_one(&self.pool)
                     .await
                     .map_err(db("extend_task_claim", instance_id))?;
-                owner_outcome(instance_id, task_id, extended, owner)
+                owner_outcome(ids, extended, owner.as_deref())
             })
             .await
     }

@@ -10,6 +10,7 @@ use sayiir_persistence::results::{held_results, status_holds_results};
 use sayiir_persistence::schedule::{
     IndexProjection, seconds_from_column, seconds_to_column, task_input,
 };
+use sayiir_persistence::status::ALL as ALL_STATUSES;
 use sqlx::Postgres;
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
@@ -108,10 +109,6 @@ impl StoredRow {
             .bind(&self.signal_name)
     }
 }
-
-/// Every status text a `WorkflowSnapshotState` can have.
-pub(crate) const ALL_STATUSES: [&str; 5] =
-    ["InProgress", "Completed", "Failed", "Cancelled", "Paused"];
 
 /// `SET` list writing every `workflows` column from `$2`..`$16` (`$1` is the instance id), as
 /// bound by [`StoredRow::bind_columns`]; the revision moves on. `woken` is recomputed from

@@ -12,11 +12,12 @@ use chrono::DateTime;
 use sqlx::{Postgres, Transaction};
 
 use crate::error::db;
-use crate::row::{ALL_STATUSES, COLUMNS_PARAMS, SnapshotRow, StoredRow, assemble};
+use crate::row::{COLUMNS_PARAMS, SnapshotRow, StoredRow, assemble};
 use crate::sayiir_core::snapshot::{PauseRequest, SignalKind, SignalRequest, WorkflowSnapshot};
 use crate::validation::{SignalDecision, not_paused_error, signal_decision};
 use crate::{BackendError, PostgresBackend, SignalStore};
 use sayiir_persistence::operation::Call;
+use sayiir_persistence::status::{self, ALL as ALL_STATUSES};
 
 /// Stores a request if the workflow's status allows it, in one statement: the workflow row is
 /// locked (by the update that marks it `signal_pending` when the request is stored, migration
@@ -196,7 +197,7 @@ impl PostgresBackend {
         let Some((status, row)) = loaded else {
             return Err(BackendError::NotFound(instance_id.to_string()));
         };
-        if status != "InProgress" {
+        if status != status::IN_PROGRESS {
             // The request stays pending (e.g. a cancel for a paused workflow).
             return Ok(false);
         }

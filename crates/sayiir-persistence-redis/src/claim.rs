@@ -12,9 +12,7 @@
 //! `claim_refusal_mirrors_the_core_rule` compares the two for every status.
 
 use chrono::Duration;
-use sayiir_persistence::claims::{
-    claim_held_by_other, claim_not_found, claim_ttl_millis, extension_millis, task_claim,
-};
+use sayiir_persistence::claims::{check_holder, claim_ttl_millis, extension_millis, task_claim};
 use sayiir_persistence::sayiir_core::task_claim::{AvailableTask, TaskClaim};
 use sayiir_persistence::{BackendError, TaskClaimStore};
 
@@ -38,14 +36,13 @@ impl RedisBackend {
         let reply =
             self.run_workflow_script(at, script, &keys, instance_id, &args, Retry::No).await?;
         let mut items = Items::new(reply, *at)?;
-        match items.text()?.as_deref() {
-            Some("ok") => Ok(()),
-            Some("not_found") => Err(claim_not_found(instance_id, task_id)),
-            Some("other") => {
-                Err(claim_held_by_other(instance_id, task_id, &items.text()?.unwrap_or_default()))
-            }
-            other => Err(error::reply(at, &format!("returned {other:?}"))),
-        }
+        let holder = match items.text()?.as_deref() {
+            Some("ok") => Some(worker_id.to_string()),
+            Some("not_found") => None,
+            Some("other") => Some(items.text()?.unwrap_or_default()),
+            other => return Err(error::reply(at, &format!("returned {other:?}"))),
+        };
+        check_holder(instance_id, task_id, worker_id, holder.as_deref())
     }
 }
 
@@ -57,8 +54,9 @@ impl TaskClaimStore for RedisBackend {
         worker_id: &str,
         ttl: Option<Duration>,
     ) -> Result<Option<TaskClaim>, BackendError> {
+        let ids = ClaimIds { instance_id, task_id, worker_id };
         self.calls()
-            .run(Call::ClaimTask(ClaimIds { instance_id, task_id, worker_id }), async {
+            .run(Call::ClaimTask(ids), async {
                 let at =
                     At::new("claim_task").instance(instance_id).task(task_id).worker(worker_id);
                 // The TTL by the shared rule (zero or negative: expired on creation; an expiry
@@ -101,8 +99,9 @@ impl TaskClaimStore for RedisBackend {
         task_id: &str,
         worker_id: &str,
     ) -> Result<(), BackendError> {
+        let ids = ClaimIds { instance_id, task_id, worker_id };
         self.calls()
-            .run(Call::ReleaseTaskClaim(ClaimIds { instance_id, task_id, worker_id }), async {
+            .run(Call::ReleaseTaskClaim(ids), async {
                 let at = At::new("release_task_claim")
                     .instance(instance_id)
                     .task(task_id)
@@ -120,8 +119,9 @@ impl TaskClaimStore for RedisBackend {
         worker_id: &str,
         additional_duration: Duration,
     ) -> Result<(), BackendError> {
+        let ids = ClaimIds { instance_id, task_id, worker_id };
         self.calls()
-            .run(Call::ExtendTaskClaim(ClaimIds { instance_id, task_id, worker_id }), async {
+            .run(Call::ExtendTaskClaim(ids), async {
                 let at = At::new("extend_task_claim")
                     .instance(instance_id)
                     .task(task_id)

@@ -33,6 +33,7 @@ use sayiir_persistence::sayiir_core::snapshot::{
     ExecutionPosition, PauseRequest, SignalRequest, WorkflowSnapshot, WorkflowSnapshotState,
 };
 use sayiir_persistence::schedule::{Advance, advance_parked};
+use sayiir_persistence::status;
 
 /// The transition record of one snapshot, as read from its `snap` hash.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -83,14 +84,14 @@ impl Record {
             self.advance(snapshot, ms)?;
         }
         match status {
-            "Paused" => {
+            status::PAUSED => {
                 let (request, at) = self.applied_request()?;
                 snapshot.mark_paused(&PauseRequest::from(request));
                 if let WorkflowSnapshotState::Paused { paused_at, .. } = &mut snapshot.state {
                     *paused_at = at;
                 }
             }
-            "Cancelled" => {
+            status::CANCELLED => {
                 let (request, at) = self.applied_request()?;
                 snapshot.mark_cancelled(
                     request.reason,

@@ -4,7 +4,7 @@
 use chrono::{Duration, Utc};
 use rusqlite::{OptionalExtension, params};
 use sayiir_persistence::claims::{
-    claim_held_by_other, claim_not_found, claim_refused, expiry_millis, extended_millis, task_claim,
+    check_holder, claim_refused, expiry_millis, extended_millis, task_claim,
 };
 use sayiir_persistence::sayiir_core::task_claim::{AvailableTask, TaskClaim};
 use sayiir_persistence::{BackendError, TaskClaimStore};
@@ -128,15 +128,13 @@ fn owner_check(
     task: &str,
     worker: &str,
 ) -> Result<Option<i64>, BackendError> {
-    let (owner, expires_ms): (String, Option<i64>) = tx
+    let (owner, expires_ms): (Option<String>, Option<Option<i64>>) = tx
         .prepare_cached(
             "SELECT worker_id, expires_ms FROM claims WHERE instance_id = ?1 AND task_id = ?2",
         )
         .and_then(|mut s| s.query_row([id, task], |r| Ok((r.get(0)?, r.get(1)?))).optional())
         .during(operation, "read claim")?
-        .ok_or_else(|| claim_not_found(id, task))?;
-    if owner != worker {
-        return Err(claim_held_by_other(id, task, &owner));
-    }
-    Ok(expires_ms)
+        .unzip();
+    check_holder(id, task, worker, owner.as_deref())?;
+    Ok(expires_ms.flatten())
 }

@@ -4,6 +4,7 @@ use bytes::Bytes;
 use rusqlite::{OptionalExtension, params};
 use sayiir_persistence::sayiir_core::snapshot::WorkflowSnapshot;
 use sayiir_persistence::schedule::seconds_to_column;
+use sayiir_persistence::status;
 use sayiir_persistence::{BackendError, SnapshotStore};
 
 use crate::SqliteBackend;
@@ -36,7 +37,7 @@ impl SnapshotStore for SqliteBackend {
             match status.as_deref() {
                 None => return Err(not_found(&id)),
                 // mark_task_completed changes nothing outside InProgress.
-                Some(status) if status != "InProgress" => return Ok(()),
+                Some(status) if status != status::IN_PROGRESS => return Ok(()),
                 Some(_) => {}
             }
             tx.prepare_cached(

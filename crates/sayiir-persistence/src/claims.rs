@@ -93,7 +93,7 @@ pub fn task_claim(
 /// task that already completed, is never handed out again.
 #[must_use]
 pub fn claim_refused(status: &str, has_result: bool) -> bool {
-    matches!(status, "Completed" | "Failed" | "Cancelled")
+    crate::status::is_terminal(status)
         || (has_result && crate::results::status_holds_results(status))
 }
 
@@ -109,6 +109,26 @@ pub fn claim_held_by_other(instance_id: &str, task_id: &str, owner: &str) -> Bac
     BackendError::Backend(format!(
         "claim on task {task_id:?} of instance {instance_id:?} is owned by a different worker: {owner}"
     ))
+}
+
+/// The outcome of a release or an extend asked by `worker_id`, given who holds the claim
+/// (`None`: nobody): `Ok` when the caller does, `NotFound` ([`claim_not_found`]) when nobody
+/// does, `Backend` naming the holder ([`claim_held_by_other`]) otherwise. Every backend
+/// decides with it, so all answer alike.
+///
+/// # Errors
+/// As above.
+pub fn check_holder(
+    instance_id: &str,
+    task_id: &str,
+    worker_id: &str,
+    holder: Option<&str>,
+) -> Result<(), BackendError> {
+    match holder {
+        None => Err(claim_not_found(instance_id, task_id)),
+        Some(holder) if holder == worker_id => Ok(()),
+        Some(holder) => Err(claim_held_by_other(instance_id, task_id, holder)),
+    }
 }
 
 #[cfg(test)]

@@ -41,6 +41,7 @@ pub mod operation;
 pub mod requests;
 pub mod results;
 pub mod schedule;
+pub mod status;
 pub mod validation;
 
 #[cfg(feature = "in-memory")]

@@ -10,6 +10,8 @@ use std::collections::HashMap;
 
 use sayiir_core::snapshot::{TaskResult, WorkflowSnapshotState};
 
+use crate::status;
+
 /// The `completed_tasks` of a state that holds them (InProgress, Paused, Cancelled).
 #[must_use]
 pub fn held_results(state: &WorkflowSnapshotState) -> Option<&HashMap<String, TaskResult>> {
@@ -55,7 +57,7 @@ pub enum ArchiveAction {
 /// (InProgress, Paused, Cancelled).
 #[must_use]
 pub fn status_holds_results(status: &str) -> bool {
-    matches!(status, "InProgress" | "Paused" | "Cancelled")
+    [status::IN_PROGRESS, status::PAUSED, status::CANCELLED].contains(&status)
 }
 
 /// The archive action of saving `new` over a stored snapshot whose status text is

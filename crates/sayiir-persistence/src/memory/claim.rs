@@ -1,7 +1,7 @@
 //! `TaskClaimStore` for the in-memory backend; the search of `find_available_tasks` is in `find`.
 
 use crate::claims::{
-    claim_held_by_other, claim_not_found, claim_refused, expiry_millis, extended_millis, task_claim,
+    check_holder, claim_not_found, claim_refused, expiry_millis, extended_millis, task_claim,
 };
 use crate::operation::{Call, ClaimIds};
 use crate::results::held_results;
@@ -31,15 +31,9 @@ impl State {
         task_id: &str,
         worker_id: &str,
     ) -> Result<Claim, BackendError> {
-        let claim = self
-            .claims
-            .get(instance_id)
-            .and_then(|tasks| tasks.get(task_id))
-            .ok_or_else(|| claim_not_found(instance_id, task_id))?;
-        if claim.worker_id != worker_id {
-            return Err(claim_held_by_other(instance_id, task_id, &claim.worker_id));
-        }
-        Ok(claim.clone())
+        let claim = self.claims.get(instance_id).and_then(|tasks| tasks.get(task_id));
+        check_holder(instance_id, task_id, worker_id, claim.map(|c| c.worker_id.as_str()))?;
+        claim.cloned().ok_or_else(|| claim_not_found(instance_id, task_id))
     }
 }
 
