@@ -1,5 +1,7 @@
 //! sqlx errors to [`BackendError`], in one place.
 
+use sayiir_persistence::context::ErrorContext;
+
 use crate::BackendError;
 
 /// Maps a driver error of `operation` on `instance_id` into a `Backend` error that names both
@@ -12,25 +14,29 @@ pub(crate) fn db(
     instance_id: &str,
 ) -> impl FnOnce(sqlx::Error) -> BackendError {
     let instance_id = instance_id.to_string();
-    move |error| {
-        if matches!(error, sqlx::Error::PoolTimedOut) {
-            return BackendError::Backend(format!(
-                "PostgreSQL {operation} of instance {instance_id:?} timed out waiting for a \
-                 pooled connection (acquire_timeout): the server did not answer a new \
-                 connection, or every pooled connection stayed busy; nothing was sent, so the \
-                 call can be repeated"
-            ));
-        }
-        let code = error
-            .as_database_error()
-            .and_then(|e| e.code())
-            .map(|code| format!(" (SQLSTATE {code})"))
-            .unwrap_or_default();
-        BackendError::Backend(format!(
-            "PostgreSQL {operation} of instance {instance_id:?} failed{code}: {error}{}",
-            lost_connection_note(&error)
-        ))
+    move |error| driver_error(&context(operation).instance(&instance_id), &error)
+}
+
+/// The context of a PostgreSQL `operation`.
+pub(crate) const fn context(operation: &'static str) -> ErrorContext<'static> {
+    ErrorContext::new("PostgreSQL", operation)
+}
+
+/// A driver error in `context`, with what a user can do about it.
+fn driver_error(context: &ErrorContext<'_>, error: &sqlx::Error) -> BackendError {
+    if matches!(error, sqlx::Error::PoolTimedOut) {
+        return context.backend(
+            "timed out waiting for a pooled connection (acquire_timeout): the server did not \
+             answer a new connection, or every pooled connection stayed busy; nothing was \
+             sent, so the call can be repeated",
+        );
     }
+    let code = error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .map(|code| format!(" (SQLSTATE {code})"))
+        .unwrap_or_default();
+    context.backend(format_args!("failed{code}: {error}{}", lost_connection_note(error)))
 }
 
 /// What a user should know when `error` means the connection was lost mid-call.
@@ -45,17 +51,7 @@ fn lost_connection_note(error: &sqlx::Error) -> &'static str {
 
 /// As [`db`], for operations that concern no single instance.
 pub(crate) fn db_all(operation: &'static str) -> impl FnOnce(sqlx::Error) -> BackendError {
-    move |error| {
-        let code = error
-            .as_database_error()
-            .and_then(|e| e.code())
-            .map(|code| format!(" (SQLSTATE {code})"))
-            .unwrap_or_default();
-        BackendError::Backend(format!(
-            "PostgreSQL {operation} failed{code}: {error}{}",
-            lost_connection_note(&error)
-        ))
-    }
+    move |error| driver_error(&context(operation), &error)
 }
 
 /// `Serialization` for a stored value that is out of range or inconsistent.

@@ -385,15 +385,10 @@ impl<'a> Bounded<'a> {
 
 /// The error of a call that outlived `call_timeout`.
 fn timed_out(call: &Call<'_>, limit: Duration, server: &str) -> BackendError {
-    let instance = match call.instance_id() {
-        "" => String::new(),
-        id => format!(" of instance {id:?}"),
-    };
-    BackendError::Backend(format!(
-        "PostgreSQL {}{instance} timed out after {limit:?} (call_timeout) waiting for the \
-         server at {server}: the server or the network did not answer. The call may or may \
-         not have been applied: check the state before repeating it",
-        call.name()
+    error::context(call.name()).instance(call.instance_id()).backend(format_args!(
+        "timed out after {limit:?} (call_timeout) waiting for the server at {server}: the \
+         server or the network did not answer. The call may or may not have been applied: \
+         check the state before repeating it"
     ))
 }
 

@@ -16,7 +16,7 @@ use sayiir_persistence::claims::{check_holder, claim_ttl_millis, extension_milli
 use sayiir_persistence::sayiir_core::task_claim::{AvailableTask, TaskClaim};
 use sayiir_persistence::{BackendError, TaskClaimStore};
 
-use crate::error::{self, At};
+use crate::error::{self, At, at};
 use crate::reply::Items;
 use crate::{RedisBackend, Retry, scripts};
 use sayiir_persistence::operation::{Call, ClaimIds};
@@ -57,8 +57,7 @@ impl TaskClaimStore for RedisBackend {
         let ids = ClaimIds { instance_id, task_id, worker_id };
         self.calls()
             .run(Call::ClaimTask(ids), async {
-                let at =
-                    At::new("claim_task").instance(instance_id).task(task_id).worker(worker_id);
+                let at = at("claim_task").instance(instance_id).task(task_id).worker(worker_id);
                 // The TTL by the shared rule (zero or negative: expired on creation; an expiry
                 // past the calendar: never expires); the expiry itself is computed on the server
                 // clock.
@@ -102,10 +101,8 @@ impl TaskClaimStore for RedisBackend {
         let ids = ClaimIds { instance_id, task_id, worker_id };
         self.calls()
             .run(Call::ReleaseTaskClaim(ids), async {
-                let at = At::new("release_task_claim")
-                    .instance(instance_id)
-                    .task(task_id)
-                    .worker(worker_id);
+                let at =
+                    at("release_task_claim").instance(instance_id).task(task_id).worker(worker_id);
                 self.owner_checked(&at, &scripts().release, (instance_id, task_id, worker_id), b"")
                     .await
             })
@@ -122,10 +119,8 @@ impl TaskClaimStore for RedisBackend {
         let ids = ClaimIds { instance_id, task_id, worker_id };
         self.calls()
             .run(Call::ExtendTaskClaim(ids), async {
-                let at = At::new("extend_task_claim")
-                    .instance(instance_id)
-                    .task(task_id)
-                    .worker(worker_id);
+                let at =
+                    at("extend_task_claim").instance(instance_id).task(task_id).worker(worker_id);
                 let additional = extension_millis(additional_duration).to_string();
                 self.owner_checked(
                     &at,

@@ -27,7 +27,7 @@ use sayiir_persistence::schedule::{
     RankKey, aging_seconds, best_by_rank, effective_priority, unix_seconds,
 };
 
-use crate::error::{self, At};
+use crate::error::{self, At, at};
 use crate::keys::split_claim_member;
 use crate::packed::Packed;
 use crate::reply;
@@ -78,7 +78,7 @@ impl RedisBackend {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let at = At::new("find_available_tasks").worker(worker_id);
+        let at = at("find_available_tasks").worker(worker_id);
         let mut poll = self.poll(&at, worker_id, limit, worker_tags).await?;
         if !poll.due.is_empty() || !poll.expired.is_empty() {
             self.settle(&at, &poll).await;

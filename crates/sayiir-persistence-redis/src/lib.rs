@@ -52,7 +52,7 @@ pub use sayiir_persistence::{
 
 use sayiir_persistence::operation::Instrumentation;
 
-use crate::error::At;
+use crate::error::{At, at};
 use crate::keys::{KeySpace, WorkflowKeys};
 use crate::scripts::{Lua, Scripts};
 
@@ -176,7 +176,7 @@ impl RedisBackend {
     /// # Errors
     /// `Backend` if the URL is invalid or the server does not answer.
     pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, BackendError> {
-        let at = At::new("connect");
+        let at = at("connect");
         let info = redis::IntoConnectionInfo::into_connection_info(url).ok();
         let server = info.as_ref().map_or("the server".to_string(), |i| i.addr().to_string());
         let database = info.map(|i| i.redis_settings().db().to_string());
@@ -191,9 +191,7 @@ impl RedisBackend {
             .wait_timeout(Some(options.connection_timeout))
             .create_timeout(Some(options.connection_timeout))
             .build()
-            .map_err(|e| {
-                BackendError::Backend(format!("redis {at}: cannot build the pool: {e}"))
-            })?;
+            .map_err(|e| at.backend(format_args!("cannot build the pool: {e}")))?;
         let backend = Self::with_pool(pool, options, server, database);
         backend.ping(&at).await?;
         backend.read_max_bulk_len(&at).await;
@@ -307,10 +305,10 @@ impl RedisBackend {
             .max()
             .unwrap_or(0);
         if u64::try_from(largest).unwrap_or(u64::MAX) > limit {
-            return Err(BackendError::Backend(format!(
-                "redis {at}: a value of {largest} bytes is larger than the server at {} \
-                 accepts (proto-max-bulk-len = {limit} bytes); nothing was sent. Store a \
-                 smaller value, or raise proto-max-bulk-len on the server",
+            return Err(at.backend(format_args!(
+                "a value of {largest} bytes is larger than the server at {} accepts \
+                 (proto-max-bulk-len = {limit} bytes); nothing was sent. Store a smaller \
+                 value, or raise proto-max-bulk-len on the server",
                 self.inner.server
             )));
         }
@@ -535,9 +533,9 @@ impl RedisBackend {
                 }
             }
         }
-        Err(BackendError::Backend(format!(
-            "redis {at} at {}: no answer within {:?} of asking ({error}); the call may have \
-             been applied on the server without its answer reaching this process",
+        Err(at.backend(format_args!(
+            "the server at {} gave no answer within {:?} of asking ({error}); the call may \
+             have been applied on the server without its answer reaching this process",
             self.inner.server, self.inner.patience
         )))
     }
@@ -685,7 +683,7 @@ mod tests {
             .build();
         let Ok(pool) = pool else { panic!("cannot build the pool") };
         let lanes = Lanes::new(pool, 1);
-        let at = At::new("test");
+        let at = at("test");
         let broken = redis::RedisError::from(std::io::Error::new(
             std::io::ErrorKind::BrokenPipe,
             "connection closed",

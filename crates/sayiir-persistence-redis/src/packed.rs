@@ -155,11 +155,12 @@ impl<'a> Packed<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::at;
 
     fn packed(build: impl FnOnce(&mut Vec<u8>)) -> Packed<'static> {
         let mut raw = Vec::new();
         build(&mut raw);
-        Packed::from_bytes(Bytes::from(raw), At::new("test"))
+        Packed::from_bytes(Bytes::from(raw), at("test"))
     }
 
     #[test]
@@ -204,6 +205,6 @@ mod tests {
         assert!(wrong.bytes().unwrap_err().to_string().contains("expected a string"));
         let mut not_a_number = packed(|w| rmp::encode::write_str(w, "x1").unwrap());
         assert!(not_a_number.int().unwrap_err().to_string().contains("expected an integer"));
-        assert!(Packed::new(Value::Int(1), At::new("test")).is_err());
+        assert!(Packed::new(Value::Int(1), at("test")).is_err());
     }
 }

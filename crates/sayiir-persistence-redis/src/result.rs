@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use sayiir_persistence::{BackendError, TaskResultStore};
 
-use crate::error::{self, At};
+use crate::error::{self, at};
 use crate::reply::Items;
 use crate::{RedisBackend, Retry, scripts};
 use sayiir_persistence::operation::Call;
@@ -17,7 +17,7 @@ impl TaskResultStore for RedisBackend {
     ) -> Result<Option<Bytes>, BackendError> {
         self.calls()
             .run(Call::LoadTaskResult { instance_id, task_id }, async {
-                let at = At::new("load_task_result").instance(instance_id).task(task_id);
+                let at = at("load_task_result").instance(instance_id).task(task_id);
                 let keys = self.keys().workflow(instance_id);
                 let args: [&[u8]; 1] = [task_id.as_bytes()];
                 let reply = self

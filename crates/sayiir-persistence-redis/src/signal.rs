@@ -14,7 +14,7 @@ use sayiir_persistence::sayiir_core::snapshot::{
 use sayiir_persistence::validation::{SignalDecision, not_paused_status_error, signal_decision};
 use sayiir_persistence::{BackendError, SignalStore};
 
-use crate::error::{self, At};
+use crate::error::{self, At, at};
 use crate::reply::{self, Items};
 use crate::snapshot::Loaded;
 use crate::{RedisBackend, Retry, scripts};
@@ -28,9 +28,8 @@ fn kind_name(kind: SignalKind) -> &'static str {
 }
 
 fn encode_request(at: &At<'_>, request: &SignalRequest) -> Result<Vec<u8>, BackendError> {
-    rmp_serde::to_vec_named(request).map_err(|e| {
-        BackendError::Serialization(format!("redis {at}: cannot encode the request: {e}"))
-    })
+    rmp_serde::to_vec_named(request)
+        .map_err(|e| at.serialization(format_args!("cannot encode the request: {e}")))
 }
 
 fn decode_request(at: &At<'_>, raw: &[u8]) -> Result<SignalRequest, BackendError> {
@@ -121,7 +120,7 @@ impl SignalStore for RedisBackend {
     ) -> Result<(), BackendError> {
         self.calls()
             .run(Call::StoreSignal { instance_id, request: &request }, async {
-                let at = At::new("store_signal").instance(instance_id);
+                let at = at("store_signal").instance(instance_id);
                 let encoded = encode_request(&at, &request)?;
                 let keys = self.keys().workflow(instance_id);
                 let script = &scripts().store_signal;
@@ -155,7 +154,7 @@ impl SignalStore for RedisBackend {
     ) -> Result<Option<SignalRequest>, BackendError> {
         self.calls()
             .run(Call::GetSignal(instance_id), async {
-                let at = At::new("get_signal").instance(instance_id);
+                let at = at("get_signal").instance(instance_id);
                 let keys = self.keys().workflow(instance_id);
                 let mut cmd = redis::cmd("HGET");
                 cmd.arg(keys.signals()).arg(kind_name(kind));
@@ -168,7 +167,7 @@ impl SignalStore for RedisBackend {
     async fn clear_signal(&self, instance_id: &str, kind: SignalKind) -> Result<(), BackendError> {
         self.calls()
             .run(Call::ClearSignal(instance_id), async {
-                let at = At::new("clear_signal").instance(instance_id);
+                let at = at("clear_signal").instance(instance_id);
                 let keys = self.keys().workflow(instance_id);
                 let args: [&[u8]; 1] = [kind_name(kind).as_bytes()];
                 let reply = self
@@ -194,7 +193,7 @@ impl SignalStore for RedisBackend {
     ) -> Result<(), BackendError> {
         self.calls()
             .run(Call::SendEvent { instance_id, signal_name }, async {
-                let at = At::new("send_event").instance(instance_id);
+                let at = at("send_event").instance(instance_id);
                 let keys = self.keys().workflow(instance_id);
                 let args: [&[u8]; 2] = [signal_name.as_bytes(), &payload];
                 let reply = self
@@ -219,7 +218,7 @@ impl SignalStore for RedisBackend {
     ) -> Result<Option<Bytes>, BackendError> {
         self.calls()
             .run(Call::ConsumeEvent { instance_id, signal_name }, async {
-                let at = At::new("consume_event").instance(instance_id);
+                let at = at("consume_event").instance(instance_id);
                 let keys = self.keys().workflow(instance_id);
                 // A consumed event must reach the caller: the request carries an id, and is asked
                 // again (same id) after a timeout or a lost connection until it is answered; the
@@ -252,7 +251,7 @@ impl SignalStore for RedisBackend {
     ) -> Result<bool, BackendError> {
         self.calls()
             .run(Call::CheckAndCancel { instance_id, interrupted_at_task }, async {
-                let at = At::new("check_and_cancel").instance(instance_id);
+                let at = at("check_and_cancel").instance(instance_id);
                 self.apply_signal(&at, instance_id, SignalKind::Cancel, interrupted_at_task).await
             })
             .await
@@ -261,7 +260,7 @@ impl SignalStore for RedisBackend {
     async fn check_and_pause(&self, instance_id: &str) -> Result<bool, BackendError> {
         self.calls()
             .run(Call::CheckAndPause(instance_id), async {
-                let at = At::new("check_and_pause").instance(instance_id);
+                let at = at("check_and_pause").instance(instance_id);
                 self.apply_signal(&at, instance_id, SignalKind::Pause, None).await
             })
             .await
@@ -270,7 +269,7 @@ impl SignalStore for RedisBackend {
     async fn unpause(&self, instance_id: &str) -> Result<WorkflowSnapshot, BackendError> {
         self.calls()
             .run(Call::Unpause(instance_id), async {
-                let at = At::new("unpause").instance(instance_id);
+                let at = at("unpause").instance(instance_id);
                 let keys = self.keys().workflow(instance_id);
                 let seconds = Utc::now().timestamp().to_string();
                 let args: [&[u8]; 1] = [seconds.as_bytes()];

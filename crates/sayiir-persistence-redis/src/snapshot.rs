@@ -21,7 +21,7 @@ use sayiir_persistence::sayiir_core::snapshot::{
 use sayiir_persistence::schedule::IndexProjection;
 use sayiir_persistence::{BackendError, SnapshotStore};
 
-use crate::error::{self, At};
+use crate::error::{self, At, at};
 use crate::packed::Packed;
 use crate::reply;
 use crate::transition::Record;
@@ -302,7 +302,7 @@ impl SnapshotStore for RedisBackend {
         let instance_id = snapshot.instance_id.as_str();
         self.calls()
             .run(Call::SaveSnapshot(snapshot), async {
-                let at = At::new("save_snapshot").instance(instance_id);
+                let at = at("save_snapshot").instance(instance_id);
                 self.write_snapshot(&at, snapshot).await
             })
             .await
@@ -316,7 +316,7 @@ impl SnapshotStore for RedisBackend {
     ) -> Result<(), BackendError> {
         self.calls()
             .run(Call::SaveTaskResult { instance_id, task_id }, async {
-                let at = At::new("save_task_result").instance(instance_id).task(task_id);
+                let at = at("save_task_result").instance(instance_id).task(task_id);
                 let keys = self.keys().workflow(instance_id);
                 let now_secs = chrono::Utc::now().timestamp().to_string();
                 let args: [&[u8]; 3] = [task_id.as_bytes(), &output, now_secs.as_bytes()];
@@ -342,7 +342,7 @@ impl SnapshotStore for RedisBackend {
     async fn load_snapshot(&self, instance_id: &str) -> Result<WorkflowSnapshot, BackendError> {
         self.calls()
             .run(Call::LoadSnapshot(instance_id), async {
-                let at = At::new("load_snapshot").instance(instance_id);
+                let at = at("load_snapshot").instance(instance_id);
                 let keys = self.keys().workflow(instance_id);
                 let lua = &scripts().load;
                 let load = self.workflow_script_command(lua, &keys, instance_id);
@@ -366,7 +366,7 @@ impl SnapshotStore for RedisBackend {
     async fn delete_snapshot(&self, instance_id: &str) -> Result<(), BackendError> {
         self.calls()
             .run(Call::DeleteSnapshot(instance_id), async {
-                let at = At::new("delete_snapshot").instance(instance_id);
+                let at = at("delete_snapshot").instance(instance_id);
                 let keys = self.keys().workflow(instance_id);
                 let reply = self
                     .run_workflow_script(&at, &scripts().delete, &keys, instance_id, &[], Retry::No)
@@ -383,7 +383,7 @@ impl SnapshotStore for RedisBackend {
     async fn list_snapshots(&self) -> Result<Vec<String>, BackendError> {
         self.calls()
             .run(Call::ListSnapshots, async {
-                let at = At::new("list_snapshots");
+                let at = at("list_snapshots");
                 let mut ids = Vec::new();
                 let mut cursor = 0_u64;
                 loop {

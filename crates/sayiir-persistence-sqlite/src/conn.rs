@@ -18,7 +18,7 @@ use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use sayiir_persistence::BackendError;
 
-use crate::error::sql_error;
+use crate::error::{context, sql_error};
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
@@ -136,23 +136,26 @@ where
         let _ = reply.send(outcome);
     });
     let stopped = || {
-        BackendError::Backend(format!(
-            "sqlite {operation}: the operation did not complete (it panicked, or the backend \
+        context(operation).instance(instance_id).backend(format_args!(
+            "the operation did not complete (it panicked, or the backend \
              is shutting down); nothing of it was committed"
         ))
     };
     queue.ok_or_else(stopped)?.send(job).map_err(|_| stopped())?;
-    answer.await.map_err(|_| stopped())?.map_err(|error| name_instance(error, instance_id))
+    answer
+        .await
+        .map_err(|_| stopped())?
+        .map_err(|error| name_instance(error, operation, instance_id))
 }
 
-/// Adds the instance to the message of a database error, so a user can tell which workflow
-/// the failure was about.
-fn name_instance(error: BackendError, instance_id: &str) -> BackendError {
+/// Adds the instance to the context of a database error (`SQLite <operation> ...`), so a
+/// user can tell which workflow the failure was about.
+fn name_instance(error: BackendError, operation: &str, instance_id: &str) -> BackendError {
+    let bare = context(operation).to_string();
     match error {
-        BackendError::Backend(message)
-            if !instance_id.is_empty() && !message.contains(&format!("{instance_id:?}")) =>
-        {
-            BackendError::Backend(format!("{message} (instance {instance_id:?})"))
+        BackendError::Backend(message) if !instance_id.is_empty() && message.starts_with(&bare) => {
+            let named = context(operation).instance(instance_id).to_string();
+            BackendError::Backend(message.replacen(&bare, &named, 1))
         }
         other => other,
     }

@@ -2,6 +2,7 @@
 
 use rusqlite::ErrorCode;
 use sayiir_persistence::BackendError;
+use sayiir_persistence::context::ErrorContext;
 
 /// A SQLite error during `operation` (`step` says which part), with SQLite's own text.
 pub(crate) fn sql_error(operation: &str, step: &str, error: &rusqlite::Error) -> BackendError {
@@ -16,7 +17,12 @@ pub(crate) fn sql_error(operation: &str, step: &str, error: &rusqlite::Error) ->
         Some(ErrorCode::NotADatabase) => " (the file is not a SQLite database)",
         _ => "",
     };
-    BackendError::Backend(format!("sqlite {operation} ({step}): {error}{hint}"))
+    context(operation).step(step).backend(format_args!("{error}{hint}"))
+}
+
+/// The context of a SQLite `operation`.
+pub(crate) const fn context(operation: &str) -> ErrorContext<'_> {
+    ErrorContext::new("SQLite", operation)
 }
 
 /// Extension to name the operation of a rusqlite result in one call.

@@ -37,6 +37,7 @@ pub mod behaviour {
 
 pub mod claims;
 pub mod codec;
+pub mod context;
 pub mod operation;
 pub mod requests;
 pub mod results;
