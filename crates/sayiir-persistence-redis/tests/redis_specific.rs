@@ -661,3 +661,21 @@ async fn corrupted_index_fields_are_serialization_errors() {
     })
     .await;
 }
+
+/// A backend built from the application's own `redis::Client` stores and reads like one
+/// built from a URL, on the client's database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connects_from_an_application_client() {
+    let prefix = common::fresh_prefix("client");
+    let client = redis::Client::open(common::url()).unwrap();
+    let options = sayiir_persistence_redis::RedisOptions::default().key_prefix(&prefix);
+    let backend = RedisBackend::connect_client(&client, options).await.unwrap();
+    let by_url = common::connect(&prefix).await;
+    guarded(&[&backend], async {
+        let id = unique_id("from-client");
+        backend.save_snapshot(&at_task(&id, "t")).await.unwrap();
+        assert_eq!(by_url.load_snapshot(&id).await.unwrap().instance_id, id);
+        assert_eq!(backend.list_snapshots().await.unwrap(), vec![id.clone()]);
+    })
+    .await;
+}

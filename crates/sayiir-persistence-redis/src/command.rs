@@ -1,0 +1,313 @@
+//! Sending commands, scripts and transactions: size checks, the connection to use, and
+//! what happens when a connection is lost.
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{ErrorKind, RedisResult, ServerErrorKind, Value};
+use sayiir_persistence::BackendError;
+
+use crate::error::{self, At};
+use crate::keys::WorkflowKeys;
+use crate::scripts::Lua;
+use crate::{RedisBackend, now_millis};
+
+impl RedisBackend {
+    /// Reads the server's `proto-max-bulk-len`, the largest argument it accepts: a larger
+    /// one makes the server close the connection, failing every call that shares it. Kept at
+    /// Redis's default (512 MiB) where `CONFIG` is not allowed (managed services often rename
+    /// it); `connect_with` calls it, a backend made with `from_pool` keeps the default.
+    pub(crate) async fn read_max_bulk_len(&self, at: &At<'_>) {
+        let mut cmd = redis::cmd("CONFIG");
+        cmd.arg("GET").arg("proto-max-bulk-len");
+        let limit = match self.query::<Value>(at, &cmd, Retry::OnReconnect).await {
+            Ok(Value::Array(items)) => items.into_iter().nth(1),
+            Ok(Value::Map(pairs)) => pairs.into_iter().next().map(|(_, value)| value),
+            Ok(_) => None,
+            Err(error) => {
+                tracing::debug!(%error, "CONFIG GET proto-max-bulk-len refused; assuming 512 MiB");
+                None
+            }
+        };
+        let limit = limit.and_then(|value| match value {
+            Value::BulkString(raw) => String::from_utf8(raw).ok()?.parse::<u64>().ok(),
+            Value::SimpleString(text) => text.parse::<u64>().ok(),
+            Value::Int(n) => u64::try_from(n).ok(),
+            _ => None,
+        });
+        if let Some(limit) = limit {
+            self.inner.max_bulk_len.store(limit, Ordering::Relaxed);
+        }
+    }
+
+    /// Refuses, before anything is sent, a command with an argument larger than the server
+    /// accepts: sent, it would make the server drop the connection it shares with other calls.
+    pub(crate) fn check_sizes<'c>(
+        &self,
+        at: &At<'_>,
+        commands: impl IntoIterator<Item = &'c redis::Cmd>,
+    ) -> Result<(), BackendError> {
+        let limit = self.inner.max_bulk_len.load(Ordering::Relaxed);
+        let largest = commands
+            .into_iter()
+            .flat_map(redis::Cmd::args_iter)
+            .map(|arg| match arg {
+                redis::Arg::Simple(bytes) => bytes.len(),
+                // A cursor placeholder carries no data of ours.
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0);
+        if u64::try_from(largest).unwrap_or(u64::MAX) > limit {
+            return Err(at.backend(format_args!(
+                "a value of {largest} bytes is larger than the server at {} accepts \
+                 (proto-max-bulk-len = {limit} bytes); nothing was sent. Store a smaller \
+                 value, or raise proto-max-bulk-len on the server",
+                self.inner.server
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs a per-workflow script: KEYS are the workflow's keys, ARGV starts with the
+    /// application clock and the instance id, then `args`.
+    pub(crate) async fn run_workflow_script(
+        &self,
+        at: &At<'_>,
+        lua: &Lua,
+        keys: &WorkflowKeys,
+        instance_id: &str,
+        args: &[&[u8]],
+        retry: Retry,
+    ) -> Result<Value, BackendError> {
+        let mut cmd = self.workflow_script_command(lua, keys, instance_id);
+        cmd.arg(args);
+        self.run_script(at, lua, &cmd, retry).await
+    }
+
+    /// The `EVALSHA` of a per-workflow script up to its own arguments: the workflow's keys,
+    /// then the application clock and the instance id as the first two ARGV.
+    pub(crate) fn workflow_script_command(
+        &self,
+        lua: &Lua,
+        keys: &WorkflowKeys,
+        instance_id: &str,
+    ) -> redis::Cmd {
+        // Sized for the keys and a few arguments, so that building it does not reallocate.
+        let data = lua.sha.len() + keys.script_keys_len(self.keys()) + instance_id.len() + 128;
+        let mut cmd = redis::Cmd::with_capacity(crate::keys::SCRIPT_KEYS + 12, data);
+        cmd.arg("EVALSHA").arg(lua.sha.as_str()).arg(crate::keys::SCRIPT_KEYS);
+        keys.push_script_keys(&mut cmd, self.keys());
+        cmd.arg(now_millis()).arg(instance_id);
+        cmd
+    }
+
+    /// Runs a script on global keys only.
+    pub(crate) async fn eval(
+        &self,
+        at: &At<'_>,
+        lua: &Lua,
+        keys: &[&str],
+        args: &[&[u8]],
+        retry: Retry,
+    ) -> Result<Value, BackendError> {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(lua.sha.as_str()).arg(keys.len()).arg(keys).arg(args);
+        self.run_script(at, lua, &cmd, retry).await
+    }
+
+    /// Sends an `EVALSHA` command built by the caller, and once as `EVAL` with the source if
+    /// the server does not have the script cached.
+    pub(crate) async fn run_script(
+        &self,
+        at: &At<'_>,
+        lua: &Lua,
+        evalsha: &redis::Cmd,
+        retry: Retry,
+    ) -> Result<Value, BackendError> {
+        self.check_sizes(at, [evalsha])?;
+        self.on_connection(at, retry, |mut conn| async move {
+            match evalsha.query_async::<Value>(&mut conn).await {
+                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    lua.eval_command(evalsha).query_async::<Value>(&mut conn).await
+                }
+                other => other,
+            }
+        })
+        .await
+    }
+
+    /// Sends `commands` in one transaction (`MULTI`/`EXEC`: one round trip, and nothing
+    /// runs in between), the one at `script` being the `EVALSHA` of `lua`; sends the whole
+    /// transaction again with `EVAL` if the server does not have the script cached. Gives
+    /// every reply.
+    pub(crate) async fn run_transaction(
+        &self,
+        at: &At<'_>,
+        lua: &Lua,
+        commands: Vec<redis::Cmd>,
+        script: usize,
+        retry: Retry,
+    ) -> Result<Vec<Value>, BackendError> {
+        self.check_sizes(at, &commands)?;
+        let count = commands.len();
+        let mut transaction = redis::Pipeline::with_capacity(count);
+        transaction.atomic().ignore_errors();
+        for cmd in commands {
+            transaction.add_command(cmd);
+        }
+        let replies = self
+            .on_connection(at, retry, |mut conn| {
+                let transaction = &transaction;
+                async move {
+                    let replies: Vec<Value> = transaction.query_async(&mut conn).await?;
+                    let no_script = matches!(
+                        replies.get(script),
+                        Some(Value::ServerError(e)) if e.kind() == Some(ServerErrorKind::NoScript)
+                    );
+                    if !no_script {
+                        return Ok(replies);
+                    }
+                    let mut again = redis::Pipeline::with_capacity(count);
+                    again.atomic().ignore_errors();
+                    for (index, cmd) in transaction.cmd_iter().enumerate() {
+                        again.add_command(if index == script {
+                            lua.eval_command(cmd)
+                        } else {
+                            cmd.clone()
+                        });
+                    }
+                    again.query_async(&mut conn).await
+                }
+            })
+            .await?;
+        if replies.len() != count {
+            return Err(error::reply(
+                at,
+                "the transaction returned a reply per command but not all",
+            ));
+        }
+        replies
+            .into_iter()
+            .map(|reply| {
+                reply.extract_error().map_err(|e| error::redis(at, &self.inner.server, &e))
+            })
+            .collect()
+    }
+
+    /// Runs one plain command.
+    pub(crate) async fn query<T: redis::FromRedisValue>(
+        &self,
+        at: &At<'_>,
+        cmd: &redis::Cmd,
+        retry: Retry,
+    ) -> Result<T, BackendError> {
+        self.check_sizes(at, [cmd])?;
+        self.on_connection(
+            at,
+            retry,
+            |mut conn| async move { cmd.query_async::<T>(&mut conn).await },
+        )
+        .await
+    }
+
+    /// Runs `call` on one of the held connections. A connection that turns out broken is
+    /// replaced; with [`Retry::OnReconnect`] a call that failed because of it is sent once
+    /// more, on a fresh connection (after a server restart every held connection is stale,
+    /// and each would otherwise fail one call). The happy path is one attempt.
+    pub(crate) async fn on_connection<T, F, Fut>(
+        &self,
+        at: &At<'_>,
+        retry: Retry,
+        call: F,
+    ) -> Result<T, BackendError>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let lanes = &self.inner.lanes;
+        let lane = lanes.get(at).await?;
+        let error = match call(lane.conn.clone()).await {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        lanes.observe(&lane, &error);
+        match retry {
+            Retry::No => Err(error::redis(at, &self.inner.server, &error)),
+            Retry::OnReconnect if !error::worth_reconnecting(&error) => {
+                Err(error::redis(at, &self.inner.server, &error))
+            }
+            Retry::OnReconnect => {
+                tracing::debug!(error = %error, "redis connection lost; retrying once on a fresh one");
+                let fresh = lanes.get_slot(at, lane.index).await?;
+                match call(fresh.conn.clone()).await {
+                    Ok(value) => Ok(value),
+                    Err(error) => {
+                        lanes.observe(&fresh, &error);
+                        Err(error::redis(at, &self.inner.server, &error))
+                    }
+                }
+            }
+            Retry::UntilAnswered => self.ask_again(at, &call, lane.index, error).await,
+        }
+    }
+
+    /// Sends `call` again, on a fresh connection when the last one broke, until it gets an
+    /// answer or [`Inner::patience`] runs out: for calls that carry their own request id, so
+    /// that asking again returns the first answer instead of applying the call twice.
+    pub(crate) async fn ask_again<T, F, Fut>(
+        &self,
+        at: &At<'_>,
+        call: &F,
+        index: usize,
+        mut error: redis::RedisError,
+    ) -> Result<T, BackendError>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let lanes = &self.inner.lanes;
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(20);
+        while (error.is_timeout() || error::worth_reconnecting(&error))
+            && started.elapsed() < self.inner.patience
+        {
+            tracing::debug!(error = %error, "no answer from redis; asking again");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+            let lane = match lanes.get_slot(at, index).await {
+                Ok(lane) => lane,
+                Err(_) => continue,
+            };
+            match call(lane.conn.clone()).await {
+                Ok(value) => return Ok(value),
+                Err(next) => {
+                    lanes.observe(&lane, &next);
+                    error = next;
+                }
+            }
+        }
+        Err(at.backend(format_args!(
+            "the server at {} gave no answer within {:?} of asking ({error}); the call may \
+             have been applied on the server without its answer reaching this process",
+            self.inner.server, self.inner.patience
+        )))
+    }
+}
+
+/// Whether a call may be sent a second time after it met a broken connection: only for
+/// calls whose repetition is harmless (reads, and writes that check their own preconditions
+/// and whose outcome the caller does not report).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// Send once.
+    No,
+    /// Send once more on a fresh connection after a connection-class error.
+    OnReconnect,
+    /// Ask again, after a timeout or a lost connection, until answered (within the
+    /// backend's patience): for destructive calls that carry a request id, so that a repeat
+    /// returns the first answer (`consume_event`).
+    UntilAnswered,
+}

@@ -1,0 +1,151 @@
+//! The connections every call runs on.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use redis::aio::MultiplexedConnection;
+use sayiir_persistence::BackendError;
+
+use crate::error::{self, At};
+
+/// A few long-lived multiplexed connections taken from a deadpool pool.
+///
+/// A deadpool-redis checkout sends `UNWATCH` + `PING` before handing out a connection
+/// (its recycle check), a second round trip per operation. Multiplexed connections carry
+/// any number of concurrent requests, so the backend checks a few out once, keeps them,
+/// and spreads requests over them round-robin: an operation costs exactly its own round
+/// trip. A connection that fails with an I/O error is handed back and replaced on the
+/// next request (deadpool's recycle check then discards it), so the backend recovers by
+/// itself once the server is back.
+pub(crate) struct Lanes {
+    pool: deadpool_redis::Pool,
+    slots: Vec<Mutex<Option<Held>>>,
+    /// One per slot: only one request at a time fetches a connection for a slot, so
+    /// requests never queue on the pool for connections the slots already hold.
+    filling: Vec<futures::lock::Mutex<()>>,
+    next: AtomicUsize,
+    /// Source of connection generations: every connection put in a slot gets a new one.
+    generations: AtomicU64,
+}
+
+impl std::fmt::Debug for Lanes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lanes").field("connections", &self.slots.len()).finish_non_exhaustive()
+    }
+}
+
+/// A pool connection kept checked out, and a handle on it.
+pub(crate) struct Held {
+    /// Returned to the pool when dropped.
+    _object: deadpool_redis::Connection,
+    conn: MultiplexedConnection,
+    generation: u64,
+}
+
+/// A connection to send one operation on.
+pub(crate) struct Lane {
+    pub(crate) index: usize,
+    generation: u64,
+    pub(crate) conn: MultiplexedConnection,
+}
+
+impl Lanes {
+    pub(crate) fn new(pool: deadpool_redis::Pool, count: usize) -> Self {
+        Self {
+            pool,
+            slots: (0..count).map(|_| Mutex::new(None)).collect(),
+            filling: (0..count).map(|_| futures::lock::Mutex::new(())).collect(),
+            next: AtomicUsize::new(0),
+            generations: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn slot(&self, index: usize) -> MutexGuard<'_, Option<Held>> {
+        // A panic while the lock was held cannot leave the slot inconsistent: it holds a
+        // whole value or nothing.
+        self.slots[index].lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The connection of the next slot, round-robin.
+    pub(crate) async fn get(&self, at: &At<'_>) -> Result<Lane, BackendError> {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        self.get_slot(at, index).await
+    }
+
+    /// The connection of slot `index`, fetched from the pool if the slot is empty.
+    pub(crate) async fn get_slot(&self, at: &At<'_>, index: usize) -> Result<Lane, BackendError> {
+        if let Some(lane) = self.cached(index) {
+            return Ok(lane);
+        }
+        let _filling = self.filling[index].lock().await;
+        if let Some(lane) = self.cached(index) {
+            return Ok(lane);
+        }
+        let object = self.pool.get().await.map_err(|e| error::pool(at, &e))?;
+        let conn = MultiplexedConnection::clone(&object);
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed);
+        *self.slot(index) = Some(Held { _object: object, conn: conn.clone(), generation });
+        Ok(Lane { index, generation, conn })
+    }
+
+    pub(crate) fn cached(&self, index: usize) -> Option<Lane> {
+        self.slot(index).as_ref().map(|held| Lane {
+            index,
+            generation: held.generation,
+            conn: held.conn.clone(),
+        })
+    }
+
+    /// Drops the lane's connection if `error` shows it is broken; unless the slot already
+    /// holds another connection (a concurrent request met the same error and refilled it).
+    pub(crate) fn observe(&self, lane: &Lane, error: &redis::RedisError) {
+        if error::breaks_connection(error) {
+            let mut slot = self.slot(lane.index);
+            if slot.as_ref().is_some_and(|held| held.generation == lane.generation) {
+                *slot = None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::at;
+
+    /// A late report of a broken connection never drops the healthy connection a
+    /// concurrent request has already put in the slot.
+    #[tokio::test]
+    pub(crate) async fn observe_keeps_a_slot_refilled_meanwhile() {
+        let url = sayiir_persistence_conformance::servers::redis_url();
+        let Ok(manager) = deadpool_redis::Manager::new(url) else { panic!("bad Redis URL") };
+        let pool = deadpool_redis::Pool::builder(manager)
+            .max_size(2)
+            .runtime(deadpool_redis::Runtime::Tokio1)
+            .build();
+        let Ok(pool) = pool else { panic!("cannot build the pool") };
+        let lanes = Lanes::new(pool, 1);
+        let at = at("test");
+        let broken = redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::BrokenPipe,
+            "connection closed",
+        ));
+        let Ok(stale) = lanes.get(&at).await else { panic!("no connection") };
+        // A first request meets the broken connection and the slot is refilled.
+        lanes.observe(&stale, &broken);
+        assert!(lanes.cached(0).is_none());
+        let Ok(fresh) = lanes.get(&at).await else { panic!("no connection") };
+        assert_ne!(fresh.generation, stale.generation);
+        // A second request that was in flight on the old connection reports late.
+        lanes.observe(&stale, &broken);
+        assert_eq!(lanes.cached(0).map(|lane| lane.generation), Some(fresh.generation));
+        // The fresh connection itself breaking does empty the slot.
+        lanes.observe(&fresh, &broken);
+        assert!(lanes.cached(0).is_none());
+        // Errors that leave the connection usable do not.
+        let Ok(again) = lanes.get(&at).await else { panic!("no connection") };
+        let script_error = redis::RedisError::from((redis::ErrorKind::Client, "script failed"));
+        lanes.observe(&again, &script_error);
+        assert_eq!(lanes.cached(0).map(|lane| lane.generation), Some(again.generation));
+    }
+}
