@@ -20,7 +20,7 @@ use sayiir_persistence::status::ALL as ALL_STATUSES;
 /// any TTL of zero or less); an expiry outside `$5..=$6` (the range of
 /// `DateTime<Utc>`) means "never expires", as in `TaskClaim::new`. `$7` and `$8` are the
 /// statuses that refuse, from [`claim_refused`].
-const CLAIM: &str = "SELECT out_claimed_ms, out_expires_ms \
+pub(crate) const CLAIM: &str = "SELECT out_claimed_ms, out_expires_ms \
     FROM {schema}.claim_task($1, $2, $3, $4, $5, $6, $7, $8)";
 
 /// The statuses for which [`claim_refused`] refuses every claim, and those for which it
@@ -36,7 +36,7 @@ static REFUSING_STATUSES: LazyLock<(Vec<&'static str>, Vec<&'static str>)> = Laz
 });
 
 /// Deletes the caller's claim and, from the same snapshot, reads who held it otherwise.
-const RELEASE: &str = "WITH released AS (
+pub(crate) const RELEASE: &str = "WITH released AS (
         DELETE FROM {schema}.claims
         WHERE instance_id = $1 AND task_id = $2 AND worker_id = $3
         RETURNING 1
@@ -47,7 +47,7 @@ const RELEASE: &str = "WITH released AS (
 /// Pushes the caller's expiry back by `$4` ms from the previous expiry; no expiry stays none,
 /// and an overflow means "never expires" (as `extended_millis`). Owner check and write are
 /// one statement.
-const EXTEND: &str = "WITH extended AS (
+pub(crate) const EXTEND: &str = "WITH extended AS (
         UPDATE {schema}.claims SET expires_ms = CASE
             WHEN expires_ms IS NULL THEN NULL
             WHEN expires_ms::numeric + $4 NOT BETWEEN -9223372036854775808 AND 9223372036854775807
@@ -79,18 +79,19 @@ impl TaskClaimStore for PostgresBackend {
         self.calls()
             .run(Call::ClaimTask(ids), async {
                 let (refused, refused_if_done) = &*REFUSING_STATUSES;
-                let claimed: Option<(i64, Option<i64>)> = sqlx::query_as(self.sql(CLAIM))
-                    .bind(instance_id)
-                    .bind(task_id)
-                    .bind(worker_id)
-                    .bind(claim_ttl_millis(Utc::now(), ttl))
-                    .bind(DateTime::<Utc>::MIN_UTC.timestamp_millis())
-                    .bind(DateTime::<Utc>::MAX_UTC.timestamp_millis())
-                    .bind(refused)
-                    .bind(refused_if_done)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(db("claim_task", instance_id))?;
+                let claimed: Option<(i64, Option<i64>)> =
+                    sqlx::query_as(self.statement(|s| &s.claim_task))
+                        .bind(instance_id)
+                        .bind(task_id)
+                        .bind(worker_id)
+                        .bind(claim_ttl_millis(Utc::now(), ttl))
+                        .bind(DateTime::<Utc>::MIN_UTC.timestamp_millis())
+                        .bind(DateTime::<Utc>::MAX_UTC.timestamp_millis())
+                        .bind(refused)
+                        .bind(refused_if_done)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db("claim_task", instance_id))?;
                 Ok(claimed.map(|(claimed_ms, expires_ms)| {
                     task_claim(instance_id, task_id, worker_id, claimed_ms, expires_ms)
                 }))
@@ -107,13 +108,14 @@ impl TaskClaimStore for PostgresBackend {
         let ids = ClaimIds { instance_id, task_id, worker_id };
         self.calls()
             .run(Call::ReleaseTaskClaim(ids), async {
-                let (released, owner): (bool, Option<String>) = sqlx::query_as(self.sql(RELEASE))
-                    .bind(instance_id)
-                    .bind(task_id)
-                    .bind(worker_id)
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(db("release_task_claim", instance_id))?;
+                let (released, owner): (bool, Option<String>) =
+                    sqlx::query_as(self.statement(|s| &s.release_task_claim))
+                        .bind(instance_id)
+                        .bind(task_id)
+                        .bind(worker_id)
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(db("release_task_claim", instance_id))?;
                 owner_outcome(ids, released, owner.as_deref())
             })
             .await
@@ -129,14 +131,15 @@ impl TaskClaimStore for PostgresBackend {
         let ids = ClaimIds { instance_id, task_id, worker_id };
         self.calls()
             .run(Call::ExtendTaskClaim(ids), async {
-                let (extended, owner): (bool, Option<String>) = sqlx::query_as(self.sql(EXTEND))
-                    .bind(instance_id)
-                    .bind(task_id)
-                    .bind(worker_id)
-                    .bind(extension_millis(additional_duration))
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(db("extend_task_claim", instance_id))?;
+                let (extended, owner): (bool, Option<String>) =
+                    sqlx::query_as(self.statement(|s| &s.extend_task_claim))
+                        .bind(instance_id)
+                        .bind(task_id)
+                        .bind(worker_id)
+                        .bind(extension_millis(additional_duration))
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(db("extend_task_claim", instance_id))?;
                 owner_outcome(ids, extended, owner.as_deref())
             })
             .await

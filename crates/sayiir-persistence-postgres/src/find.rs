@@ -1,4 +1,5 @@
-//! `find_available_tasks`: advance due parks, then pick the best ready tasks in SQL.
+//! `find_available_tasks`: advance due parks (`advance`), then pick the best ready tasks in
+//! SQL.
 //!
 //! The pick reads O(`limit`) index entries per priority level whatever the number of stored
 //! workflows. For one aging interval, effective priority `priority - (now - updated_at) / A`
@@ -13,36 +14,19 @@
 //! of the indexes under a revision check, and replaced by the next candidates, so it can never
 //! take the place of healthy rows; the next save of that instance puts it back.
 
-use std::collections::HashMap;
-
 use bytes::Bytes;
 use chrono::{Duration, Utc};
-use sqlx::Row;
-use sqlx::postgres::PgPool;
 
 use crate::codec::decode_snapshot;
 use crate::error::{db, db_all};
-use crate::results::held_results;
-use crate::row::{
-    COLUMNS_PARAMS, QUARANTINE, RESULTS_LATERAL, SNAPSHOT_COLUMNS, SnapshotRow, StoredRow, assemble,
-};
-use crate::sayiir_core::snapshot::{TaskResult, WorkflowSnapshot, WorkflowSnapshotState};
+use crate::sayiir_core::snapshot::{TaskResult, WorkflowSnapshotState};
 use crate::sayiir_core::task_claim::AvailableTask;
-use crate::schedule::{Advance, advance_parked, aging_seconds, task_input, unix_seconds};
-use crate::validation::{IdKind, validate_id};
+use crate::schedule::{aging_seconds, task_input, unix_seconds};
 use crate::{BackendError, PostgresBackend};
-use sayiir_persistence::operation::Call;
-
-/// Most parked workflows advanced by one call, per kind (due, woken); the rest wait for the
-/// next call.
-const ADVANCE_BATCH: i64 = 100;
 
 /// Most pick statements of one call: the first, plus one more each time picked rows turned
 /// out undecodable and the result is short of `limit`.
-const MAX_PICK_ROUNDS: usize = 8;
-
-/// Clears the woken mark of a signal wait whose queue is empty (function of migration 0002).
-const SETTLE_WOKEN: &str = "SELECT {schema}.settle_woken($1)";
+pub(crate) const MAX_PICK_ROUNDS: usize = 8;
 
 /// Rows of `workflows w` whose current task may run, as far as the snapshot alone says. The
 /// same predicate as the partial indexes, so the planner uses them.
@@ -71,7 +55,7 @@ const EFFECTIVE: &str = "(w.priority::float8 \
 /// The pick. `$1` worker, `$2` limit, `$3` worker tags, `$4` now (application clock, ms),
 /// `$5` now (application clock, fractional seconds), `$6` aging interval in seconds, `$7`
 /// instances to leave out. Expired claims are purged in the same statement.
-fn pick_sql() -> String {
+pub(crate) fn pick_sql() -> String {
     format!(
         "WITH RECURSIVE clock AS (
             SELECT floor(extract(epoch FROM now()) * 1000)::bigint AS now_ms
@@ -111,107 +95,31 @@ fn pick_sql() -> String {
         )
         SELECT b.instance_id, b.current_task_id, w.blob, w.trace_parent, w.revision,
             b.last_completed_task_id,
-            EXISTS (SELECT 1 FROM {{schema}}.task_results r WHERE r.instance_id = b.instance_id),
+            EXISTS (SELECT 1 FROM {{schema}}.task_results r WHERE r.instance_id = b.instance_id)
+                AS has_results,
             (SELECT r.output FROM {{schema}}.task_results r
              WHERE r.instance_id = b.instance_id AND r.task_id = b.last_completed_task_id)
+                AS last_output
         FROM best b JOIN {{schema}}.workflows w ON w.instance_id = b.instance_id
         ORDER BY b.biased, b.effective, b.updated_at, b.instance_id"
     )
 }
 
-/// A row of [`pick_sql`]: instance, task, blob, trace parent, revision, last completed task,
-/// whether any result is stored, the last completed task's output.
-type PickRow =
-    (String, Option<String>, Vec<u8>, Option<String>, i64, Option<String>, bool, Option<Vec<u8>>);
-
-/// Parked workflows that may move on: delays and timed signal waits that are due
-/// (application clock `$1`, in O(due) through `workflows_parked`), and signal waits marked
-/// woken by an event (in O(woken) through `workflows_woken`, with the oldest event of their
-/// queue; the events table is read only for them). Workflows with a pending cancel or pause
-/// stay parked (§ Requests for unclaimed workflows are never applied); they are filtered out inside
-/// each branch, before its limit, so however many of them accumulate they never hide a park that can move.
-fn due_sql() -> String {
-    let lateral = &*RESULTS_LATERAL;
-    format!(
-        "WITH due AS (
-            (SELECT w.instance_id, FALSE AS woken, NULL::bigint AS event_id,
-                    NULL::bytea AS payload
-             FROM {{schema}}.workflows w
-             WHERE w.status = 'InProgress' AND w.position_kind IN ('AtDelay', 'AtSignal')
-               AND w.wake_at IS NOT NULL AND w.wake_at <= $1 AND NOT w.signal_pending
-               AND NOT EXISTS (SELECT 1 FROM {{schema}}.signals s
-                               WHERE s.instance_id = w.instance_id)
-             ORDER BY w.wake_at
-             LIMIT $2)
-            UNION ALL
-            (SELECT w.instance_id, TRUE AS woken, e.id, e.payload
-             FROM {{schema}}.workflows w
-             LEFT JOIN LATERAL (
-                SELECT e.id, e.payload FROM {{schema}}.events e
-                WHERE e.instance_id = w.instance_id AND e.signal_name = w.signal_name
-                ORDER BY e.id LIMIT 1
-             ) e ON TRUE
-             WHERE w.woken AND w.status = 'InProgress' AND w.position_kind = 'AtSignal'
-               AND NOT w.signal_pending
-               AND NOT EXISTS (SELECT 1 FROM {{schema}}.signals s
-                               WHERE s.instance_id = w.instance_id)
-             ORDER BY w.updated_at, w.instance_id
-             LIMIT $2)
-        )
-        SELECT d.instance_id, d.woken, d.event_id, d.payload, w.revision, {SNAPSHOT_COLUMNS}
-        FROM due d JOIN {{schema}}.workflows w ON w.instance_id = d.instance_id
-        {lateral}"
-    )
-}
-
-/// A row of [`due_sql`].
-type DueRow = (
-    String,
-    bool,
-    Option<i64>,
-    Option<Vec<u8>>,
-    i64,
-    String,
-    Vec<u8>,
-    Option<String>,
-    i64,
-    Option<String>,
-    Option<Vec<String>>,
-    Option<Vec<Vec<u8>>>,
-);
-
-/// Writes an advanced park if the row is still at the revision it was read at
-/// (compare-and-set), consumes the event it used (`$18`, if any) and adds the results the
-/// advance created (`$19`, `$20`). The caller commits only if both the row and the event were
-/// there.
-fn advance_sql() -> String {
-    format!(
-        "WITH moved AS (
-            UPDATE {{schema}}.workflows SET {COLUMNS_PARAMS}
-            WHERE instance_id = $1 AND revision = $17
-            RETURNING instance_id
-        ), consumed AS (
-            DELETE FROM {{schema}}.events
-            WHERE id = $18 AND EXISTS (SELECT 1 FROM moved)
-            RETURNING id
-        ), added AS (
-            INSERT INTO {{schema}}.task_results (instance_id, task_id, output)
-            SELECT m.instance_id, t.task_id, t.output
-            FROM moved m, unnest($19::text[], $20::bytea[]) AS t (task_id, output)
-            ON CONFLICT (instance_id, task_id) DO UPDATE SET output = EXCLUDED.output
-        )
-        SELECT EXISTS (SELECT 1 FROM moved), EXISTS (SELECT 1 FROM consumed)"
-    )
-}
-
-/// One parked workflow to try to advance.
-struct Parked {
+/// A row of [`pick_sql`].
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct PickRow {
     instance_id: String,
-    /// Found through its woken mark.
-    woken: bool,
-    event: Option<(i64, Bytes)>,
+    current_task_id: Option<String>,
+    /// The codec blob, without task results.
+    blob: Vec<u8>,
+    trace_parent: Option<String>,
+    /// The row's revision, for the compare-and-set of a quarantine.
     revision: i64,
-    row: SnapshotRow,
+    last_completed_task_id: Option<String>,
+    /// Whether any result row is stored.
+    has_results: bool,
+    /// The output of the last completed task.
+    last_output: Option<Vec<u8>>,
 }
 
 /// Why a picked row yields no task.
@@ -247,7 +155,7 @@ impl PostgresBackend {
             let fetched = rows.len();
             let mut unusable = 0;
             for row in rows {
-                let (instance_id, revision) = (row.0.clone(), row.4);
+                let (instance_id, revision) = (row.instance_id.clone(), row.revision);
                 seen.push(instance_id.clone());
                 match available_task(row) {
                     Ok(task) => found.push(task),
@@ -290,9 +198,8 @@ impl PostgresBackend {
         excluded: &[String],
     ) -> Result<Vec<PickRow>, BackendError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let sql = pick_sql();
         crate::retry_read!(self, |conn| {
-            sqlx::query_as(self.sql(&sql))
+            sqlx::query_as(self.statement(|s| &s.pick))
                 .bind(worker_id)
                 .bind(limit)
                 .bind(worker_tags)
@@ -307,8 +214,8 @@ impl PostgresBackend {
 
     /// Takes an unusable row out of the ready, parked and woken indexes if it is still at
     /// `revision`. A failure is logged: the row is then skipped again by the next call.
-    async fn quarantine(&self, instance_id: &str, revision: i64) {
-        let done = sqlx::query(self.sql(QUARANTINE))
+    pub(crate) async fn quarantine(&self, instance_id: &str, revision: i64) {
+        let done = sqlx::query(self.statement(|s| &s.quarantine))
             .bind(instance_id)
             .bind(revision)
             .execute(&self.pool)
@@ -318,242 +225,6 @@ impl PostgresBackend {
             tracing::warn!(%error, "an unusable workflow could not be taken out of the index");
         }
     }
-
-    /// The plans PostgreSQL runs for `find_available_tasks` with these arguments, as
-    /// `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)` documents: first the search for due parks,
-    /// then the pick of ready tasks. The statements are executed (expired claims are purged)
-    /// but nothing is advanced.
-    ///
-    /// Meant for operators and benchmarks checking that the index plans are used.
-    ///
-    /// # Errors
-    /// `Backend` if a statement fails.
-    pub async fn explain_find_available_tasks(
-        &self,
-        worker_id: &str,
-        limit: usize,
-        aging_interval: Duration,
-        worker_tags: &[String],
-    ) -> Result<Vec<String>, BackendError> {
-        let call = Call::Maintenance { operation: "explain_find_available_tasks", instance_id: "" };
-        let explain = self.explain_find(worker_id, limit, aging_interval, worker_tags);
-        self.calls().run(call, explain).await
-    }
-
-    /// See [`Self::explain_find_available_tasks`].
-    async fn explain_find(
-        &self,
-        worker_id: &str,
-        limit: usize,
-        aging_interval: Duration,
-        worker_tags: &[String],
-    ) -> Result<Vec<String>, BackendError> {
-        validate_id(IdKind::Worker, worker_id)?;
-        let explain = |sql: String| format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}");
-        let now = Utc::now();
-        let due = sqlx::query(self.sql(&explain(due_sql())))
-            .bind(now.timestamp_millis())
-            .bind(ADVANCE_BATCH)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_all("explain find_available_tasks"))?;
-        let pick = sqlx::query(self.sql(&explain(pick_sql())))
-            .bind(worker_id)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .bind(worker_tags)
-            .bind(now.timestamp_millis())
-            .bind(unix_seconds(now))
-            .bind(aging_seconds(aging_interval))
-            .bind(Vec::<String>::new())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_all("explain find_available_tasks"))?;
-        // The plan is of type `json`, whose wire format is its text.
-        [due, pick]
-            .iter()
-            .map(|row| row.try_get_unchecked::<String, _>(0))
-            .collect::<Result<_, _>>()
-            .map_err(db_all("explain find_available_tasks"))
-    }
-
-    /// Advances every due or woken park it finds (up to [`ADVANCE_BATCH`] of each). A row
-    /// that cannot be decoded is logged and taken out of the parked indexes; one that cannot be
-    /// written is logged and left for a later call.
-    ///
-    /// When a full batch held rows that had to be taken out, the search runs again (at most
-    /// [`MAX_PICK_ROUNDS`] times): the rows behind them are advanced in this same call.
-    async fn advance_due(&self, now: chrono::DateTime<Utc>) -> Result<(), BackendError> {
-        for _ in 0..MAX_PICK_ROUNDS {
-            let (fetched, taken_out) = self.advance_batch(now).await?;
-            let full = fetched >= usize::try_from(ADVANCE_BATCH).unwrap_or(usize::MAX);
-            if taken_out == 0 || !full {
-                break;
-            }
-        }
-        Ok(())
-    }
-
-    /// One search for due and woken parks, and their advancement. Returns the number of rows
-    /// found in the larger of the two branches and how many rows were taken out of the
-    /// indexes.
-    async fn advance_batch(
-        &self,
-        now: chrono::DateTime<Utc>,
-    ) -> Result<(usize, usize), BackendError> {
-        let sql = due_sql();
-        let rows: Vec<DueRow> = crate::retry_read!(self, |conn| {
-            sqlx::query_as(self.sql(&sql))
-                .bind(now.timestamp_millis())
-                .bind(ADVANCE_BATCH)
-                .fetch_all(conn)
-        })
-        .map_err(db_all("find_available_tasks (due parks)"))?;
-        let woken_rows = rows.iter().filter(|row| row.1).count();
-        let fetched = woken_rows.max(rows.len() - woken_rows);
-        // A signal wait can be both timed out and woken by an event: the event wins.
-        let mut parked: HashMap<String, Parked> = HashMap::new();
-        for (instance_id, woken, event_id, payload, revision, s, b, t, u, l, i, o) in rows {
-            let event = event_id.zip(payload).map(|(id, p)| (id, Bytes::from(p)));
-            match parked.get_mut(&instance_id) {
-                Some(existing) => {
-                    existing.woken |= woken;
-                    if existing.event.is_none() {
-                        existing.event = event;
-                    }
-                }
-                None => {
-                    let row = (s, b, t, u, l, i, o);
-                    let park =
-                        Parked { instance_id: instance_id.clone(), woken, event, revision, row };
-                    parked.insert(instance_id, park);
-                }
-            }
-        }
-        let mut taken_out = 0;
-        for park in parked.into_values() {
-            match self.advance_one(now, park).await {
-                Ok(true) => taken_out += 1,
-                Ok(false) => {}
-                Err(error) => {
-                    tracing::warn!(%error, "a parked workflow could not be advanced; skipped");
-                }
-            }
-        }
-        Ok((fetched, taken_out))
-    }
-
-    /// Advances one park with a compare-and-set; losing the race to another writer is not an
-    /// error. `Ok(true)`: the row could not be used and was taken out of the indexes.
-    async fn advance_one(
-        &self,
-        now: chrono::DateTime<Utc>,
-        park: Parked,
-    ) -> Result<bool, BackendError> {
-        let id = park.instance_id.as_str();
-        let mut snapshot = match assemble(id, park.row) {
-            Ok(snapshot) => snapshot,
-            Err(error) => {
-                tracing::warn!(
-                    %error,
-                    instance_id = id,
-                    "undecodable parked workflow skipped by find_available_tasks and taken out \
-                     of its index until it is saved again"
-                );
-                self.quarantine(id, park.revision).await;
-                return Ok(true);
-            }
-        };
-        let before = results_of(&snapshot);
-        let has_event = park.event.is_some();
-        let (event_id, payload) = park.event.unzip();
-        // The results the advanced workflow keeps: held, or archived if it completed (§ Results
-        // survive completion).
-        let (consumed_event, after) = match advance_parked(&mut snapshot, now, payload) {
-            Advance::NotDue if has_event => {
-                // The row waits at a signal with an event queued, the blob says otherwise.
-                tracing::warn!(
-                    instance_id = id,
-                    "parked workflow whose snapshot is not at a signal wait skipped by \
-                     find_available_tasks and taken out of its index until it is saved again"
-                );
-                self.quarantine(id, park.revision).await;
-                return Ok(true);
-            }
-            Advance::NotDue => {
-                if park.woken {
-                    // Woken, but a consumer took the event: clear the mark.
-                    sqlx::query(self.sql(SETTLE_WOKEN))
-                        .bind(id)
-                        .execute(&self.pool)
-                        .await
-                        .map_err(db("find_available_tasks (settle woken)", id))?;
-                }
-                return Ok(false);
-            }
-            Advance::ToTask { consumed_event } => (consumed_event, results_of(&snapshot)),
-            Advance::Completed { consumed_event, archive } => {
-                (consumed_event, archive.into_values().map(|r| (r.task_id, r.output)).collect())
-            }
-        };
-        // Only the results the advance added (a signal's payload) are written.
-        let (task_ids, outputs): (Vec<&str>, Vec<&[u8]>) = after
-            .iter()
-            .filter(|(task, output)| before.get(*task) != Some(*output))
-            .map(|(task, output)| (task.as_str(), output.as_ref()))
-            .unzip();
-        let event_id = event_id.filter(|_| consumed_event);
-        write_advance(
-            &self.pool,
-            self.sql(&advance_sql()),
-            &snapshot,
-            park.revision,
-            event_id,
-            task_ids,
-            outputs,
-        )
-        .await
-        .map(|()| false)
-    }
-}
-
-/// The results a snapshot holds, by task id.
-fn results_of(snapshot: &WorkflowSnapshot) -> HashMap<String, Bytes> {
-    held_results(&snapshot.state)
-        .map(|held| held.iter().map(|(k, v)| (k.clone(), v.output.clone())).collect())
-        .unwrap_or_default()
-}
-
-/// Runs [`advance_sql`] in a transaction, committed only if the row was still at `revision`
-/// and the event (if one was used) was still queued.
-async fn write_advance(
-    pool: &PgPool,
-    sql: sqlx::AssertSqlSafe<String>,
-    snapshot: &WorkflowSnapshot,
-    revision: i64,
-    event_id: Option<i64>,
-    task_ids: Vec<&str>,
-    outputs: Vec<&[u8]>,
-) -> Result<(), BackendError> {
-    let id = snapshot.instance_id.as_str();
-    let row = StoredRow::of(snapshot)?;
-    let mut tx = pool.begin().await.map_err(db("find_available_tasks (advance)", id))?;
-    let query = sqlx::query(sql).bind(id);
-    let answer = row
-        .bind_columns(query)
-        .bind(revision)
-        .bind(event_id)
-        .bind(task_ids)
-        .bind(outputs)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db("find_available_tasks (advance)", id))?;
-    let moved: bool = answer.try_get(0).map_err(db("find_available_tasks (advance)", id))?;
-    let consumed: bool = answer.try_get(1).map_err(db("find_available_tasks (advance)", id))?;
-    if moved && (event_id.is_none() || consumed) {
-        tx.commit().await.map_err(db("find_available_tasks (advance)", id))?;
-    }
-    // Otherwise dropping `tx` rolls back: someone else moved the workflow or took the event.
-    Ok(())
 }
 
 /// The task of a picked row; an error if its blob does not decode or it has no task or input
@@ -562,8 +233,16 @@ async fn write_advance(
 /// The input is that of `schedule::task_input`, on the snapshot rebuilt with the one result it
 /// needs: the row's last completed task and its output (the blob holds no results).
 fn available_task(row: PickRow) -> Result<AvailableTask, Unusable> {
-    let (instance_id, task_id, blob, trace_parent, _revision, last_id, has_results, last_output) =
-        row;
+    let PickRow {
+        instance_id,
+        current_task_id: task_id,
+        blob,
+        trace_parent,
+        last_completed_task_id: last_id,
+        has_results,
+        last_output,
+        ..
+    } = row;
     let mut snapshot = decode_snapshot(&instance_id, &blob).map_err(Unusable::Undecodable)?;
     if let WorkflowSnapshotState::InProgress { completed_tasks, last_completed_task_id, .. } =
         &mut snapshot.state

@@ -64,14 +64,18 @@ macro_rules! retry_read {
 }
 pub(crate) use retry_read;
 
+mod advance;
 mod claim;
 mod error;
+mod explain;
 mod find;
 mod migrate;
+mod options;
 mod result;
 mod row;
 mod signal;
 mod snapshot;
+mod statements;
 
 use std::future::Future;
 use std::str::FromStr;
@@ -80,6 +84,10 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use sayiir_persistence::operation::{Call, Instrumentation};
+
+pub use options::PostgresOptions;
+
+use crate::statements::Statements;
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
@@ -90,122 +98,6 @@ pub use sqlx;
 /// The oldest PostgreSQL server this backend runs on (`server_version_num`): 14, for per-column
 /// lz4 compression and the exact `extract(epoch ...)` of claim times.
 pub const MIN_SERVER_VERSION_NUM: i32 = 140_000;
-
-/// Settings of a [`PostgresBackend`].
-///
-/// Every field has a default; setters chain:
-/// `PostgresOptions::default().schema("jobs").max_connections(32)`.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct PostgresOptions {
-    /// Schema holding every table of the backend (default `sayiir`), created if missing.
-    pub schema: String,
-    /// Whether connecting runs the pending migrations (default `true`).
-    pub auto_migrate: bool,
-    /// Largest number of pooled connections (default 10).
-    pub max_connections: u32,
-    /// Number of connections kept open when idle (default 0).
-    pub min_connections: u32,
-    /// How long an operation waits for a free pooled connection (default 30 s). Opening a
-    /// new connection happens within this wait, so it is also the connect timeout, for
-    /// `connect_with` too.
-    pub acquire_timeout: Duration,
-    /// Server-side limit on one statement's duration (default: the server's setting).
-    pub statement_timeout: Option<Duration>,
-    /// `application_name` reported to the server (default `sayiir`).
-    pub application_name: Option<String>,
-    /// The longest one backend call may take on the client side, waiting for a connection
-    /// included (default 60 s). It bounds a call whatever the network does: behind a black
-    /// hole (packets dropped, sockets open) a call fails after this long with an error that
-    /// says it may or may not have been applied, instead of hanging as long as the outage.
-    pub call_timeout: Duration,
-    /// A pooled connection idle for at least this long is pinged before it is used (default
-    /// 1 s): the server or a middlebox may have closed it meanwhile (`idle_session_timeout`,
-    /// a restart, a NAT timeout), and a statement sent on it would fail. Connections in use
-    /// more often than that cost no extra round trip.
-    pub ping_idle_after: Duration,
-}
-
-impl Default for PostgresOptions {
-    fn default() -> Self {
-        Self {
-            schema: "sayiir".to_string(),
-            auto_migrate: true,
-            max_connections: 10,
-            min_connections: 0,
-            acquire_timeout: Duration::from_secs(30),
-            statement_timeout: None,
-            application_name: Some("sayiir".to_string()),
-            call_timeout: Duration::from_secs(60),
-            ping_idle_after: Duration::from_secs(1),
-        }
-    }
-}
-
-impl PostgresOptions {
-    /// Sets the schema that holds the backend's tables.
-    #[must_use]
-    pub fn schema(mut self, schema: impl Into<String>) -> Self {
-        self.schema = schema.into();
-        self
-    }
-
-    /// Sets whether connecting runs the pending migrations.
-    #[must_use]
-    pub fn auto_migrate(mut self, auto_migrate: bool) -> Self {
-        self.auto_migrate = auto_migrate;
-        self
-    }
-
-    /// Sets the largest number of pooled connections.
-    #[must_use]
-    pub fn max_connections(mut self, max: u32) -> Self {
-        self.max_connections = max;
-        self
-    }
-
-    /// Sets the number of connections kept open when idle.
-    #[must_use]
-    pub fn min_connections(mut self, min: u32) -> Self {
-        self.min_connections = min;
-        self
-    }
-
-    /// Sets how long an operation waits for a free pooled connection.
-    #[must_use]
-    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
-        self.acquire_timeout = timeout;
-        self
-    }
-
-    /// Sets the server-side limit on one statement's duration.
-    #[must_use]
-    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
-        self.statement_timeout = Some(timeout);
-        self
-    }
-
-    /// Sets the `application_name` reported to the server.
-    #[must_use]
-    pub fn application_name(mut self, name: impl Into<String>) -> Self {
-        self.application_name = Some(name.into());
-        self
-    }
-
-    /// Sets the longest one backend call may take on the client side.
-    #[must_use]
-    pub fn call_timeout(mut self, timeout: Duration) -> Self {
-        self.call_timeout = timeout;
-        self
-    }
-
-    /// Sets how long a pooled connection may stay idle before it is pinged on its next use.
-    #[must_use]
-    pub fn ping_idle_after(mut self, idle: Duration) -> Self {
-        self.ping_idle_after = idle;
-        self
-    }
-}
 
 /// A Sayiir storage backend on PostgreSQL. Cheap to clone: clones share one pool.
 #[derive(Debug, Clone)]
@@ -223,6 +115,8 @@ struct Inner {
     server: String,
     /// The core's call shell, with `db.namespace` = `database|schema`.
     calls: Instrumentation,
+    /// Every statement, with the schema in place.
+    statements: Statements,
 }
 
 impl PostgresBackend {
@@ -290,7 +184,8 @@ impl PostgresBackend {
         let database = connect.get_database().unwrap_or(connect.get_username());
         let calls = Instrumentation::new("postgresql")
             .with_namespace(format!("{database}|{}", options.schema));
-        let inner = Inner { quoted_schema, options, server, calls };
+        let statements = Statements::render(&quoted_schema);
+        let inner = Inner { quoted_schema, options, server, calls, statements };
         let backend = Self { pool, inner: Arc::new(inner) };
         if backend.inner.options.auto_migrate {
             backend.migrate().await?;
@@ -343,11 +238,9 @@ impl PostgresBackend {
         }
     }
 
-    /// `template` with `{schema}` replaced by the quoted schema name.
-    fn sql(&self, template: &str) -> sqlx::AssertSqlSafe<String> {
-        // The schema name was validated as a plain identifier and is quoted: nothing else is
-        // spliced into SQL text.
-        sqlx::AssertSqlSafe(template.replace("{schema}", &self.inner.quoted_schema))
+    /// The statement `pick` chooses from the ones rendered at connect.
+    fn statement(&self, pick: impl FnOnce(&Statements) -> &sqlx::SqlStr) -> sqlx::SqlStr {
+        pick(&self.inner.statements).clone()
     }
 }
 

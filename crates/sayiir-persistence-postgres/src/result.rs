@@ -8,7 +8,7 @@ use crate::error::db;
 use crate::{BackendError, PostgresBackend, TaskResultStore};
 use sayiir_persistence::operation::Call;
 
-const LOAD: &str = "SELECT (SELECT r.output FROM {schema}.task_results r \
+pub(crate) const LOAD: &str = "SELECT (SELECT r.output FROM {schema}.task_results r \
         WHERE r.instance_id = $1 AND r.task_id = $2) \
     FROM {schema}.workflows w WHERE w.instance_id = $1";
 
@@ -21,7 +21,7 @@ impl TaskResultStore for PostgresBackend {
         self.calls()
             .run(Call::LoadTaskResult { instance_id, task_id }, async {
                 let row: Option<Option<Vec<u8>>> = crate::retry_read!(self, |conn| {
-                    sqlx::query_scalar(self.sql(LOAD))
+                    sqlx::query_scalar(self.statement(|s| &s.load_task_result))
                         .bind(instance_id)
                         .bind(task_id)
                         .fetch_optional(conn)

@@ -132,7 +132,7 @@ pub(crate) const QUARANTINE: &str = "UPDATE {schema}.workflows \
 /// The columns [`assemble`] needs, selected from `workflows w` joined with the lateral `r`
 /// of [`RESULTS_LATERAL`].
 pub(crate) const SNAPSHOT_COLUMNS: &str =
-    "w.status, w.blob, w.trace_parent, w.updated_at, w.last_completed_task_id, r.ids, r.outputs";
+    "w.blob, w.trace_parent, w.updated_at, w.last_completed_task_id, r.ids, r.outputs";
 
 /// The result rows of `w`, as two arrays in the same order; none for a completed or failed
 /// workflow, whose rows are its archive rather than part of its state (the statuses that
@@ -154,22 +154,36 @@ pub(crate) static RESULTS_LATERAL: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// A row of [`SNAPSHOT_COLUMNS`].
-pub(crate) type SnapshotRow = (
-    String,
-    Vec<u8>,
-    Option<String>,
-    i64,
-    Option<String>,
-    Option<Vec<String>>,
-    Option<Vec<Vec<u8>>>,
-);
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SnapshotRow {
+    /// The codec blob, without task results.
+    pub(crate) blob: Vec<u8>,
+    /// The trace parent, stored beside the blob.
+    pub(crate) trace_parent: Option<String>,
+    /// `updated_at`, in the column's encoding (`seconds_to_column`).
+    pub(crate) updated_at: i64,
+    /// The last completed task, as `save_task_result` keeps it current.
+    pub(crate) last_completed_task_id: Option<String>,
+    /// The result rows' task ids, in the order of `outputs`.
+    pub(crate) ids: Option<Vec<String>>,
+    /// The result rows' outputs.
+    pub(crate) outputs: Option<Vec<Vec<u8>>>,
+}
 
 /// Rebuilds the snapshot of `instance_id` from its stored form.
 pub(crate) fn assemble(
     instance_id: &str,
     row: SnapshotRow,
 ) -> Result<WorkflowSnapshot, BackendError> {
-    let (_status, blob, trace_parent, updated_at, last_completed, ids, outputs) = row;
+    let SnapshotRow {
+        blob,
+        trace_parent,
+        updated_at,
+        last_completed_task_id: last_completed,
+        ids,
+        outputs,
+        ..
+    } = row;
     let ids = ids.unwrap_or_default();
     let outputs = outputs.unwrap_or_default();
     if ids.len() != outputs.len() {

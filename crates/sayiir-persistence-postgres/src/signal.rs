@@ -24,7 +24,7 @@ use sayiir_persistence::status::{self, ALL as ALL_STATUSES};
 /// 0003) so its status cannot change between the check and the write, and before the signals
 /// row (the lock order of every writer). `$7` lists the statuses that must not store it, from
 /// [`signal_decision`].
-const STORE: &str = "WITH w AS (
+pub(crate) const STORE: &str = "WITH w AS (
         UPDATE {schema}.workflows
         SET signal_pending = signal_pending OR NOT (status = ANY ($7))
         WHERE instance_id = $1
@@ -41,47 +41,56 @@ const STORE: &str = "WITH w AS (
     )
     SELECT status FROM w";
 
-const GET: &str = "SELECT reason, requested_by, requested_secs, requested_nanos \
+pub(crate) const GET: &str = "SELECT reason, requested_by, requested_secs, requested_nanos \
     FROM {schema}.signals WHERE instance_id = $1 AND kind = $2";
 
-const GET_FOR_UPDATE: &str = "SELECT reason, requested_by, requested_secs, requested_nanos \
+pub(crate) const GET_FOR_UPDATE: &str = "SELECT reason, requested_by, requested_secs, requested_nanos \
     FROM {schema}.signals WHERE instance_id = $1 AND kind = $2 FOR UPDATE";
 
-const PENDING: &str =
+pub(crate) const PENDING: &str =
     "SELECT EXISTS (SELECT 1 FROM {schema}.signals WHERE instance_id = $1 AND kind = $2)";
 
-const CLEAR: &str = "DELETE FROM {schema}.signals WHERE instance_id = $1 AND kind = $2";
+pub(crate) const CLEAR: &str = "DELETE FROM {schema}.signals WHERE instance_id = $1 AND kind = $2";
 
 /// Locks the workflow row before [`CLEAR`] (the lock order of every writer).
-const LOCK_FOR_FLAG: &str =
+pub(crate) const LOCK_FOR_FLAG: &str =
     "SELECT 1 FROM {schema}.workflows WHERE instance_id = $1 FOR NO KEY UPDATE";
 
 /// Recomputes `signal_pending` after [`CLEAR`] (migration 0003). A statement of its own, after
 /// the lock: its snapshot then sees every request committed while the lock was awaited (one
 /// statement holding all three would compute the flag from a snapshot taken before).
-const FLAG: &str = "UPDATE {schema}.workflows
+pub(crate) const FLAG: &str = "UPDATE {schema}.workflows
     SET signal_pending = EXISTS (SELECT 1 FROM {schema}.signals WHERE instance_id = $1)
     WHERE instance_id = $1";
 
-const LOCK_WORKFLOW: &str =
+pub(crate) const LOCK_WORKFLOW: &str =
     "SELECT status FROM {schema}.workflows WHERE instance_id = $1 FOR UPDATE";
 
 /// Queues the event and marks a workflow waiting for it as woken (function of migration 0002).
-const SEND_EVENT: &str = "SELECT {schema}.send_event($1, $2, $3)";
+pub(crate) const SEND_EVENT: &str = "SELECT {schema}.send_event($1, $2, $3)";
 
 /// Takes the oldest event of the queue (NULL: none) and clears the workflow's woken mark if
 /// that was its last event (function of migration 0002). `SKIP LOCKED`: a concurrent consumer
 /// holding the oldest row makes this one take the next (or none), never the same event.
-const CONSUME_EVENT: &str = "SELECT {schema}.consume_event_once($1, $2, $3)";
+pub(crate) const CONSUME_EVENT: &str = "SELECT {schema}.consume_event_once($1, $2, $3)";
 
 /// The per-instance lock every writer of a signal wait's `woken` mark takes first.
-const WAKE_LOCK: &str = "SELECT {schema}.wake_lock($1)";
+pub(crate) const WAKE_LOCK: &str = "SELECT {schema}.wake_lock($1)";
 
 /// `(reason, requested_by, requested_secs, requested_nanos)` of a `signals` row.
-type SignalRow = (Option<String>, Option<String>, i64, i32);
+/// A stored cancel or pause request.
+#[derive(Debug, sqlx::FromRow)]
+struct SignalRow {
+    reason: Option<String>,
+    requested_by: Option<String>,
+    /// `requested_at`: whole Unix seconds.
+    requested_secs: i64,
+    /// `requested_at`: nanoseconds within the second.
+    requested_nanos: i32,
+}
 
 fn request_of(instance_id: &str, row: SignalRow) -> Result<SignalRequest, BackendError> {
-    let (reason, requested_by, secs, nanos) = row;
+    let SignalRow { reason, requested_by, requested_secs: secs, requested_nanos: nanos } = row;
     let requested_at = u32::try_from(nanos)
         .ok()
         .and_then(|nanos| DateTime::from_timestamp(secs, nanos))
@@ -91,7 +100,7 @@ fn request_of(instance_id: &str, row: SignalRow) -> Result<SignalRequest, Backen
 
 /// The `UPDATE` that writes a changed snapshot's row and drops the request it consumed (`$17`
 /// is the signal kind).
-fn write_and_clear_sql() -> String {
+pub(crate) fn write_and_clear_sql() -> String {
     format!(
         "WITH cleared AS (
             DELETE FROM {{schema}}.signals WHERE instance_id = $1 AND kind = $17
@@ -112,7 +121,7 @@ impl PostgresBackend {
         operation: &'static str,
         instance_id: &str,
     ) -> Result<Option<(String, SnapshotRow)>, BackendError> {
-        let status: Option<String> = sqlx::query_scalar(self.sql(LOCK_WORKFLOW))
+        let status: Option<String> = sqlx::query_scalar(self.statement(|s| &s.lock_workflow))
             .bind(instance_id)
             .fetch_optional(&mut **tx)
             .await
@@ -139,7 +148,7 @@ impl PostgresBackend {
     ) -> Result<(), BackendError> {
         let id = snapshot.instance_id.as_str();
         let row = StoredRow::of(snapshot)?;
-        let query = sqlx::query(self.sql(&write_and_clear_sql())).bind(id);
+        let query = sqlx::query(self.statement(|s| &s.write_and_clear)).bind(id);
         row.bind_columns(query)
             .bind(kind.as_ref())
             .execute(&mut **tx)
@@ -160,7 +169,7 @@ impl PostgresBackend {
         // The fast path: one plain read, no transaction. A request stored just after it is
         // seen at the next task boundary.
         let pending: bool = crate::retry_read!(self, |conn| {
-            sqlx::query_scalar(self.sql(PENDING))
+            sqlx::query_scalar(self.statement(|s| &s.pending_signal))
                 .bind(instance_id)
                 .bind(kind.as_ref())
                 .fetch_one(conn)
@@ -184,12 +193,13 @@ impl PostgresBackend {
     ) -> Result<bool, BackendError> {
         let mut tx = self.pool.begin().await.map_err(db(operation, instance_id))?;
         let loaded = self.lock_and_load(&mut tx, operation, instance_id).await?;
-        let signal: Option<SignalRow> = sqlx::query_as(self.sql(GET_FOR_UPDATE))
-            .bind(instance_id)
-            .bind(kind.as_ref())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db(operation, instance_id))?;
+        let signal: Option<SignalRow> =
+            sqlx::query_as(self.statement(|s| &s.get_signal_for_update))
+                .bind(instance_id)
+                .bind(kind.as_ref())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db(operation, instance_id))?;
         // Dropping `tx` rolls it back.
         let Some(signal) = signal else {
             return Ok(false);
@@ -226,17 +236,21 @@ impl SignalStore for PostgresBackend {
                         !matches!(signal_decision(status, kind), Ok(SignalDecision::Store))
                     })
                     .collect();
-                let status: Option<String> = sqlx::query_scalar(self.sql(STORE))
-                    .bind(instance_id)
-                    .bind(kind.as_ref())
-                    .bind(&request.reason)
-                    .bind(&request.requested_by)
-                    .bind(request.requested_at.timestamp())
-                    .bind(i32::try_from(request.requested_at.timestamp_subsec_nanos()).unwrap_or(0))
-                    .bind(refused)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(db("store_signal", instance_id))?;
+                let status: Option<String> =
+                    sqlx::query_scalar(self.statement(|s| &s.store_signal))
+                        .bind(instance_id)
+                        .bind(kind.as_ref())
+                        .bind(&request.reason)
+                        .bind(&request.requested_by)
+                        .bind(request.requested_at.timestamp())
+                        .bind(
+                            i32::try_from(request.requested_at.timestamp_subsec_nanos())
+                                .unwrap_or(0),
+                        )
+                        .bind(refused)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db("store_signal", instance_id))?;
                 let status =
                     status.ok_or_else(|| BackendError::NotFound(instance_id.to_string()))?;
                 signal_decision(&status, kind).map(|_| ())
@@ -252,7 +266,7 @@ impl SignalStore for PostgresBackend {
         self.calls()
             .run(Call::GetSignal(instance_id), async {
                 let row: Option<SignalRow> = crate::retry_read!(self, |conn| {
-                    sqlx::query_as(self.sql(GET))
+                    sqlx::query_as(self.statement(|s| &s.get_signal))
                         .bind(instance_id)
                         .bind(kind.as_ref())
                         .fetch_optional(conn)
@@ -268,18 +282,18 @@ impl SignalStore for PostgresBackend {
             .run(Call::ClearSignal(instance_id), async {
                 let failed = || db("clear_signal", instance_id);
                 let mut tx = self.pool.begin().await.map_err(failed())?;
-                sqlx::query(self.sql(LOCK_FOR_FLAG))
+                sqlx::query(self.statement(|s| &s.lock_for_flag))
                     .bind(instance_id)
                     .execute(&mut *tx)
                     .await
                     .map_err(failed())?;
-                sqlx::query(self.sql(CLEAR))
+                sqlx::query(self.statement(|s| &s.clear_signal))
                     .bind(instance_id)
                     .bind(kind.as_ref())
                     .execute(&mut *tx)
                     .await
                     .map_err(failed())?;
-                sqlx::query(self.sql(FLAG))
+                sqlx::query(self.statement(|s| &s.flag_signal))
                     .bind(instance_id)
                     .execute(&mut *tx)
                     .await
@@ -298,7 +312,7 @@ impl SignalStore for PostgresBackend {
     ) -> Result<(), BackendError> {
         self.calls()
             .run(Call::SendEvent { instance_id, signal_name }, async {
-                sqlx::query(self.sql(SEND_EVENT))
+                sqlx::query(self.statement(|s| &s.send_event))
                     .bind(instance_id)
                     .bind(signal_name)
                     .bind(payload.as_ref())
@@ -324,7 +338,7 @@ impl SignalStore for PostgresBackend {
                 let request = crate::requests::request_id();
                 let attempt = (self.inner.options.call_timeout / 5).max(Duration::from_millis(200));
                 let ask = || {
-                    sqlx::query_scalar::<_, Option<Vec<u8>>>(self.sql(CONSUME_EVENT))
+                    sqlx::query_scalar::<_, Option<Vec<u8>>>(self.statement(|s| &s.consume_event))
                         .bind(instance_id)
                         .bind(signal_name)
                         .bind(request.as_str())
@@ -389,7 +403,7 @@ impl SignalStore for PostgresBackend {
                 let mut tx = self.pool.begin().await.map_err(db("unpause", instance_id))?;
                 // The workflow may go back to a signal wait: its woken mark is recomputed under
                 // this lock, taken before the row lock as everywhere.
-                sqlx::query(self.sql(WAKE_LOCK))
+                sqlx::query(self.statement(|s| &s.wake_lock))
                     .bind(instance_id)
                     .execute(&mut *tx)
                     .await

@@ -14,13 +14,13 @@ use sayiir_persistence::operation::Call;
 
 /// Calls the `save_snapshot` function of the first migration: upsert of the row, then, for
 /// states that hold results, replacement of the result rows.
-const SAVE: &str = "SELECT {schema}.save_snapshot(\
+pub(crate) const SAVE: &str = "SELECT {schema}.save_snapshot(\
     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
 
 /// Adds one result to an in-progress workflow: the result row plus the row's last id, clock
 /// and readiness. The row update comes first and locks the row, so concurrent calls for one
 /// instance take turns and none is lost; a workflow in another state is left as it is.
-const SAVE_TASK_RESULT: &str = "WITH updated AS (
+pub(crate) const SAVE_TASK_RESULT: &str = "WITH updated AS (
         UPDATE {schema}.workflows
         SET last_completed_task_id = $2,
             updated_at = $4,
@@ -38,7 +38,7 @@ const SAVE_TASK_RESULT: &str = "WITH updated AS (
         OR EXISTS (SELECT 1 FROM {schema}.workflows WHERE instance_id = $1)";
 
 /// The stored snapshot with its results, for [`assemble`].
-static LOAD_SQL: LazyLock<String> = LazyLock::new(|| {
+pub(crate) static LOAD_SQL: LazyLock<String> = LazyLock::new(|| {
     let lateral = &*RESULTS_LATERAL;
     format!(
         "SELECT {SNAPSHOT_COLUMNS} FROM {{schema}}.workflows w {lateral} \
@@ -48,7 +48,7 @@ static LOAD_SQL: LazyLock<String> = LazyLock::new(|| {
 
 /// Everything stored for one instance, in every table (§ Delete removes everything). The other
 /// tables are emptied only when the workflow row existed: events sent ahead of a run stay until that run is deleted.
-const DELETE: &str = "WITH gone AS (
+pub(crate) const DELETE: &str = "WITH gone AS (
         DELETE FROM {schema}.workflows WHERE instance_id = $1 RETURNING instance_id
     ), results AS (
         DELETE FROM {schema}.task_results WHERE instance_id = $1 AND EXISTS (SELECT 1 FROM gone)
@@ -63,12 +63,12 @@ const DELETE: &str = "WITH gone AS (
     )
     SELECT EXISTS (SELECT 1 FROM gone)";
 
-const LIST: &str = "SELECT instance_id FROM {schema}.workflows";
+pub(crate) const LIST: &str = "SELECT instance_id FROM {schema}.workflows";
 
 impl PostgresBackend {
-    /// The statement text of [`LOAD_SQL`] with the schema in place.
-    pub(crate) fn load_statement(&self) -> sqlx::AssertSqlSafe<String> {
-        self.sql(&LOAD_SQL)
+    /// The statement of [`LOAD_SQL`].
+    pub(crate) fn load_statement(&self) -> sqlx::SqlStr {
+        self.statement(|s| &s.load_snapshot)
     }
 }
 
@@ -87,7 +87,7 @@ impl SnapshotStore for PostgresBackend {
                 // An overwrite with the whole state: sent again on a fresh connection after a lost
                 // one, it leaves the same state.
                 crate::retry_read!(self, |conn| {
-                    let query = sqlx::query(self.sql(SAVE)).bind(id);
+                    let query = sqlx::query(self.statement(|s| &s.save_snapshot)).bind(id);
                     row.bind_columns(query)
                         .bind(row.results.is_some())
                         .bind(task_ids.clone())
@@ -113,7 +113,7 @@ impl SnapshotStore for PostgresBackend {
                 let now = seconds_to_column(u64::try_from(Utc::now().timestamp()).unwrap_or(0));
                 // The same output stored again is the same state: retried after a lost connection.
                 let found: bool = crate::retry_read!(self, |conn| {
-                    sqlx::query_scalar(self.sql(SAVE_TASK_RESULT))
+                    sqlx::query_scalar(self.statement(|s| &s.save_task_result))
                         .bind(instance_id)
                         .bind(task_id)
                         .bind(output.as_ref())
@@ -142,7 +142,7 @@ impl SnapshotStore for PostgresBackend {
     async fn delete_snapshot(&self, instance_id: &str) -> Result<(), BackendError> {
         self.calls()
             .run(Call::DeleteSnapshot(instance_id), async {
-                let found: bool = sqlx::query_scalar(self.sql(DELETE))
+                let found: bool = sqlx::query_scalar(self.statement(|s| &s.delete_snapshot))
                     .bind(instance_id)
                     .fetch_one(&self.pool)
                     .await
@@ -155,8 +155,11 @@ impl SnapshotStore for PostgresBackend {
     async fn list_snapshots(&self) -> Result<Vec<String>, BackendError> {
         self.calls()
             .run(Call::ListSnapshots, async {
-                crate::retry_read!(self, |conn| sqlx::query_scalar(self.sql(LIST)).fetch_all(conn))
-                    .map_err(db_all("list_snapshots"))
+                crate::retry_read!(self, |conn| sqlx::query_scalar(
+                    self.statement(|s| &s.list_snapshots)
+                )
+                .fetch_all(conn))
+                .map_err(db_all("list_snapshots"))
             })
             .await
     }

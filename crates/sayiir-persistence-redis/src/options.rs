@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-/// Settings of a [`RedisBackend`].
+/// Settings of a [`RedisBackend`](crate::RedisBackend).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct RedisOptions {

@@ -58,10 +58,15 @@ impl Synchronous {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct SqliteOptions {
-    pub(crate) journal_mode: JournalMode,
-    pub(crate) synchronous: Synchronous,
-    pub(crate) busy_timeout: Duration,
-    pub(crate) readers: usize,
+    /// The journal mode (default [`JournalMode::Wal`]).
+    pub journal_mode: JournalMode,
+    /// The durability of commits (default [`Synchronous::Full`]).
+    pub synchronous: Synchronous,
+    /// How long one call may wait for a lock held by another connection or process
+    /// (default 5 s); see [`SqliteOptions::busy_timeout`](Self::busy_timeout).
+    pub busy_timeout: Duration,
+    /// Read-only connections beside the one writer (default 2).
+    pub readers: usize,
 }
 
 impl Default for SqliteOptions {
