@@ -293,7 +293,7 @@ fn available(
 mod tests {
     use super::*;
     use crate::options::SqliteOptions;
-    use crate::schema::{Location, open_writer};
+    use crate::migrate::{Location, open_writer};
 
     /// The query plan of `sql`, one detail line per step.
     fn plan(conn: &rusqlite::Connection, sql: &str) -> Vec<String> {

@@ -36,7 +36,7 @@ mod find;
 mod options;
 mod result;
 mod row;
-mod schema;
+mod migrate;
 mod signal;
 mod snapshot;
 
@@ -49,7 +49,7 @@ pub use sayiir_persistence::*;
 
 use conn::Threads;
 use sayiir_persistence::operation::{Call, Instrumentation};
-use schema::Location;
+use migrate::Location;
 
 /// Workflow state in one SQLite database. Cloning gives another handle on the same
 /// connections; the connections close when the last handle is dropped.
@@ -104,9 +104,9 @@ impl SqliteBackend {
         let calls = Instrumentation::new("sqlite").with_namespace(location.namespace());
         // Opening touches the disk: keep it off the async worker threads.
         let open = move || -> Result<Threads, BackendError> {
-            let writer = schema::open_writer(&location, &options)?;
+            let writer = migrate::open_writer(&location, &options)?;
             let readers = (0..options.readers)
-                .map(|_| schema::open_reader(&location, &options))
+                .map(|_| migrate::open_reader(&location, &options))
                 .collect::<Result<Vec<_>, _>>()?;
             Threads::start(writer, readers, options.busy_timeout)
         };

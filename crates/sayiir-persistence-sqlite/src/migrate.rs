@@ -11,9 +11,9 @@ pub(crate) const APPLICATION_ID: i32 = 0x5359_4952;
 
 /// The migrations, in order; migration `i` brings the schema to version `i + 1`.
 const MIGRATIONS: &[&str] = &[
-    include_str!("../schema/0001_initial.sql"),
-    include_str!("../schema/0002_pending_requests.sql"),
-    include_str!("../schema/0003_ordered_updated_at.sql"),
+    include_str!("../migrations/0001_initial.sql"),
+    include_str!("../migrations/0002_pending_requests.sql"),
+    include_str!("../migrations/0003_ordered_updated_at.sql"),
 ];
 
 /// The schema version this library writes.
