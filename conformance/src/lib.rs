@@ -1,25 +1,6 @@
 #![deny(missing_docs)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test suite: a failed unwrap is a failed case
-//! The behavioural test suite of sayiir-persistence backends: `docs/behaviour.md`
-//! (`sayiir_persistence::behaviour`) made executable.
-//!
-//! Implement [`Harness`] for your backend in its `tests/` folder and add one line:
-//!
-//! ```text
-//! sayiir_persistence_conformance::conformance_suite!(MyHarness);
-//! ```
-//!
-//! That expands into one test per case, named `<group>::<case>`, each on a fresh backend on a
-//! multi-threaded runtime. To run only some groups, name them:
-//! `conformance_suite!(MyHarness; snapshots, signals, claims);`. The groups are
-//! [`snapshots`], [`signals`], [`events`], [`claims`], [`find`], [`task_results`],
-//! [`bad_input`] and [`concurrency`]; with the cargo feature `runtime`, also `runtime`: the real
-//! Sayiir runtime running workflows on the backend (its harness then also implements
-//! `RuntimeHarness`). Every case is also a public async function that takes
-//! an `Arc<H>`, so one can be run by hand with [`run_case`] while debugging.
-//!
-//! Network backends find their server with [`servers::postgres_url`] and
-//! [`servers::redis_url`].
+#![doc = include_str!("../README.md")]
 
 mod harness;
 

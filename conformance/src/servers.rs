@@ -18,9 +18,10 @@ pub const COMPOSE_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test"
 /// The Redis URL of the docker-compose service (also the CI machine's local server).
 pub const COMPOSE_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
-const HOW_TO_START: &str = "start one with `docker compose up -d --wait` (repository root) or \
-`scripts/services.sh` (repository root), or point the variable at a server you have, or enable the \
-`containers` feature of sayiir-persistence-conformance to start one in Docker";
+const HOW_TO_START: &str = "either start Docker (the tests then start their own containers, \
+with the `containers` feature of sayiir-persistence-conformance, on for this workspace's \
+backends), or run `scripts/services.sh` from the repository root (it installs and starts \
+PostgreSQL and Redis on loopback, no Docker needed), or point the variable at a server you have";
 
 /// The PostgreSQL URL to test against.
 ///
@@ -117,5 +118,34 @@ mod containers {
         };
         KEEP.lock().map_err(|e| e.to_string())?.push(container);
         Ok(url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With no variable and nothing on the port, the lookup either starts a container (Docker
+    /// running) or fails saying what to do: start Docker, or run the project's script.
+    #[test]
+    fn no_server_starts_a_container_or_says_what_to_do() {
+        let port = crate::private::free_port();
+        let unset = "SAYIIR_TEST_VARIABLE_THAT_IS_NEVER_SET";
+        let found = std::panic::catch_unwind(|| {
+            resolve(unset, "postgres://unused", port, Service::Postgres)
+        });
+        match found {
+            Ok(url) => assert!(url.starts_with("postgres://"), "{url}"),
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
+                    .unwrap_or_default();
+                assert!(message.contains("start Docker"), "{message}");
+                assert!(message.contains("scripts/services.sh"), "{message}");
+                assert!(message.contains(unset), "{message}");
+            }
+        }
     }
 }

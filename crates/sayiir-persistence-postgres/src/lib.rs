@@ -1,28 +1,5 @@
 #![deny(missing_docs)]
-//! PostgreSQL storage backend of the [Sayiir](https://crates.io/crates/sayiir-core) durable
-//! workflow engine, for many workers on many machines sharing one database.
-//!
-//! ```no_run
-//! use sayiir_persistence_postgres::{PostgresBackend, PostgresOptions, SnapshotStore};
-//!
-//! # async fn run() -> Result<(), sayiir_persistence_postgres::BackendError> {
-//! let backend = PostgresBackend::connect_with(
-//!     "postgres://app@db.example.com/app?sslmode=require",
-//!     PostgresOptions::default().schema("sayiir").max_connections(20),
-//! )
-//! .await?;
-//! let ids = backend.list_snapshots().await?;
-//! # Ok(()) }
-//! ```
-//!
-//! Every table lives in one schema (default `sayiir`), created and migrated on connect unless
-//! [`PostgresOptions::auto_migrate`] is off. The hot paths (`load_snapshot`, `save_snapshot`,
-//! `save_task_result`, `claim_task`, `release_task_claim`, and the signal checks when no signal
-//! is pending) cost one round trip each; `find_available_tasks` reads a number of index
-//! entries that grows with its `limit`, not with the number of stored workflows. The crate's
-//! README describes the storage layout and the clocks.
-//!
-//! This crate re-exports `sayiir-persistence`, so it is the only dependency a user needs.
+#![doc = include_str!("../README.md")]
 
 /// Runs `$body`, an idempotent statement (a read, or a write whose repetition leaves the same
 /// state) on the executor `$conn`, on the pool; if it fails

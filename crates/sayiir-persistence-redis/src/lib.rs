@@ -1,26 +1,5 @@
 #![deny(missing_docs)]
-//! Redis backend for [sayiir-persistence](sayiir_persistence): durable workflow state of the
-//! Sayiir engine in Redis (one server, with or without replicas; Sentinel and Cluster are
-//! not supported yet).
-//!
-//! ```no_run
-//! use sayiir_persistence_redis::{RedisBackend, RedisOptions, SnapshotStore};
-//!
-//! # async fn run() -> Result<(), sayiir_persistence_redis::BackendError> {
-//! let backend = RedisBackend::connect_with(
-//!     "redis://127.0.0.1:6379",
-//!     RedisOptions::default().key_prefix("billing"),
-//! )
-//! .await?;
-//! let ids = backend.list_snapshots().await?;
-//! # let _ = ids;
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! Every atomic operation is one Lua script (`lua/*.lua`); secondary indexes keep
-//! `find_available_tasks` proportional to its `limit`, not to the number of workflows.
-//! The crate README describes the key layout, durability and the connection setup.
+#![doc = include_str!("../README.md")]
 
 mod claim;
 mod command;

@@ -292,8 +292,8 @@ fn available(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::options::SqliteOptions;
     use crate::migrate::{Location, open_writer};
+    use crate::options::SqliteOptions;
 
     /// The query plan of `sql`, one detail line per step.
     fn plan(conn: &rusqlite::Connection, sql: &str) -> Vec<String> {

@@ -1,42 +1,19 @@
 #![deny(missing_docs)]
-//! Embedded SQLite backend for [`sayiir_persistence`]: one durable file, no server.
-//!
-//! ```no_run
-//! use sayiir_persistence_sqlite::{SqliteBackend, SnapshotStore};
-//! use sayiir_persistence_sqlite::sayiir_core::snapshot::WorkflowSnapshot;
-//!
-//! # async fn demo() -> Result<(), sayiir_persistence_sqlite::BackendError> {
-//! let backend = SqliteBackend::open("workflows.db").await?;
-//! let snapshot = WorkflowSnapshot::new("order-42".into(), "definition-hash".into());
-//! backend.save_snapshot(&snapshot).await?;
-//! let loaded = backend.load_snapshot("order-42").await?;
-//! # Ok(()) }
-//! ```
-//!
-//! # Design
-//! - One writer connection on its own thread runs every write as a `BEGIN IMMEDIATE`
-//!   transaction; reader connections on their own threads serve reads, and in WAL mode never
-//!   wait for the writer. No SQLite call runs on a tokio worker thread.
-//! - Each trait call is one job on one connection: one "round trip", one transaction.
-//!   Composites (claim, cancel, pause, unpause, find's advancement) are single transactions,
-//!   so they are atomic across threads and across processes sharing the file.
-//! - Task results are rows of their own: `save_task_result` writes one row and updates a few
-//!   columns, never the snapshot blob. The blob is the shared codec's format.
-//! - `find_available_tasks` reads a partial index of runnable workflows ordered by
-//!   `(priority, updated_at, instance_id)` level by level, and a partial index of parked
-//!   workflows by wake time: its cost follows `limit`, not the number of workflows.
-//! - The schema version is `PRAGMA user_version`, migrations are `.sql` files, and the file
-//!   is marked with `PRAGMA application_id`, so a file that is not a Sayiir database is
-//!   refused without being modified.
+#![doc = include_str!("../README.md")]
+
+/// The repository README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct RepositoryReadme;
 
 mod claim;
 mod conn;
 mod error;
 mod find;
+mod migrate;
 mod options;
 mod result;
 mod row;
-mod migrate;
 mod signal;
 mod snapshot;
 
@@ -48,8 +25,8 @@ pub use options::{JournalMode, SqliteOptions, Synchronous};
 pub use sayiir_persistence::*;
 
 use conn::Threads;
-use sayiir_persistence::operation::{Call, Instrumentation};
 use migrate::Location;
+use sayiir_persistence::operation::{Call, Instrumentation};
 
 /// Workflow state in one SQLite database. Cloning gives another handle on the same
 /// connections; the connections close when the last handle is dropped.
