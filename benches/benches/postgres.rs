@@ -1,5 +1,6 @@
-//! Benchmarks of the PostgreSQL backend: `cargo bench -p sayiir-persistence-benches --bench postgres`.
-//! The server is found as the tests find it (`SAYIIR_POSTGRES_URL`, then localhost:5432).
+//! Benchmarks of the PostgreSQL backend: `cargo bench -p sayiir-persistence-benches --bench
+//! postgres`. The server is found as the tests find it (`SAYIIR_POSTGRES_URL`, then
+//! localhost:5432).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use sayiir_persistence_benches::{RawLimit, Target, run};

@@ -1,9 +1,9 @@
 //! Unusual input (§ Id rules, § Payloads are opaque bytes, § One snapshot format for every
-//! backend): ids that must be rejected (empty, NUL, over 1024 bytes) by every method with a `Backend` error naming the parameter and nothing
-//! written; ids that must work verbatim (1024 bytes, quotes, `%`, `*`, `{}`, `:`, spaces,
-//! emoji, newlines, SQL and Lua syntax); payloads that must round-trip exactly (empty,
-//! binary, 16 MiB); and corrupted stored snapshots (`Serialization` naming the instance,
-//! others unaffected).
+//! backend): ids that must be rejected (empty, NUL, over 1024 bytes) by every method with a
+//! `Backend` error naming the parameter and nothing written; ids that must work verbatim (1024
+//! bytes, quotes, `%`, `*`, `{}`, `:`, spaces, emoji, newlines, SQL and Lua syntax); payloads that
+//! must round-trip exactly (empty, binary, 16 MiB); and corrupted stored snapshots (`Serialization`
+//! naming the instance, others unaffected).
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! `TaskClaimStore` claims (§ TaskClaimStore, § Claim keys, times and ownership, § No claim on
-//! finished work): the returned claim, liveness and TTLs, release and extend with their owner checks, structured keys, the refusal of claims
-//! on finished work, and the purge of expired claims by `find_available_tasks`.
-//! The claim race is in `concurrency`.
+//! finished work): the returned claim, liveness and TTLs, release and extend with their owner
+//! checks, structured keys, the refusal of claims on finished work, and the purge of expired claims
+//! by `find_available_tasks`. The claim race is in `concurrency`.
 //!
 //! Claims have no getter, so extension is observed through liveness: a claim made with a TTL
 //! of one hour and extended by a *negative* amount is still live or already expired depending

@@ -1,6 +1,6 @@
-//! Servers and network faults of a test's own, for fault tests: a Redis server and a
-//! PostgreSQL cluster on free loopback ports that the test may kill and restart, and a TCP
-//! proxy that can cut or stall every connection through it. Shared servers are never stopped, restarted or stalled.
+//! Servers and network faults of a test's own, for fault tests: a Redis server and a PostgreSQL
+//! cluster on free loopback ports that the test may kill and restart, and a TCP proxy that can cut
+//! or stall every connection through it. Shared servers are never stopped, restarted or stalled.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};

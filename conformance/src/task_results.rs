@@ -1,6 +1,6 @@
 //! `TaskResultStore::load_task_result` (§ TaskResultStore, § Results survive completion): results
-//! of running, paused and cancelled workflows come from the current snapshot; those of completed and
-//! failed workflows from the archive made at the terminal transition.
+//! of running, paused and cancelled workflows come from the current snapshot; those of completed
+//! and failed workflows from the archive made at the terminal transition.
 
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
-//! The baseline for the in-memory backend: Sayiir 0.4.0's own `InMemoryBackend`, run through
-//! the same workloads. Its own workspace (see `Cargo.toml` beside it), so no patch redirects `upstream` to our core:
-//! `cargo bench --manifest-path benches/upstream/Cargo.toml --bench upstream_memory`.
+//! The baseline for the in-memory backend: Sayiir 0.4.0's own `InMemoryBackend`, run through the
+//! same workloads. Its own workspace (see `Cargo.toml` beside it), so no patch redirects `upstream`
+//! to our core: `cargo bench --manifest-path benches/upstream/Cargo.toml --bench upstream_memory`.
 
 use bytes::Bytes;
 use chrono::Duration;

@@ -170,8 +170,8 @@ END
 $$;
 
 -- claim_task (§ No claim on finished work) as one atomic step: the workflow row is share-locked
--- first (every write of a workflow's status or results locks that row exclusively), and the refusal is read by a
--- later statement, so it sees every result committed before the lock and none can be
+-- first (every write of a workflow's status or results locks that row exclusively), and the refusal
+-- is read by a later statement, so it sees every result committed before the lock and none can be
 -- committed before this claim is. `p_refused`: statuses that refuse every claim;
 -- `p_refused_if_done`: statuses that refuse a task whose result is stored. An expiry outside
 -- `p_min_ms..=p_max_ms` (the range of `DateTime<Utc>`) means "never expires".

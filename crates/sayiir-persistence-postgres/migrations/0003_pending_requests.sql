@@ -2,9 +2,9 @@
 --
 -- find_available_tasks neither returns nor advances such a workflow (§ Advancing parked workflows,
 -- § Eligibility rules), and the request can stay pending for good (§ Requests for unclaimed
--- workflows are never applied): kept in the partial indexes, every poll would walk past it again. `signal_pending` is kept by the statements that write the
--- signals table, under the workflow row's lock (the lock order stays: wake_lock, the
--- workflow row, then signals rows).
+-- workflows are never applied): kept in the partial indexes, every poll would walk past it again.
+-- `signal_pending` is kept by the statements that write the signals table, under the workflow row's
+-- lock (the lock order stays: wake_lock, the workflow row, then signals rows).
 --
 -- Runs with `search_path` set to the backend's schema only, so every name below lands there.
 -- Never edit this file once released: add a new migration instead.

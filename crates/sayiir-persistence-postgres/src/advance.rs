@@ -27,12 +27,12 @@ pub(crate) const ADVANCE_BATCH: i64 = 100;
 /// Clears the woken mark of a signal wait whose queue is empty (function of migration 0002).
 pub(crate) const SETTLE_WOKEN: &str = "SELECT {schema}.settle_woken($1)";
 
-/// Parked workflows that may move on: delays and timed signal waits that are due
-/// (application clock `$1`, in O(due) through `workflows_parked`), and signal waits marked
-/// woken by an event (in O(woken) through `workflows_woken`, with the oldest event of their
-/// queue; the events table is read only for them). Workflows with a pending cancel or pause
-/// stay parked (§ Requests for unclaimed workflows are never applied); they are filtered out inside
-/// each branch, before its limit, so however many of them accumulate they never hide a park that can move.
+/// Parked workflows that may move on: delays and timed signal waits that are due (application clock
+/// `$1`, in O(due) through `workflows_parked`), and signal waits marked woken by an event (in
+/// O(woken) through `workflows_woken`, with the oldest event of their queue; the events table is
+/// read only for them). Workflows with a pending cancel or pause stay parked (§ Requests for
+/// unclaimed workflows are never applied); they are filtered out inside each branch, before its
+/// limit, so however many of them accumulate they never hide a park that can move.
 pub(crate) fn due_sql() -> String {
     let lateral = &*RESULTS_LATERAL;
     format!(

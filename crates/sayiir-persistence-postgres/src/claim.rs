@@ -9,17 +9,16 @@ use crate::claims::{check_holder, claim_refused, claim_ttl_millis, extension_mil
 use crate::error::db;
 use crate::sayiir_core::task_claim::{AvailableTask, TaskClaim};
 use crate::{BackendError, PostgresBackend, TaskClaimStore};
-use sayiir_persistence::operation::{Call, ClaimIds};
+use sayiir_persistence::operation::{Call, ClaimIds, FindRequest};
 use sayiir_persistence::status::ALL as ALL_STATUSES;
 
-/// Claims a task in one round trip (function `claim_task` of migration 0002): inserts the
-/// claim, or replaces an expired one, unless the workflow is terminal or already holds the
-/// task's result (§ No claim on finished work). The workflow row is share-locked before the refusal
-/// is read, so the refusal and the claim are one atomic step: no result can be committed in between. `$4` is
-/// the TTL in milliseconds as `claims::claim_ttl_millis` decides it (NULL: no expiry; 0 for
-/// any TTL of zero or less); an expiry outside `$5..=$6` (the range of
-/// `DateTime<Utc>`) means "never expires", as in `TaskClaim::new`. `$7` and `$8` are the
-/// statuses that refuse, from [`claim_refused`].
+/// Claims a task in one round trip (function `claim_task` of migration 0002): inserts the claim, or
+/// replaces an expired one, unless the workflow is terminal or already holds the task's result (§
+/// No claim on finished work). The workflow row is share-locked before the refusal is read, so the
+/// refusal and the claim are one atomic step: no result can be committed in between. `$4` is the
+/// TTL in milliseconds as `claims::claim_ttl_millis` decides it (NULL: no expiry; 0 for any TTL of
+/// zero or less); an expiry outside `$5..=$6` (the range of `DateTime<Utc>`) means "never expires",
+/// as in `TaskClaim::new`. `$7` and `$8` are the statuses that refuse, from [`claim_refused`].
 pub(crate) const CLAIM: &str = "SELECT out_claimed_ms, out_expires_ms \
     FROM {schema}.claim_task($1, $2, $3, $4, $5, $6, $7, $8)";
 
@@ -152,10 +151,8 @@ impl TaskClaimStore for PostgresBackend {
         aging_interval: Duration,
         worker_tags: &[String],
     ) -> Result<Vec<AvailableTask>, BackendError> {
-        self.calls()
-            .run(Call::FindAvailableTasks(worker_id), async {
-                self.find(worker_id, limit, aging_interval, worker_tags).await
-            })
-            .await
+        let request = FindRequest { worker_id, limit, aging_interval, worker_tags };
+        let find = self.find(request);
+        self.calls().run(Call::FindAvailableTasks(request), find).await
     }
 }

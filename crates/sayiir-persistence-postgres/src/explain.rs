@@ -7,7 +7,7 @@ use crate::error::db_all;
 use crate::schedule::{aging_seconds, unix_seconds};
 use crate::validation::{IdKind, validate_id};
 use crate::{BackendError, PostgresBackend};
-use sayiir_persistence::operation::Call;
+use sayiir_persistence::operation::{Call, FindRequest};
 
 use crate::advance::ADVANCE_BATCH;
 
@@ -29,18 +29,14 @@ impl PostgresBackend {
         worker_tags: &[String],
     ) -> Result<Vec<String>, BackendError> {
         let call = Call::Maintenance { operation: "explain_find_available_tasks", instance_id: "" };
-        let explain = self.explain_find(worker_id, limit, aging_interval, worker_tags);
+        let explain =
+            self.explain_find(FindRequest { worker_id, limit, aging_interval, worker_tags });
         self.calls().run(call, explain).await
     }
 
     /// See [`Self::explain_find_available_tasks`].
-    async fn explain_find(
-        &self,
-        worker_id: &str,
-        limit: usize,
-        aging_interval: Duration,
-        worker_tags: &[String],
-    ) -> Result<Vec<String>, BackendError> {
+    async fn explain_find(&self, request: FindRequest<'_>) -> Result<Vec<String>, BackendError> {
+        let FindRequest { worker_id, limit, aging_interval, worker_tags } = request;
         validate_id(IdKind::Worker, worker_id)?;
         let explain = |sql: &str| format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}");
         let now = Utc::now();

@@ -16,6 +16,7 @@
 
 use bytes::Bytes;
 use chrono::{Duration, Utc};
+use sayiir_persistence::operation::FindRequest;
 
 use crate::codec::decode_snapshot;
 use crate::error::{db, db_all};
@@ -47,8 +48,8 @@ const ELIGIBLE: &str =
     AND (cardinality($3::text[]) = 0 OR w.tags <@ $3::text[])";
 
 /// `priority - (now - updated_at) / aging`, with the same float operations as
-/// `schedule::effective_priority`. `updated_at` is stored with its sign bit flipped (`seconds_to_column`): the real seconds
-/// are the column plus 2^63.
+/// `schedule::effective_priority`. `updated_at` is stored with its sign bit flipped
+/// (`seconds_to_column`): the real seconds are the column plus 2^63.
 const EFFECTIVE: &str = "(w.priority::float8 \
     - ($5::float8 - (w.updated_at::numeric + 9223372036854775808)::float8) / $6::float8)";
 
@@ -134,11 +135,9 @@ impl PostgresBackend {
     /// See the module documentation.
     pub(crate) async fn find(
         &self,
-        worker_id: &str,
-        limit: usize,
-        aging_interval: Duration,
-        worker_tags: &[String],
+        request: FindRequest<'_>,
     ) -> Result<Vec<AvailableTask>, BackendError> {
+        let FindRequest { worker_id, limit, aging_interval, worker_tags } = request;
         if limit == 0 {
             return Ok(Vec::new());
         }

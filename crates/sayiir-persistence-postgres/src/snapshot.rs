@@ -47,7 +47,8 @@ pub(crate) static LOAD_SQL: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// Everything stored for one instance, in every table (§ Delete removes everything). The other
-/// tables are emptied only when the workflow row existed: events sent ahead of a run stay until that run is deleted.
+/// tables are emptied only when the workflow row existed: events sent ahead of a run stay until
+/// that run is deleted.
 pub(crate) const DELETE: &str = "WITH gone AS (
         DELETE FROM {schema}.workflows WHERE instance_id = $1 RETURNING instance_id
     ), results AS (

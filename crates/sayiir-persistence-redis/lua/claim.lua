@@ -5,8 +5,8 @@
 local task = ARGV[3]
 local st = redis.call('HGET', K_SNAP, 'st')
 -- § No claim on finished work, in the same step as the claim: this mirrors
--- claims::claim_refused(status, has_result) of the core crate (a terminal workflow, or a task whose result the state
--- holds); the test claim_refusal_mirrors_the_core_rule checks it status by status.
+-- claims::claim_refused(status, has_result) of the core crate (a terminal workflow, or a task whose
+-- result the state holds); the test claim_refusal_mirrors_the_core_rule checks it status by status.
 if st == 'Completed' or st == 'Failed' or st == 'Cancelled' then
   return {'refused'}
 end

@@ -35,7 +35,8 @@ local function holds_results(st)
 end
 
 -- Moves the results to the archive, when a workflow becomes Completed or Failed (§ Results survive
--- completion). A state that held no results (a terminal state saved again) leaves the archive as it is.
+-- completion). A state that held no results (a terminal state saved again) leaves the archive as it
+-- is.
 local function archive_results()
   if redis.call('EXISTS', K_RES) == 1 then
     redis.call('RENAME', K_RES, K_ARCH)

@@ -1,6 +1,7 @@
--- Validates a cancel or pause request against the stored status and records it, in one
--- atomic step (§ store_signal and § Repeated pause or cancel stores nothing). The rule itself is
--- not re-expressed here: Rust passes the decision for every status, computed by validation::signal_decision.
+-- Validates a cancel or pause request against the stored status and records it, in one atomic step
+-- (§ store_signal and § Repeated pause or cancel stores nothing). The rule itself is not
+-- re-expressed here: Rust passes the decision for every status, computed by
+-- validation::signal_decision.
 -- ARGV: 1 now, 2 instance, 3 kind ('Cancel' | 'Pause'), 4 encoded request,
 --   5 the decision for a status not listed, then status/decision pairs; a decision is
 --   'store', 'already' (nothing stored) or 'refuse'.

@@ -1,9 +1,9 @@
 //! `TaskClaimStore`: leases on tasks, timed by the Redis server clock.
 //!
-//! A claim is a field of the workflow's `claims` hash (`task_id` → claimed ms, expiry ms,
-//! worker), so ids never collide (§ Claim keys, times and ownership). Expiring claims are also
-//! indexed by expiry, so that `find_available_tasks` purges them without scanning. Times come from `TIME` inside the
-//! scripts: one clock for every worker machine, and a fresh claim never looks expired
+//! A claim is a field of the workflow's `claims` hash (`task_id` → claimed ms, expiry ms, worker),
+//! so ids never collide (§ Claim keys, times and ownership). Expiring claims are also indexed by
+//! expiry, so that `find_available_tasks` purges them without scanning. Times come from `TIME`
+//! inside the scripts: one clock for every worker machine, and a fresh claim never looks expired
 //! because of skew between machines.
 //!
 //! `claim.lua` refuses a claim on a terminal workflow or an already completed task (§ No claim on
@@ -19,7 +19,7 @@ use sayiir_persistence::{BackendError, TaskClaimStore};
 use crate::error::{self, At, at};
 use crate::reply::Items;
 use crate::{RedisBackend, Retry, scripts};
-use sayiir_persistence::operation::{Call, ClaimIds};
+use sayiir_persistence::operation::{Call, ClaimIds, FindRequest};
 
 impl RedisBackend {
     /// Runs `release.lua` or `extend.lua`, which answer alike.
@@ -140,7 +140,8 @@ impl TaskClaimStore for RedisBackend {
         aging_interval: Duration,
         worker_tags: &[String],
     ) -> Result<Vec<AvailableTask>, BackendError> {
-        let find = self.find_tasks(worker_id, limit, aging_interval, worker_tags);
-        self.calls().run(Call::FindAvailableTasks(worker_id), find).await
+        let request = FindRequest { worker_id, limit, aging_interval, worker_tags };
+        let find = self.find_tasks(request);
+        self.calls().run(Call::FindAvailableTasks(request), find).await
     }
 }

@@ -1,14 +1,14 @@
 //! `find_available_tasks`: purge expired claims, advance due parks, then pick the best
 //! ready tasks from the index.
 //!
-//! The `ready` index holds exactly the workflows a worker could take now, apart from the
-//! worker's own tags and bias: every script that changes a workflow, its pending requests
-//! or the claim on its current task recomputes its entry. Scores are
-//! `priority * 2^33 + updated_at`, so within one priority level the index order is the
-//! order of § Ordering, aging and worker bias for every aging interval, and the best `limit` tasks
-//! overall are among the first `limit` the worker accepts of each level (`poll.lua`), merged here with the
-//! shared `RankKey`. Work read per call therefore grows with `limit` (and the number of
-//! priority levels in use), not with the number of stored workflows.
+//! The `ready` index holds exactly the workflows a worker could take now, apart from the worker's
+//! own tags and bias: every script that changes a workflow, its pending requests or the claim on
+//! its current task recomputes its entry. Scores are `priority * 2^33 + updated_at`, so within one
+//! priority level the index order is the order of § Ordering, aging and worker bias for every aging
+//! interval, and the best `limit` tasks overall are among the first `limit` the worker accepts of
+//! each level (`poll.lua`), merged here with the shared `RankKey`. Work read per call therefore
+//! grows with `limit` (and the number of priority levels in use), not with the number of stored
+//! workflows.
 //!
 //! Delays, signal timeouts and retry backoffs wait in the `parked` index, scored by wake
 //! time (a buffered event scores 0). Due entries are advanced by `advance.lua`, which checks
@@ -17,11 +17,12 @@
 //! A workflow whose blob does not decode is logged, skipped and taken out of the indexes
 //! (its next save puts it back), so it cannot crowd out the others.
 
-use chrono::{Duration, Utc};
+use chrono::Utc;
 use futures::future::join_all;
 use redis::Value;
 use sayiir_persistence::BackendError;
 use sayiir_persistence::codec::decode_snapshot;
+use sayiir_persistence::operation::FindRequest;
 use sayiir_persistence::sayiir_core::task_claim::AvailableTask;
 use sayiir_persistence::schedule::{
     RankKey, aging_seconds, best_by_rank, effective_priority, unix_seconds,
@@ -44,9 +45,9 @@ const DUE_BATCH: usize = 256;
 /// available (taken meanwhile, or undecodable).
 const TAKE_ROUNDS: usize = 4;
 
-/// Every call of `find_available_tasks` may be sent again on a fresh connection after a lost
-/// one (an error here ends the worker's loop, § One bad row never fails the call): its reads are
-/// reads, and its writes check their own preconditions (an advancement sent twice advances once) and do
+/// Every call of `find_available_tasks` may be sent again on a fresh connection after a lost one
+/// (an error here ends the worker's loop, § One bad row never fails the call): its reads are reads,
+/// and its writes check their own preconditions (an advancement sent twice advances once) and do
 /// not report their outcome.
 const RETRY: Retry = Retry::OnReconnect;
 
@@ -70,11 +71,9 @@ struct Poll {
 impl RedisBackend {
     pub(crate) async fn find_tasks(
         &self,
-        worker_id: &str,
-        limit: usize,
-        aging_interval: Duration,
-        worker_tags: &[String],
+        request: FindRequest<'_>,
     ) -> Result<Vec<AvailableTask>, BackendError> {
+        let FindRequest { worker_id, limit, aging_interval, worker_tags } = request;
         if limit == 0 {
             return Ok(Vec::new());
         }

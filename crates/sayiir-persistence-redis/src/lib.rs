@@ -127,10 +127,10 @@ impl RedisBackend {
         Ok(backend)
     }
 
-    /// Uses connections of `pool` (a `deadpool_redis::Pool` built by the caller, e.g. shared
-    /// with the rest of the application). The backend keeps up to `options.pool_size` of them checked out for its
-    /// lifetime and multiplexes every request over them; the timeouts of `options` do not
-    /// apply (the pool's connections carry their own).
+    /// Uses connections of `pool` (a `deadpool_redis::Pool` built by the caller, e.g. shared with
+    /// the rest of the application). The backend keeps up to `options.pool_size` of them checked
+    /// out for its lifetime and multiplexes every request over them; the timeouts of `options` do
+    /// not apply (the pool's connections carry their own).
     #[must_use]
     pub fn from_pool(pool: deadpool_redis::Pool, options: RedisOptions) -> Self {
         Self::with_pool(pool, options, "the pool's server".to_string(), None)

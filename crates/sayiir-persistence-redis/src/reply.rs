@@ -73,6 +73,15 @@ pub(crate) fn bytes(value: Value, at: &At<'_>) -> Result<Option<Vec<u8>>, Backen
     }
 }
 
+/// The reply `ok` of a script on one workflow: `Ok`, or `NotFound` for `not_found`.
+pub(crate) fn found(value: Value, at: &At<'_>, instance_id: &str) -> Result<(), BackendError> {
+    match word(value, at)?.as_str() {
+        "ok" => Ok(()),
+        "not_found" => Err(BackendError::NotFound(instance_id.to_string())),
+        other => Err(error::reply(at, other)),
+    }
+}
+
 /// A status word a script returned (`'ok'`, `'not_found'`, ...).
 pub(crate) fn word(value: Value, at: &At<'_>) -> Result<String, BackendError> {
     let raw = bytes(value, at)?.ok_or_else(|| error::reply(at, "nil status"))?;

@@ -330,11 +330,7 @@ impl SnapshotStore for RedisBackend {
                         Retry::OnReconnect, // the same output stored again is the same state
                     )
                     .await?;
-                match reply::word(reply, &at)?.as_str() {
-                    "ok" => Ok(()),
-                    "not_found" => Err(BackendError::NotFound(instance_id.to_string())),
-                    other => Err(error::reply(&at, other)),
-                }
+                reply::found(reply, &at, instance_id)
             })
             .await
     }
@@ -371,11 +367,7 @@ impl SnapshotStore for RedisBackend {
                 let reply = self
                     .run_workflow_script(&at, &scripts().delete, &keys, instance_id, &[], Retry::No)
                     .await?;
-                match reply::word(reply, &at)?.as_str() {
-                    "ok" => Ok(()),
-                    "not_found" => Err(BackendError::NotFound(instance_id.to_string())),
-                    other => Err(error::reply(&at, other)),
-                }
+                reply::found(reply, &at, instance_id)
             })
             .await
     }

@@ -233,8 +233,8 @@ async fn structural_characters_in_ids() {
 }
 
 /// A connection killed by the server is replaced by the backend itself (§ Transient faults and
-/// recovery), through a pool the caller built; reads and `find_available_tasks` are sent once more on
-/// the fresh connection, so not even the first call after the kill fails.
+/// recovery), through a pool the caller built; reads and `find_available_tasks` are sent once more
+/// on the fresh connection, so not even the first call after the kill fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovers_after_the_server_drops_its_connection() {
     use sayiir_persistence_redis::deadpool_redis::{self, Hook, HookError, Runtime};
@@ -431,7 +431,8 @@ async fn transitions_do_not_lose_to_concurrent_results() {
 }
 
 /// § No claim on finished work in `claim.lua` mirrors `claims::claim_refused` of the core crate:
-/// for every status, a task whose result the state holds and one it does not, and no snapshot at all.
+/// for every status, a task whose result the state holds and one it does not, and no snapshot at
+/// all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claim_refusal_mirrors_the_core_rule() {
     use sayiir_persistence_conformance::fixtures::{

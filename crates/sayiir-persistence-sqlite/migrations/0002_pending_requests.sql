@@ -1,7 +1,8 @@
 -- Schema version 2: a workflow with a pending cancel or pause leaves the scheduling indexes.
 -- find_available_tasks neither returns nor advances such a workflow (§ Advancing parked workflows,
 -- § Eligibility rules), and the request can stay pending for good (§ Requests for unclaimed
--- workflows are never applied): kept in the indexes, every poll would skip it again. The signal statements keep `signal_pending` up to date.
+-- workflows are never applied): kept in the indexes, every poll would skip it again. The signal
+-- statements keep `signal_pending` up to date.
 
 ALTER TABLE workflows ADD COLUMN signal_pending INTEGER NOT NULL DEFAULT 0;
 UPDATE workflows SET signal_pending = 1

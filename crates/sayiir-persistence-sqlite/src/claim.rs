@@ -11,7 +11,7 @@ use sayiir_persistence::{BackendError, TaskClaimStore};
 
 use crate::SqliteBackend;
 use crate::error::SqlResultExt;
-use sayiir_persistence::operation::{Call, ClaimIds};
+use sayiir_persistence::operation::{Call, ClaimIds, FindRequest};
 
 fn owned(ids: (&str, &str, &str)) -> (String, String, String) {
     (ids.0.to_string(), ids.1.to_string(), ids.2.to_string())
@@ -115,8 +115,9 @@ impl TaskClaimStore for SqliteBackend {
         aging_interval: Duration,
         worker_tags: &[String],
     ) -> Result<Vec<AvailableTask>, BackendError> {
-        let find = self.find(worker_id, limit, aging_interval, worker_tags);
-        self.calls().run(Call::FindAvailableTasks(worker_id), find).await
+        let request = FindRequest { worker_id, limit, aging_interval, worker_tags };
+        let find = self.find(request);
+        self.calls().run(Call::FindAvailableTasks(request), find).await
     }
 }
 

@@ -1,8 +1,9 @@
 //! The search of `find_available_tasks` for SQLite: purge, wake, then pick by rank.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Transaction, params};
 use sayiir_persistence::BackendError;
+use sayiir_persistence::operation::FindRequest;
 use sayiir_persistence::sayiir_core::task_claim::AvailableTask;
 use sayiir_persistence::schedule::{
     Advance, RankKey, ReadyTask, Schedule, advance_parked, aging_seconds, backoff_elapsed,
@@ -57,11 +58,9 @@ impl SqliteBackend {
     /// The search of `find_available_tasks`.
     pub(crate) async fn find(
         &self,
-        worker_id: &str,
-        limit: usize,
-        aging_interval: Duration,
-        worker_tags: &[String],
+        request: FindRequest<'_>,
     ) -> Result<Vec<AvailableTask>, BackendError> {
+        let FindRequest { worker_id, limit, aging_interval, worker_tags } = request;
         let worker_id = worker_id.to_string();
         let worker_tags = worker_tags.to_vec();
         let aging_secs = aging_seconds(aging_interval);

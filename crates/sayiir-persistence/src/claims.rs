@@ -89,8 +89,8 @@ pub fn task_claim(
 }
 
 /// § No claim on finished work: whether a claim must be refused for a workflow whose status text is
-/// `status` and whose stored results do (`has_result`) or do not hold the task: a terminal workflow, or a
-/// task that already completed, is never handed out again.
+/// `status` and whose stored results do (`has_result`) or do not hold the task: a terminal
+/// workflow, or a task that already completed, is never handed out again.
 #[must_use]
 pub fn claim_refused(status: &str, has_result: bool) -> bool {
     crate::status::is_terminal(status)

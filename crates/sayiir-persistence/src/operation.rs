@@ -101,8 +101,8 @@ pub enum Call<'a> {
     ReleaseTaskClaim(ClaimIds<'a>),
     /// `TaskClaimStore::extend_task_claim`.
     ExtendTaskClaim(ClaimIds<'a>),
-    /// `TaskClaimStore::find_available_tasks`, with the polling worker's id.
-    FindAvailableTasks(&'a str),
+    /// `TaskClaimStore::find_available_tasks`.
+    FindAvailableTasks(FindRequest<'a>),
     /// `TaskResultStore::load_task_result`.
     LoadTaskResult {
         /// The workflow instance.
@@ -128,6 +128,19 @@ pub struct ClaimIds<'a> {
     pub task_id: &'a str,
     /// The worker that claims, releases or extends.
     pub worker_id: &'a str,
+}
+
+/// The arguments of one `find_available_tasks` call, passed on as one value.
+#[derive(Debug, Clone, Copy)]
+pub struct FindRequest<'a> {
+    /// The polling worker.
+    pub worker_id: &'a str,
+    /// The most tasks to return.
+    pub limit: usize,
+    /// How long a task waits to gain one priority level (clamped to at least 1 s).
+    pub aging_interval: chrono::Duration,
+    /// The worker's tags: it takes tasks whose tags are a subset of them.
+    pub worker_tags: &'a [String],
 }
 
 impl<'a> Call<'a> {
@@ -213,7 +226,7 @@ impl<'a> Call<'a> {
             Self::ClaimTask(ids) | Self::ReleaseTaskClaim(ids) | Self::ExtendTaskClaim(ids) => {
                 validate_claim_ids(ids.instance_id, ids.task_id, ids.worker_id)
             }
-            Self::FindAvailableTasks(worker_id) => validate_id(IdKind::Worker, worker_id),
+            Self::FindAvailableTasks(request) => validate_id(IdKind::Worker, request.worker_id),
             Self::ListSnapshots | Self::Maintenance { .. } => Ok(()),
         }
     }
@@ -382,7 +395,14 @@ mod tests {
         let ids = ClaimIds { instance_id: "i", task_id: "t", worker_id: "w" };
         assert_eq!(Call::ClaimTask(ids).name(), "claim_task");
         assert_eq!(Call::ClaimTask(ids).instance_id(), "i");
-        assert_eq!(Call::FindAvailableTasks("w").instance_id(), "");
+        let tags = Vec::new();
+        let find = FindRequest {
+            worker_id: "w",
+            limit: 1,
+            aging_interval: chrono::Duration::seconds(1),
+            worker_tags: &tags,
+        };
+        assert_eq!(Call::FindAvailableTasks(find).instance_id(), "");
         let maintenance = Call::Maintenance { operation: "migrate", instance_id: "" };
         assert_eq!(maintenance.name(), "migrate");
         assert!(maintenance.check().is_ok());

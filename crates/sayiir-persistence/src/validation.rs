@@ -8,7 +8,7 @@
 //!   `text` cannot store. One rule for every backend, checked before any I/O, so a value one
 //!   backend would store and another refuse is refused by all, with the same error.
 //! - Signals against workflow status (§ store_signal with § Repeated pause or cancel stores
-//! nothing): [`signal_decision`].
+//!   nothing): [`signal_decision`].
 
 use std::str::FromStr;
 

@@ -3,7 +3,7 @@
 use crate::claims::{
     check_holder, claim_not_found, claim_refused, expiry_millis, extended_millis, task_claim,
 };
-use crate::operation::{Call, ClaimIds};
+use crate::operation::{Call, ClaimIds, FindRequest};
 use crate::results::held_results;
 use crate::{BackendError, TaskClaimStore};
 use chrono::{Duration, Utc};
@@ -107,10 +107,8 @@ impl TaskClaimStore for InMemoryBackend {
         aging_interval: Duration,
         worker_tags: &[String],
     ) -> Result<Vec<AvailableTask>, BackendError> {
-        self.calls()
-            .run(Call::FindAvailableTasks(worker_id), async {
-                self.find(worker_id, limit, aging_interval, worker_tags)
-            })
-            .await
+        let request = FindRequest { worker_id, limit, aging_interval, worker_tags };
+        let find = async { self.find(request) };
+        self.calls().run(Call::FindAvailableTasks(request), find).await
     }
 }

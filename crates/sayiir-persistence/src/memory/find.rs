@@ -4,11 +4,12 @@ use std::collections::BTreeSet;
 use std::ops::Bound::{Excluded, Included, Unbounded};
 
 use crate::BackendError;
+use crate::operation::FindRequest;
 use crate::schedule::{
     Advance, RankKey, Schedule, advance_parked, aging_seconds, backoff_elapsed, best_by_rank,
     schedule_of, tags_accepted, task_input, unix_seconds,
 };
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use sayiir_core::task_claim::AvailableTask;
 
 use super::InMemoryBackend;
@@ -19,11 +20,9 @@ impl InMemoryBackend {
     /// the best `limit` ready tasks for this worker.
     pub(super) fn find(
         &self,
-        worker_id: &str,
-        limit: usize,
-        aging_interval: Duration,
-        worker_tags: &[String],
+        request: FindRequest<'_>,
     ) -> Result<Vec<AvailableTask>, BackendError> {
+        let FindRequest { worker_id, limit, aging_interval, worker_tags } = request;
         let now = Utc::now();
         let mut state = self.lock()?;
         state.purge_expired_claims(now.timestamp_millis());

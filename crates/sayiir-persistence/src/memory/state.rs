@@ -129,10 +129,10 @@ impl State {
         }
     }
 
-    /// Adds the workflow to the indexes its schedule calls for. A workflow with a pending
-    /// cancel or pause is in none: it is neither returned nor advanced (§ Advancing parked
-    /// workflows, § Eligibility rules), and such requests can stay pending for good (§ Requests for
-    /// unclaimed workflows are never applied), so keeping it indexed would make every poll skip it again.
+    /// Adds the workflow to the indexes its schedule calls for. A workflow with a pending cancel or
+    /// pause is in none: it is neither returned nor advanced (§ Advancing parked workflows, §
+    /// Eligibility rules), and such requests can stay pending for good (§ Requests for unclaimed
+    /// workflows are never applied), so keeping it indexed would make every poll skip it again.
     pub(crate) fn index(&mut self, instance_id: &str) {
         if self.has_signal(instance_id) {
             return;
