@@ -4,12 +4,13 @@
 //! re-express these rules in SQL or Lua for speed; the conformance suite checks that they
 //! agree with this module.
 //!
-//! Ordering (6.4, § Filter and sort before the limit): tasks that last failed on the asking worker
-//! come after all others; then by effective priority `priority - wait / aging` ascending; then by
-//! the snapshot's `updated_at`; then by instance id. For one aging interval the order of two tasks
-//! of the same priority never depends on the clock, so the best task of each priority level is the
-//! oldest of that level: a backend can read the first `limit` ready tasks of each level from an
-//! index ordered by `(priority, updated_at, instance_id)` and merge them with [`RankKey`].
+//! Ordering (§ Ordering, aging and worker bias; § Filter and sort before the limit): tasks that
+//! last failed on the asking worker come after all others; then by effective priority `priority -
+//! wait / aging` ascending; then by the snapshot's `updated_at`; then by instance id. For one aging
+//! interval the order of two tasks of the same priority never depends on the clock, so the best
+//! task of each priority level is the oldest of that level: a backend can read the first `limit`
+//! ready tasks of each level from an index ordered by `(priority, updated_at, instance_id)` and
+//! merge them with [`RankKey`].
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
