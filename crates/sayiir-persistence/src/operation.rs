@@ -390,6 +390,87 @@ mod tests {
         assert!(matches!(outcome, Err(BackendError::NotFound(id)) if id == "order-1"));
     }
 
+    /// What a subscriber sees of the spans: name and fields, as recorded.
+    #[derive(Default, Clone)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<(String, String)>)>>>);
+
+    struct Fields<'a>(&'a mut Vec<(String, String)>);
+
+    impl tracing::field::Visit for Fields<'_> {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            self.0.push((field.name().to_string(), format!("{value:?}").trim_matches('"').into()));
+        }
+
+        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+            self.0.push((field.name().to_string(), value.to_string()));
+        }
+    }
+
+    impl<S> tracing_subscriber::Layer<S> for Captured
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            _: &tracing::span::Id,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            let mut fields = Vec::new();
+            attrs.record(&mut Fields(&mut fields));
+            self.0.lock().unwrap().push((attrs.metadata().name().to_string(), fields));
+        }
+
+        fn on_record(
+            &self,
+            _: &tracing::span::Id,
+            values: &tracing::span::Record<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            let mut spans = self.0.lock().unwrap();
+            if let Some((_, fields)) = spans.last_mut() {
+                values.record(&mut Fields(fields));
+            }
+        }
+    }
+
+    /// Spans are named after the method, carry OpenTelemetry's database attributes, and a
+    /// failure is recorded on them.
+    #[test]
+    fn spans_follow_opentelemetry_and_record_failures() {
+        use tracing_subscriber::layer::SubscriberExt;
+
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::registry().with(captured.clone());
+        let calls = Instrumentation::new("sqlite").with_namespace("/data/orders.db");
+        tracing::subscriber::with_default(subscriber, || {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            runtime.block_on(async {
+                let missing = calls.run(Call::LoadSnapshot("order-1"), async {
+                    Err::<(), _>(BackendError::NotFound("order-1".into()))
+                });
+                assert!(missing.await.is_err());
+                assert!(calls.run(Call::ListSnapshots, async { Ok(()) }).await.is_ok());
+            });
+        });
+        let spans = captured.0.lock().unwrap().clone();
+        let field = |span: usize, name: &str| {
+            spans[span].1.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+        };
+        assert_eq!(spans.len(), 2, "{spans:?}");
+        assert_eq!(spans[0].0, "load_snapshot");
+        assert_eq!(field(0, "db.system.name").as_deref(), Some("sqlite"));
+        assert_eq!(field(0, "db.namespace").as_deref(), Some("/data/orders.db"));
+        assert_eq!(field(0, "db.operation.name").as_deref(), Some("load_snapshot"));
+        assert_eq!(field(0, "sayiir.instance_id").as_deref(), Some("order-1"));
+        assert_eq!(field(0, "otel.kind").as_deref(), Some("client"));
+        assert_eq!(field(0, "otel.status_code").as_deref(), Some("ERROR"));
+        assert_eq!(field(0, "error.type").as_deref(), Some("NotFound"));
+        assert!(field(0, "otel.status_description").is_some_and(|d| d.contains("order-1")));
+        assert_eq!(spans[1].0, "list_snapshots");
+        assert_eq!(field(1, "otel.status_code"), None, "a success records no error");
+    }
+
     #[test]
     fn names_and_instances() {
         let ids = ClaimIds { instance_id: "i", task_id: "t", worker_id: "w" };
