@@ -390,9 +390,12 @@ mod tests {
         assert!(matches!(outcome, Err(BackendError::NotFound(id)) if id == "order-1"));
     }
 
-    /// What a subscriber sees of the spans: name and fields, as recorded.
+    /// A span as the subscriber saw it: its name and its fields, as recorded.
+    type SeenSpan = (String, Vec<(String, String)>);
+
+    /// What a subscriber sees of the spans.
     #[derive(Default, Clone)]
-    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<(String, String)>)>>>);
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<SeenSpan>>>);
 
     struct Fields<'a>(&'a mut Vec<(String, String)>);
 
