@@ -58,12 +58,40 @@ pub(crate) const EXTEND: &str = "WITH extended AS (
     SELECT EXISTS (SELECT 1 FROM extended),
         (SELECT worker_id FROM {schema}.claims WHERE instance_id = $1 AND task_id = $2)";
 
-/// `Ok` after a release or extend that matched; otherwise the outcome for who held the claim.
-fn owner_outcome(ids: ClaimIds<'_>, done: bool, owner: Option<&str>) -> Result<(), BackendError> {
-    if done {
-        return Ok(());
+/// The claim's holder, read by a statement of its own (a snapshot taken now).
+pub(crate) const HOLDER: &str =
+    "SELECT worker_id FROM {schema}.claims WHERE instance_id = $1 AND task_id = $2";
+
+impl PostgresBackend {
+    /// `Ok` after a release or extend that matched; otherwise the outcome for who holds the
+    /// claim.
+    ///
+    /// The holder that RELEASE and EXTEND return was read with the statement's snapshot, taken
+    /// before it waited for a concurrent writer of the row. When that stale holder is the
+    /// caller although the write matched nothing, the row was released or taken over in the
+    /// meantime (two releases racing: only one may succeed), so the holder is read again.
+    async fn owner_outcome(
+        &self,
+        ids: ClaimIds<'_>,
+        done: bool,
+        stale_owner: Option<String>,
+        operation: &'static str,
+    ) -> Result<(), BackendError> {
+        if done {
+            return Ok(());
+        }
+        let owner = if stale_owner.as_deref() == Some(ids.worker_id) {
+            sqlx::query_scalar(self.statement(|s| &s.claim_holder))
+                .bind(ids.instance_id)
+                .bind(ids.task_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db(operation, ids.instance_id))?
+        } else {
+            stale_owner
+        };
+        check_holder(ids.instance_id, ids.task_id, ids.worker_id, owner.as_deref())
     }
-    check_holder(ids.instance_id, ids.task_id, ids.worker_id, owner)
 }
 
 impl TaskClaimStore for PostgresBackend {
@@ -115,7 +143,7 @@ impl TaskClaimStore for PostgresBackend {
                         .fetch_one(&self.pool)
                         .await
                         .map_err(db("release_task_claim", instance_id))?;
-                owner_outcome(ids, released, owner.as_deref())
+                self.owner_outcome(ids, released, owner, "release_task_claim").await
             })
             .await
     }
@@ -139,7 +167,7 @@ impl TaskClaimStore for PostgresBackend {
                         .fetch_one(&self.pool)
                         .await
                         .map_err(db("extend_task_claim", instance_id))?;
-                owner_outcome(ids, extended, owner.as_deref())
+                self.owner_outcome(ids, extended, owner, "extend_task_claim").await
             })
             .await
     }

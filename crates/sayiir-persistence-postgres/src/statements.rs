@@ -48,6 +48,8 @@ pub(crate) struct Statements {
     pub(crate) release_task_claim: SqlStr,
     /// `claim::EXTEND`.
     pub(crate) extend_task_claim: SqlStr,
+    /// `claim::HOLDER`.
+    pub(crate) claim_holder: SqlStr,
     /// `find::pick_sql`.
     pub(crate) pick: SqlStr,
     /// `advance::due_sql`.
@@ -91,6 +93,7 @@ impl Statements {
             claim_task: render(crate::claim::CLAIM),
             release_task_claim: render(crate::claim::RELEASE),
             extend_task_claim: render(crate::claim::EXTEND),
+            claim_holder: render(crate::claim::HOLDER),
             pick: render(&crate::find::pick_sql()),
             due: render(&crate::advance::due_sql()),
             advance: render(&crate::advance::advance_sql()),
