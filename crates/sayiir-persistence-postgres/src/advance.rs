@@ -67,9 +67,21 @@ pub(crate) fn due_sql() -> String {
     )
 }
 
+/// The due and woken parks at `now_ms` (at most [`ADVANCE_BATCH`] of each).
+pub(crate) async fn due_rows<'c, E>(
+    conn: E,
+    due: sqlx::SqlStr,
+    now_ms: i64,
+) -> Result<Vec<DueRow>, sqlx::Error>
+where
+    E: sqlx::PgExecutor<'c>,
+{
+    sqlx::query_as(due).bind(now_ms).bind(ADVANCE_BATCH).fetch_all(conn).await
+}
+
 /// A row of [`due_sql`].
 #[derive(Debug, sqlx::FromRow)]
-struct DueRow {
+pub(crate) struct DueRow {
     instance_id: String,
     /// Found through the woken mark (an event arrived) rather than the wake time.
     woken: bool,
@@ -142,10 +154,7 @@ impl PostgresBackend {
         now: chrono::DateTime<Utc>,
     ) -> Result<(usize, usize), BackendError> {
         let rows: Vec<DueRow> = crate::retry_read!(self, |conn| {
-            sqlx::query_as(self.statement(|s| &s.due))
-                .bind(now.timestamp_millis())
-                .bind(ADVANCE_BATCH)
-                .fetch_all(conn)
+            due_rows(conn, self.statement(|s| &s.due), now.timestamp_millis())
         })
         .map_err(db_all("find_available_tasks (due parks)"))?;
         let woken_rows = rows.iter().filter(|row| row.woken).count();

@@ -1,7 +1,8 @@
 //! Schema creation, migrations and the server version check.
 
+use sqlx::Row;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 
 use crate::{BackendError, MIN_SERVER_VERSION_NUM};
 
@@ -35,23 +36,83 @@ pub(crate) fn check_schema_name(schema: &str) -> Result<String, BackendError> {
     }
 }
 
-/// Fails with a clear message when the server is older than [`MIN_SERVER_VERSION_NUM`].
-pub(crate) async fn check_server_version(pool: &PgPool) -> Result<(), BackendError> {
-    let version: String = sqlx::query_scalar("SELECT current_setting('server_version_num')")
-        .fetch_one(pool)
-        .await
-        .map_err(|e| BackendError::Backend(format!("cannot read the server version: {e}")))?;
-    let number: i32 = version
-        .trim()
-        .parse()
-        .map_err(|_| BackendError::Backend(format!("unexpected server_version_num {version:?}")))?;
-    if number < MIN_SERVER_VERSION_NUM {
-        return Err(BackendError::Backend(format!(
-            "PostgreSQL server version {number} is too old: sayiir-persistence-postgres needs \
-             {MIN_SERVER_VERSION_NUM} (PostgreSQL 14) or newer"
-        )));
+/// What connecting learns about the server and the schema, read in at most two round trips on
+/// an existing pooled connection, so that an up-to-date schema costs no lock, no extra
+/// connection and no migration bookkeeping.
+#[derive(Debug)]
+pub(crate) struct SchemaState {
+    /// `server_version_num`, e.g. `150020` for 15.20.
+    pub(crate) server_version: i32,
+    /// Whether every embedded migration is recorded as applied, with its checksum, and
+    /// nothing else is recorded.
+    pub(crate) up_to_date: bool,
+}
+
+impl SchemaState {
+    /// Reads the server version and, if the schema's migrations table exists, what it records.
+    ///
+    /// Plain (simple-protocol) queries: one round trip each, with no statement to prepare on
+    /// a connection that has not seen it yet.
+    pub(crate) async fn read(conn: &mut PgConnection, schema: &str) -> Result<Self, BackendError> {
+        let fail = |what: &str, e: &dyn std::fmt::Display| {
+            BackendError::Backend(format!("connecting to schema {schema:?}: {what}: {e}"))
+        };
+        // `schema` passed `check_schema_name`: only ASCII letters, digits and `_`, so it
+        // cannot end the string literal it is spliced into.
+        let table = format!("\"{schema}\".{MIGRATIONS_TABLE}");
+        let probe = format!(
+            "SELECT current_setting('server_version_num'), to_regclass('{table}') IS NOT NULL"
+        );
+        let row = sqlx::raw_sql(sqlx::AssertSqlSafe(probe))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| fail("cannot read the server version", &e))?;
+        let version: String = row.try_get(0).map_err(|e| fail("reading server_version_num", &e))?;
+        let server_version = version.trim().parse().map_err(|_| {
+            BackendError::Backend(format!("unexpected server_version_num {version:?}"))
+        })?;
+        let has_table: bool = row.try_get(1).map_err(|e| fail("reading the schema state", &e))?;
+        if !has_table {
+            return Ok(Self { server_version, up_to_date: false });
+        }
+        let applied = format!(
+            "SELECT version, success, encode(checksum, 'hex') FROM {table} ORDER BY version"
+        );
+        let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(applied))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| fail("cannot read the applied migrations", &e))?;
+        let mut recorded = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let read = || -> Result<(i64, bool, String), sqlx::Error> {
+                Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
+            };
+            recorded.push(read().map_err(|e| fail("reading the applied migrations", &e))?);
+        }
+        let embedded = MIGRATIONS.iter().filter(|m| m.migration_type.is_up_migration());
+        let up_to_date = recorded.len() == embedded.clone().count()
+            && embedded.zip(&recorded).all(|(migration, (version, success, checksum))| {
+                migration.version == *version && *success && hex(&migration.checksum) == *checksum
+            });
+        Ok(Self { server_version, up_to_date })
     }
-    Ok(())
+
+    /// Fails with a clear message when the server is older than [`MIN_SERVER_VERSION_NUM`].
+    pub(crate) fn check_server_version(&self) -> Result<(), BackendError> {
+        if self.server_version < MIN_SERVER_VERSION_NUM {
+            return Err(BackendError::Backend(format!(
+                "PostgreSQL server version {} is too old: sayiir-persistence-postgres needs \
+                 {MIN_SERVER_VERSION_NUM} (PostgreSQL 14) or newer",
+                self.server_version
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Lower-case hexadecimal, as PostgreSQL's `encode(…, 'hex')` writes it.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Creates `schema` if missing and applies the pending migrations, holding an advisory lock

@@ -15,7 +15,9 @@ pub struct PostgresOptions {
     pub auto_migrate: bool,
     /// Largest number of pooled connections (default 10).
     pub max_connections: u32,
-    /// Number of connections kept open when idle (default 0).
+    /// Number of connections kept open when idle (default 2). `connect_with` opens this
+    /// many (at least one) together before it returns, so the first calls find them ready;
+    /// see the README's "Connections" for why that matters.
     pub min_connections: u32,
     /// How long an operation waits for a free pooled connection (default 30 s). Opening a
     /// new connection happens within this wait, so it is also the connect timeout, for
@@ -43,7 +45,7 @@ impl Default for PostgresOptions {
             schema: "sayiir".to_string(),
             auto_migrate: true,
             max_connections: 10,
-            min_connections: 0,
+            min_connections: 2,
             acquire_timeout: Duration::from_secs(30),
             statement_timeout: None,
             application_name: Some("sayiir".to_string()),

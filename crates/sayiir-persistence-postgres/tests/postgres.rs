@@ -713,3 +713,77 @@ async fn signal_writers_do_not_deadlock() {
     })
     .await;
 }
+
+/// The statements sqlx sends (its `sqlx::query` events), as a subscriber sees them.
+#[derive(Default, Clone)]
+struct SentStatements(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+/// sqlx logs a short statement whole in `summary`, a long one abridged there and whole in
+/// `db.statement`: both are kept.
+struct StatementText<'a>(&'a mut String);
+
+impl tracing::field::Visit for StatementText<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "db.statement" || field.name() == "summary" {
+            self.0.push_str(&format!("{value:?} "));
+        }
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SentStatements {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() == "sqlx::query" {
+            let mut text = String::new();
+            event.record(&mut StatementText(&mut text));
+            self.0.lock().unwrap().push(text);
+        }
+    }
+}
+
+/// Connecting to a schema that is already up to date sends two plain queries beyond opening
+/// the connections (no lock, no migration bookkeeping), opens `min_connections` connections,
+/// and the first call uses one of them instead of opening another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnecting_to_an_up_to_date_schema_costs_two_queries() {
+    use tracing::instrument::WithSubscriber;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let first = common::backend("reconnect").await;
+    let sent = SentStatements::default();
+    let options = PostgresOptions::default().schema(first.schema()).min_connections(2);
+    let second = PostgresBackend::connect_with(&postgres_url(), options)
+        .with_subscriber(tracing_subscriber::registry().with(sent.clone()))
+        .await
+        .unwrap();
+    let statements = sent.0.lock().unwrap().clone();
+    assert_eq!(statements.len(), 2, "statements sent while connecting: {statements:#?}");
+    assert!(
+        statements.iter().all(|s| !s.contains("advisory") && !s.contains("CREATE")),
+        "no lock and no DDL on an up-to-date schema: {statements:#?}"
+    );
+    assert_eq!(
+        (second.pool().size(), second.pool().num_idle()),
+        (2, 2),
+        "min_connections connections, open and idle, when connect_with returns"
+    );
+    second.save_snapshot(&at_task("reconnect-1", "t1")).await.unwrap();
+    assert_eq!(second.pool().size(), 2, "the first call used a connection opened at connect");
+
+    // A schema that is not up to date still migrates, through the locked path.
+    let fresh = common::unique_schema("reconnect_fresh");
+    let sent = SentStatements::default();
+    let migrated =
+        PostgresBackend::connect_with(&postgres_url(), PostgresOptions::default().schema(&fresh))
+            .with_subscriber(tracing_subscriber::registry().with(sent.clone()))
+            .await
+            .unwrap();
+    let statements = sent.0.lock().unwrap().clone();
+    assert!(
+        statements.iter().any(|s| s.contains("pg_advisory_lock")),
+        "a missing schema is created under the migration lock: {statements:#?}"
+    );
+    assert_eq!(migrated.list_snapshots().await.unwrap(), Vec::<String>::new());
+    common::drop_backend(&migrated).await;
+    second.close().await;
+    common::drop_backend(&first).await;
+}
