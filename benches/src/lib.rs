@@ -9,6 +9,7 @@
 //! `target/sayiir-bench/<backend>.md`.
 
 mod record;
+pub mod runtime;
 mod suite;
 mod workload;
 
