@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use sayiir_persistence_benches::runtime::{
-    DRAIN, Drain, Results, RuntimeTarget, measure_round, median, publish, rounds,
+    DRAIN, Drain, Results, RuntimeTarget, bench_runtime, measure_round, median, publish, rounds,
 };
 use sayiir_persistence_conformance::fixtures::unique_id;
 use sayiir_persistence_conformance::servers::{postgres_url, redis_url};
@@ -175,17 +175,8 @@ async fn cold_start<const PLAIN: bool>(runs: usize) -> String {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; with no such flag (`cargo test --benches`) only check
-    // that the target builds and starts.
-    if !std::env::args().any(|a| a == "--bench") {
-        return;
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let shape = Drain::default();
-    println!(
-        "pooled drain: {} workers × {} workflows × {} tasks, poll {:?}, task bodies {:?}",
-        shape.workers, shape.workflows, shape.tasks, shape.poll, shape.work
-    );
+    let Some(runtime) = bench_runtime(&shape) else { return };
     let mut results = Results::default();
     runtime.block_on(async {
         for round in 0..rounds() {

@@ -326,6 +326,25 @@ pub async fn measure_round<T: RuntimeTarget>(shape: &Drain, round: usize, result
     store.cleanup().await;
 }
 
+/// The runtime a runtime bench runs on, after printing the drain's shape; `None` unless the
+/// binary was started by `cargo bench` (which passes `--bench`): under `cargo test --benches`
+/// a bench only checks that it builds and starts.
+pub fn bench_runtime(shape: &Drain) -> Option<tokio::runtime::Runtime> {
+    if !std::env::args().any(|a| a == "--bench") {
+        return None;
+    }
+    println!(
+        "pooled drain: {} workers × {} workflows × {} tasks, poll {:?}, task bodies {:?}; {} rounds",
+        shape.workers,
+        shape.workflows,
+        shape.tasks,
+        shape.poll,
+        shape.work,
+        rounds()
+    );
+    Some(tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime"))
+}
+
 /// How many rounds to run: `SAYIIR_BENCH_ROUNDS`, default 5.
 pub fn rounds() -> usize {
     std::env::var("SAYIIR_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5)

@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use sayiir_persistence_benches::runtime::{
-    Drain, Results, RuntimeTarget, measure_round, publish, rounds,
+    Drain, Results, RuntimeTarget, bench_runtime, measure_round, publish, rounds,
 };
 use sayiir_persistence_conformance::fixtures::unique_id;
 use sayiir_persistence_conformance::servers::postgres_url;
@@ -70,15 +70,8 @@ impl RuntimeTarget for Postgres {
 }
 
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        return;
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let shape = Drain::default();
-    println!(
-        "pooled drain: {} workers × {} workflows × {} tasks, poll {:?}, task bodies {:?}",
-        shape.workers, shape.workflows, shape.tasks, shape.poll, shape.work
-    );
+    let Some(runtime) = bench_runtime(&shape) else { return };
     let mut results = Results::default();
     runtime.block_on(async {
         for round in 0..rounds() {
