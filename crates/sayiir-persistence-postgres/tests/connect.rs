@@ -1,0 +1,100 @@
+//! What connecting costs, counted from the statements sqlx sends. A test binary of its own:
+//! it installs a global `tracing` subscriber, which must see every statement of the process
+//! (also those run by tasks the pool spawns) and no other test's.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use sayiir_persistence_conformance::fixtures::at_task;
+use sayiir_persistence_conformance::servers::postgres_url;
+use sayiir_persistence_postgres::{PostgresBackend, PostgresOptions, SnapshotStore};
+use tracing_subscriber::layer::SubscriberExt;
+
+/// The statements sqlx sends (its `sqlx::query` events), as a subscriber sees them.
+#[derive(Default, Clone)]
+struct SentStatements(Arc<Mutex<Vec<String>>>);
+
+impl SentStatements {
+    /// Takes what was sent so far.
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+/// sqlx logs a short statement whole in `summary`, a long one abridged there and whole in
+/// `db.statement`: both are kept.
+struct StatementText<'a>(&'a mut String);
+
+impl tracing::field::Visit for StatementText<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "db.statement" || field.name() == "summary" {
+            self.0.push_str(&format!("{value:?} "));
+        }
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SentStatements {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() == "sqlx::query" {
+            let mut text = String::new();
+            event.record(&mut StatementText(&mut text));
+            self.0.lock().unwrap().push(text);
+        }
+    }
+}
+
+/// Whether `statement` is one of those a new connection runs once to have them planned (the
+/// due-park search and the pick of `find_available_tasks`).
+fn is_warm_up(statement: &str) -> bool {
+    statement.contains("WITH RECURSIVE clock") || statement.contains("WITH due AS")
+}
+
+/// Connecting to a schema that is already up to date sends two plain queries beyond opening
+/// the connections (no lock, no DDL, no migration bookkeeping); each of the `min_connections`
+/// connections opened runs the two find statements once; and the first call uses one of
+/// those connections instead of opening another. A schema that is not up to date still
+/// takes the locked migration path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnecting_to_an_up_to_date_schema_costs_two_queries() {
+    let sent = SentStatements::default();
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(sent.clone()))
+        .unwrap();
+
+    let first = common::backend("reconnect").await;
+    sent.take();
+    let options = PostgresOptions::default().schema(first.schema()).min_connections(2);
+    let second = PostgresBackend::connect_with(&postgres_url(), options).await.unwrap();
+    let statements = sent.take();
+    let (warm_up, schema): (Vec<_>, Vec<_>) = statements.iter().partition(|s| is_warm_up(s));
+    assert_eq!(schema.len(), 2, "statements beyond the connections' warm-up: {schema:#?}");
+    assert!(
+        schema.iter().all(|s| !s.contains("advisory") && !s.contains("CREATE")),
+        "no lock and no DDL on an up-to-date schema: {schema:#?}"
+    );
+    assert_eq!(warm_up.len(), 4, "each of the 2 connections plans the 2 find statements once");
+    assert_eq!(
+        (second.pool().size(), second.pool().num_idle()),
+        (2, 2),
+        "min_connections connections, open and idle, when connect_with returns"
+    );
+    second.save_snapshot(&at_task("reconnect-1", "t1")).await.unwrap();
+    assert_eq!(second.pool().size(), 2, "the first call used a connection opened at connect");
+
+    let fresh = common::unique_schema("reconnect_fresh");
+    sent.take();
+    let migrated =
+        PostgresBackend::connect_with(&postgres_url(), PostgresOptions::default().schema(&fresh))
+            .await
+            .unwrap();
+    let statements = sent.take();
+    assert!(
+        statements.iter().any(|s| s.contains("pg_advisory_lock")),
+        "a missing schema is created under the migration lock: {statements:#?}"
+    );
+    assert_eq!(migrated.list_snapshots().await.unwrap(), Vec::<String>::new());
+    common::drop_backend(&migrated).await;
+    second.close().await;
+    common::drop_backend(&first).await;
+}
