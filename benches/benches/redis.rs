@@ -2,6 +2,9 @@
 //! The server is found as the tests find it (`SAYIIR_REDIS_URL`, then localhost:6379).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{connection, keys, unlink_all};
 use sayiir_persistence_benches::{RawLimit, Target, run};
 use sayiir_persistence_conformance::fixtures::unique_id;
 use sayiir_persistence_conformance::servers::redis_url;
@@ -27,32 +30,6 @@ impl RawLimit for Raw {
         let mut conn = self.0.clone();
         let v: Vec<u8> = conn.get(format!("{}:{key}", self.1)).await.unwrap();
         v.len()
-    }
-}
-
-async fn connection() -> MultiplexedConnection {
-    redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap()
-}
-
-/// Every key matching `pattern` (SCAN, never KEYS: the server is shared).
-async fn keys(pattern: &str) -> Vec<String> {
-    let mut conn = connection().await;
-    let (mut cursor, mut keys) = (0u64, Vec::new());
-    loop {
-        let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        keys.extend(page);
-        if next == 0 {
-            return keys;
-        }
-        cursor = next;
     }
 }
 
@@ -99,13 +76,8 @@ impl Target for Redis {
         )
     }
     async fn cleanup(&self) {
-        let mut conn = connection().await;
-        let raw = format!("{}:*", self.raw_prefix);
-        for pattern in [self.backend.key_pattern(), raw] {
-            for chunk in keys(&pattern).await.chunks(500) {
-                let _: () = conn.unlink(chunk).await.unwrap();
-            }
-        }
+        unlink_all(&self.backend.key_pattern()).await;
+        unlink_all(&format!("{}:*", self.raw_prefix)).await;
     }
 }
 

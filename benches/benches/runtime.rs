@@ -4,6 +4,8 @@
 //! so a noisy moment on the machine hits them alike. See `benches/README.md`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -14,7 +16,6 @@ use sayiir_persistence_conformance::fixtures::unique_id;
 use sayiir_persistence_conformance::servers::{postgres_url, redis_url};
 use sayiir_persistence_memory::InMemoryBackend;
 use sayiir_persistence_postgres::{PostgresBackend, PostgresOptions};
-use sayiir_persistence_redis::redis;
 use sayiir_persistence_redis::{RedisBackend, RedisOptions};
 use sayiir_persistence_sqlite::SqliteBackend;
 
@@ -113,29 +114,7 @@ impl RuntimeTarget for Redis {
         RedisBackend::connect_with(&redis_url(), options).await.unwrap()
     }
     async fn cleanup(self) {
-        let client = redis::Client::open(redis_url()).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let mut keys: Vec<String> = Vec::new();
-        let mut cursor = 0u64;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(self.admin.key_pattern())
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            keys.extend(batch);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        for chunk in keys.chunks(500) {
-            let _: () = redis::cmd("UNLINK").arg(chunk).query_async(&mut conn).await.unwrap();
-        }
+        common::unlink_all(&self.admin.key_pattern()).await;
     }
 }
 

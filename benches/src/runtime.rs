@@ -296,8 +296,9 @@ impl Results {
 /// The drain workload's name in [`Results`].
 pub const DRAIN: &str = "pooled drain";
 
-/// One round on `T`: a pooled drain of `shape`, then 20 checkpointing runs one at a time and
-/// 64 sixteen at a time, each on a fresh store. Prints each result as it comes.
+/// One round on `T`, on a fresh store: a pooled drain of `shape`, then 20 checkpointing runs
+/// one at a time and 64 sixteen at a time, each batch on a new handle. Prints each result as
+/// it comes.
 pub async fn measure_round<T: RuntimeTarget>(shape: &Drain, round: usize, results: &mut Results) {
     let store = T::open().await;
     let (elapsed, twice) = pooled_drain(shape, &format!("r{round}"), || store.connect()).await;

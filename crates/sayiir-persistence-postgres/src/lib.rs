@@ -133,7 +133,8 @@ impl PostgresBackend {
         // `find_available_tasks` and the idempotent writes retry such a failure on a fresh
         // connection.
         let ping_idle_after = options.ping_idle_after;
-        let statements = Statements::render(&migrate::check_schema_name(&options.schema)?);
+        let quoted_schema = migrate::check_schema_name(&options.schema)?;
+        let statements = Statements::render(&quoted_schema);
         let (due, pick) = (statements.due.clone(), statements.pick.clone());
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
@@ -159,7 +160,7 @@ impl PostgresBackend {
             .connect_lazy_with(connect);
         let warm = options.min_connections.clamp(1, options.max_connections.max(1));
         let state = warm_up(&pool, warm, &options.schema).await?;
-        Self::start(pool, options, state).await
+        Self::start(pool, options, state, quoted_schema, statements).await
     }
 
     /// Uses a pool the caller built. The pool settings of `options` are ignored; schema and
@@ -168,30 +169,32 @@ impl PostgresBackend {
     /// # Errors
     /// `Backend` for an invalid schema name, a server that is too old, or a failed migration.
     pub async fn from_pool(pool: PgPool, options: PostgresOptions) -> Result<Self, BackendError> {
-        migrate::check_schema_name(&options.schema)?;
+        let quoted_schema = migrate::check_schema_name(&options.schema)?;
         let idle = pool.num_idle();
         let mut conn = pool.acquire().await.map_err(|e| cannot_connect(&pool, &e))?;
         let state = SchemaState::read(&mut conn, &options.schema).await;
         drop(conn);
         settle(&pool, idle.max(1)).await;
-        Self::start(pool, options, state?).await
+        let statements = Statements::render(&quoted_schema);
+        Self::start(pool, options, state?, quoted_schema, statements).await
     }
 
     /// The backend on `pool`, once the schema's state is known: checks the server version
-    /// and migrates if needed.
+    /// and migrates if needed. `quoted_schema` and `statements` are those of
+    /// `options.schema`.
     async fn start(
         pool: PgPool,
         options: PostgresOptions,
         state: SchemaState,
+        quoted_schema: String,
+        statements: Statements,
     ) -> Result<Self, BackendError> {
-        let quoted_schema = migrate::check_schema_name(&options.schema)?;
         state.check_server_version()?;
         let connect = pool.connect_options();
         let server = format!("{}:{}", connect.get_host(), connect.get_port());
         let database = connect.get_database().unwrap_or(connect.get_username());
         let calls = Instrumentation::new("postgresql")
             .with_namespace(format!("{database}|{}", options.schema));
-        let statements = Statements::render(&quoted_schema);
         let inner = Inner { quoted_schema, options, server, calls, statements };
         let backend = Self { pool, inner: Arc::new(inner) };
         // Up to date, the usual case: no lock, no extra connection, no statement beyond the
@@ -285,7 +288,6 @@ impl<'a> Bounded<'a> {
     }
 }
 
-/// The error of a call that outlived `call_timeout`.
 /// Opens `count` connections at once, reads the schema's state on one of them, and leaves
 /// them idle in `pool`, so that the first calls find a connection ready instead of each
 /// opening one.
@@ -330,6 +332,7 @@ fn cannot_connect(pool: &PgPool, error: &sqlx::Error) -> BackendError {
     ))
 }
 
+/// The error of a call that outlived `call_timeout`.
 fn timed_out(call: &Call<'_>, limit: Duration, server: &str) -> BackendError {
     error::context(call.name()).instance(call.instance_id()).backend(format_args!(
         "timed out after {limit:?} (call_timeout) waiting for the server at {server}: the \
