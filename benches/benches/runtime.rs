@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use sayiir_persistence_benches::runtime::{
     DRAIN, Drain, Results, RuntimeTarget, bench_runtime, measure_round, median, publish, rounds,
+    selected,
 };
 use sayiir_persistence_conformance::fixtures::unique_id;
 use sayiir_persistence_conformance::servers::{postgres_url, redis_url};
@@ -122,6 +123,9 @@ impl RuntimeTarget for Redis {
 /// `connect_with` takes, and then its first call (`find_available_tasks`), median of `runs`.
 async fn cold_start<const PLAIN: bool>(runs: usize) -> String {
     use sayiir_persistence::{SnapshotStore, TaskClaimStore};
+    if !selected(Postgres::<PLAIN>::NAME) {
+        return String::new();
+    }
     let store = Postgres::<PLAIN>::open().await;
     let ready = sayiir_persistence_conformance::fixtures::at_task("cold-1", "t1");
     store.admin.save_snapshot(&ready).await.unwrap();

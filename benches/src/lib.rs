@@ -8,6 +8,7 @@
 //! run (see [`RawLimit`]). The report is printed and written to
 //! `target/sayiir-bench/<backend>.md`.
 
+pub mod profile;
 mod record;
 pub mod runtime;
 mod suite;

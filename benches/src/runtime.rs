@@ -299,9 +299,24 @@ pub const DRAIN: &str = "pooled drain";
 /// One round on `T`, on a fresh store: a pooled drain of `shape`, then 20 checkpointing runs
 /// one at a time and 64 sixteen at a time, each batch on a new handle. Prints each result as
 /// it comes.
+///
+/// With `SAYIIR_BENCH_PROFILE` set, prints where the drain's time went ([`crate::profile`]);
+/// with `SAYIIR_BENCH_BACKENDS` set (comma-separated names), rounds on other backends are
+/// skipped.
 pub async fn measure_round<T: RuntimeTarget>(shape: &Drain, round: usize, results: &mut Results) {
+    if !selected(T::NAME) {
+        return;
+    }
     let store = T::open().await;
+    crate::profile::take(1);
     let (elapsed, twice) = pooled_drain(shape, &format!("r{round}"), || store.connect()).await;
+    if crate::profile::enabled() {
+        println!(
+            "round {round} {}: drain spans (ms per unit = per task)\n{}",
+            T::NAME,
+            crate::profile::take(shape.total_tasks())
+        );
+    }
     assert!(
         twice.is_empty() || !T::EXACTLY_ONCE,
         "{}: each task runs exactly once; more than once: {twice:?}",
@@ -343,7 +358,15 @@ pub fn bench_runtime(shape: &Drain) -> Option<tokio::runtime::Runtime> {
         shape.work,
         rounds()
     );
+    crate::profile::install();
     Some(tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime"))
+}
+
+/// Whether `SAYIIR_BENCH_BACKENDS` (comma-separated backend names; all when unset) selects
+/// the backend `name`.
+pub fn selected(name: &str) -> bool {
+    std::env::var("SAYIIR_BENCH_BACKENDS")
+        .map_or(true, |names| names.split(',').any(|n| n.trim() == name))
 }
 
 /// How many rounds to run: `SAYIIR_BENCH_ROUNDS`, default 5.

@@ -1,5 +1,6 @@
-//! `find_available_tasks`: advance due parks (`advance`), then pick the best ready tasks in
-//! SQL.
+//! `find_available_tasks`: pick the best ready tasks in SQL; the same statement says whether
+//! parked workflows are due, and only then are they advanced (`advance`) and the pick taken
+//! again. A call with nothing to advance, the common one, is one round trip.
 //!
 //! The pick reads O(`limit`) index entries per priority level whatever the number of stored
 //! workflows. For one aging interval, effective priority `priority - (now - updated_at) / A`
@@ -53,9 +54,25 @@ const ELIGIBLE: &str =
 const EFFECTIVE: &str = "(w.priority::float8 \
     - ($5::float8 - (w.updated_at::numeric + 9223372036854775808)::float8) / $6::float8)";
 
+/// Whether any parked workflow may move on at `$4` (application clock, ms): a due delay or
+/// timed signal wait, or a signal wait woken by an event. The same predicates as the partial
+/// indexes `workflows_parked` and `workflows_woken`, so each is one index probe. A superset of
+/// what `advance::due_sql` advances (it also leaves out workflows with a stored request, which
+/// `signal_pending` marks too): when this is false there is nothing to advance.
+const PARKS_DUE: &str = "EXISTS (SELECT 1 FROM {schema}.workflows w
+        WHERE w.status = 'InProgress' AND w.position_kind IN ('AtDelay', 'AtSignal')
+          AND w.wake_at IS NOT NULL AND NOT w.signal_pending AND w.wake_at <= $4)
+    OR EXISTS (SELECT 1 FROM {schema}.workflows w
+        WHERE w.woken AND w.status = 'InProgress' AND w.position_kind = 'AtSignal'
+          AND NOT w.signal_pending)";
+
 /// The pick. `$1` worker, `$2` limit, `$3` worker tags, `$4` now (application clock, ms),
 /// `$5` now (application clock, fractional seconds), `$6` aging interval in seconds, `$7`
 /// instances to leave out. Expired claims are purged in the same statement.
+///
+/// It also answers whether parks are due ([`PARKS_DUE`]), so that the common call, with
+/// nothing to advance, is this one round trip: the answer always has at least one row, whose
+/// pick columns are NULL when no task is ready.
 pub(crate) fn pick_sql() -> String {
     format!(
         "WITH RECURSIVE clock AS (
@@ -93,16 +110,20 @@ pub(crate) fn pick_sql() -> String {
             SELECT * FROM candidates
             ORDER BY biased, effective, updated_at, instance_id
             LIMIT $2
+        ), picked AS (
+            SELECT b.biased, b.effective, b.updated_at, b.instance_id, b.current_task_id, w.blob,
+                w.trace_parent, w.revision, b.last_completed_task_id,
+                EXISTS (SELECT 1 FROM {{schema}}.task_results r
+                        WHERE r.instance_id = b.instance_id) AS has_results,
+                (SELECT r.output FROM {{schema}}.task_results r
+                 WHERE r.instance_id = b.instance_id AND r.task_id = b.last_completed_task_id)
+                    AS last_output
+            FROM best b JOIN {{schema}}.workflows w ON w.instance_id = b.instance_id
         )
-        SELECT b.instance_id, b.current_task_id, w.blob, w.trace_parent, w.revision,
-            b.last_completed_task_id,
-            EXISTS (SELECT 1 FROM {{schema}}.task_results r WHERE r.instance_id = b.instance_id)
-                AS has_results,
-            (SELECT r.output FROM {{schema}}.task_results r
-             WHERE r.instance_id = b.instance_id AND r.task_id = b.last_completed_task_id)
-                AS last_output
-        FROM best b JOIN {{schema}}.workflows w ON w.instance_id = b.instance_id
-        ORDER BY b.biased, b.effective, b.updated_at, b.instance_id"
+        SELECT f.parks_due, p.instance_id, p.current_task_id, p.blob, p.trace_parent,
+            p.revision, p.last_completed_task_id, p.has_results, p.last_output
+        FROM (SELECT {PARKS_DUE} AS parks_due) f LEFT JOIN picked p ON TRUE
+        ORDER BY p.biased, p.effective, p.updated_at, p.instance_id"
     )
 }
 
@@ -130,9 +151,23 @@ pub(crate) async fn warm(conn: &mut sqlx::PgConnection, due: sqlx::SqlStr, pick:
     }
 }
 
-/// A row of [`pick_sql`].
+/// A row of [`pick_sql`]: whether parks are due, and a picked task unless none is ready.
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct PickRow {
+    parks_due: bool,
+    instance_id: Option<String>,
+    current_task_id: Option<String>,
+    blob: Option<Vec<u8>>,
+    trace_parent: Option<String>,
+    revision: Option<i64>,
+    last_completed_task_id: Option<String>,
+    has_results: Option<bool>,
+    last_output: Option<Vec<u8>>,
+}
+
+/// A picked ready task, as read by [`pick_sql`].
+#[derive(Debug)]
+struct Picked {
     instance_id: String,
     current_task_id: Option<String>,
     /// The codec blob, without task results.
@@ -145,6 +180,38 @@ pub(crate) struct PickRow {
     has_results: bool,
     /// The output of the last completed task.
     last_output: Option<Vec<u8>>,
+}
+
+/// The answer of one pick statement.
+struct Pick {
+    /// Parked workflows may move on ([`PARKS_DUE`]).
+    parks_due: bool,
+    /// The picked tasks, best first.
+    rows: Vec<Picked>,
+}
+
+impl Pick {
+    fn of(rows: Vec<PickRow>) -> Self {
+        let parks_due = rows.first().is_some_and(|row| row.parks_due);
+        let rows = rows
+            .into_iter()
+            .filter_map(|row| {
+                // The NULL row of an empty pick has no instance id (a picked row always does,
+                // and its blob and revision are NOT NULL columns).
+                Some(Picked {
+                    instance_id: row.instance_id?,
+                    current_task_id: row.current_task_id,
+                    blob: row.blob?,
+                    trace_parent: row.trace_parent,
+                    revision: row.revision?,
+                    last_completed_task_id: row.last_completed_task_id,
+                    has_results: row.has_results.unwrap_or(false),
+                    last_output: row.last_output,
+                })
+            })
+            .collect();
+        Self { parks_due, rows }
+    }
 }
 
 /// Why a picked row yields no task.
@@ -166,15 +233,23 @@ impl PostgresBackend {
             return Ok(Vec::new());
         }
         let now = Utc::now();
-        self.advance_due(now).await?;
-
         let mut found: Vec<AvailableTask> = Vec::new();
         // Instances picked already: returned ones, and unusable ones (taken out of the index,
         // but also left out in case another writer changed them in between).
         let mut seen: Vec<String> = Vec::new();
+        let mut first = true;
         for _ in 0..MAX_PICK_ROUNDS {
             let want = limit - found.len();
-            let rows = self.pick(worker_id, want, now, aging_interval, worker_tags, &seen).await?;
+            let mut pick =
+                self.pick(worker_id, want, now, aging_interval, worker_tags, &seen).await?;
+            if first && pick.parks_due {
+                // Parks move on before the pick (§ Advancing parked workflows): the tasks they
+                // make ready compete with the others, so the pick is taken again after them.
+                self.advance_due(now).await?;
+                pick = self.pick(worker_id, want, now, aging_interval, worker_tags, &seen).await?;
+            }
+            first = false;
+            let rows = pick.rows;
             let fetched = rows.len();
             let mut unusable = 0;
             for row in rows {
@@ -219,9 +294,9 @@ impl PostgresBackend {
         aging_interval: Duration,
         worker_tags: &[String],
         excluded: &[String],
-    ) -> Result<Vec<PickRow>, BackendError> {
+    ) -> Result<Pick, BackendError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        crate::retry_read!(self, |conn| {
+        let rows: Vec<PickRow> = crate::retry_read!(self, |conn| {
             sqlx::query_as(self.statement(|s| &s.pick))
                 .bind(worker_id)
                 .bind(limit)
@@ -232,7 +307,8 @@ impl PostgresBackend {
                 .bind(excluded)
                 .fetch_all(conn)
         })
-        .map_err(db_all("find_available_tasks"))
+        .map_err(db_all("find_available_tasks"))?;
+        Ok(Pick::of(rows))
     }
 
     /// Takes an unusable row out of the ready, parked and woken indexes if it is still at
@@ -255,8 +331,8 @@ impl PostgresBackend {
 ///
 /// The input is that of `schedule::task_input`, on the snapshot rebuilt with the one result it
 /// needs: the row's last completed task and its output (the blob holds no results).
-fn available_task(row: PickRow) -> Result<AvailableTask, Unusable> {
-    let PickRow {
+fn available_task(row: Picked) -> Result<AvailableTask, Unusable> {
+    let Picked {
         instance_id,
         current_task_id: task_id,
         blob,

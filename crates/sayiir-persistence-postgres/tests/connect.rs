@@ -7,9 +7,9 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use sayiir_persistence_conformance::fixtures::at_task;
+use sayiir_persistence_conformance::fixtures::{at_delay, at_task};
 use sayiir_persistence_conformance::servers::postgres_url;
-use sayiir_persistence_postgres::{PostgresBackend, PostgresOptions, SnapshotStore};
+use sayiir_persistence_postgres::{PostgresBackend, PostgresOptions, SnapshotStore, TaskClaimStore};
 use tracing_subscriber::layer::SubscriberExt;
 
 /// The statements sqlx sends (its `sqlx::query` events), as a subscriber sees them.
@@ -55,7 +55,7 @@ fn is_warm_up(statement: &str) -> bool {
 /// the connections (no lock, no DDL, no migration bookkeeping); each of the `min_connections`
 /// connections opened runs the two find statements once; and the first call uses one of
 /// those connections instead of opening another. A schema that is not up to date still
-/// takes the locked migration path.
+/// takes the locked migration path. `find_available_tasks` with no due park is one statement.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnecting_to_an_up_to_date_schema_costs_two_queries() {
     let sent = SentStatements::default();
@@ -81,6 +81,33 @@ async fn reconnecting_to_an_up_to_date_schema_costs_two_queries() {
     );
     second.save_snapshot(&at_task("reconnect-1", "t1")).await.unwrap();
     assert_eq!(second.pool().size(), 2, "the first call used a connection opened at connect");
+
+    // find_available_tasks with nothing parked: one statement, which also says no park is due.
+    let aging = chrono::Duration::seconds(60);
+    sent.take();
+    let found = second.find_available_tasks("w1", 2, aging, &[]).await.unwrap();
+    let statements = sent.take();
+    assert_eq!(found.len(), 1, "the ready task is found");
+    assert_eq!(statements.len(), 1, "one statement when nothing is parked: {statements:#?}");
+    // A park not yet due changes nothing; a due one is advanced and found by the same call.
+    let later = at_delay("reconnect-2", "wait", chrono::Duration::hours(1), Some("t2"));
+    second.save_snapshot(&later).await.unwrap();
+    sent.take();
+    second.find_available_tasks("w1", 2, aging, &[]).await.unwrap();
+    assert_eq!(sent.take().len(), 1, "a park that is not due costs nothing more");
+    let due = at_delay("reconnect-3", "wait", chrono::Duration::seconds(-1), Some("t3"));
+    second.save_snapshot(&due).await.unwrap();
+    sent.take();
+    let found = second.find_available_tasks("w1", 3, aging, &[]).await.unwrap();
+    let statements = sent.take();
+    assert!(
+        found.iter().any(|task| task.instance_id == "reconnect-3" && task.task_id == "t3"),
+        "the due park is advanced and its task returned by the same call: {found:?}"
+    );
+    assert!(
+        statements.iter().any(|s| s.contains("WITH due AS")),
+        "a due park is read by the due-park search: {statements:#?}"
+    );
 
     let fresh = common::unique_schema("reconnect_fresh");
     sent.take();
