@@ -13,6 +13,7 @@ pub mod claims;
 pub mod concurrency;
 pub mod events;
 pub mod find;
+pub mod retention;
 pub mod signals;
 pub mod snapshots;
 pub mod task_results;
@@ -31,8 +32,10 @@ pub mod __private {
 
 /// Expands into one `#[test]` per conformance case for a [`Harness`] type.
 ///
-/// `conformance_suite!(H)` runs every group; `conformance_suite!(H; group, ...)` only those
-/// named. Each test builds a multi-threaded tokio runtime, as `#[tokio::test(flavor =
+/// `conformance_suite!(H)` runs every group of the 0.4.0 traits; `conformance_suite!(H;
+/// group, ...)` only those named. The `retention` group, for the extension traits
+/// `RetentionStore` and `WorkflowListing`, runs only when named:
+/// `conformance_suite!(H; retention)`. Each test builds a multi-threaded tokio runtime, as `#[tokio::test(flavor =
 /// "multi_thread")]` would, without requiring the caller to depend on tokio.
 #[macro_export]
 macro_rules! conformance_suite {
@@ -427,6 +430,26 @@ macro_rules! __conformance_group {
             );
         }
     };
+    (retention, $h:ty) => {
+        mod retention {
+            $crate::__conformance_tests!(
+                $h,
+                retention,
+                [
+                    prune_removes_finished_before_the_cutoff,
+                    prune_removes_everything_stored,
+                    prune_filters_by_definition,
+                    prune_batches_take_the_oldest_first,
+                    prune_rejects_bad_requests,
+                    list_pages_newest_first,
+                    list_filters_by_status_and_definition,
+                    listing_follows_every_writer,
+                    undecodable_rows_are_listed_and_pruned,
+                    list_rejects_bad_requests,
+                ]
+            );
+        }
+    };
     (runtime, $h:ty) => {
         mod runtime {
             $crate::__conformance_tests!(
@@ -477,6 +500,7 @@ mod tests {
             ("task_results", include_str!("task_results.rs")),
             ("bad_input", include_str!("bad_input.rs")),
             ("concurrency", include_str!("concurrency.rs")),
+            ("retention", include_str!("retention.rs")),
             ("runtime", include_str!("runtime/runner.rs")),
             ("runtime", include_str!("runtime/workers.rs")),
         ];

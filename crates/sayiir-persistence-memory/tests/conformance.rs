@@ -34,3 +34,4 @@ impl RuntimeHarness for MemoryHarness {
 }
 
 sayiir_persistence_conformance::conformance_suite!(MemoryHarness);
+sayiir_persistence_conformance::conformance_suite!(MemoryHarness; retention);

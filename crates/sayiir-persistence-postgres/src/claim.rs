@@ -81,12 +81,11 @@ impl PostgresBackend {
             return Ok(());
         }
         let owner = if stale_owner.as_deref() == Some(ids.worker_id) {
-            sqlx::query_scalar(self.statement(|s| &s.claim_holder))
+            crate::on_held!(self, |conn| sqlx::query_scalar(self.statement(|s| &s.claim_holder))
                 .bind(ids.instance_id)
                 .bind(ids.task_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db(operation, ids.instance_id))?
+                .fetch_optional(conn))
+            .map_err(db(operation, ids.instance_id))?
         } else {
             stale_owner
         };
@@ -106,19 +105,20 @@ impl TaskClaimStore for PostgresBackend {
         self.calls()
             .run(Call::ClaimTask(ids), async {
                 let (refused, refused_if_done) = &*REFUSING_STATUSES;
-                let claimed: Option<(i64, Option<i64>)> =
+                let ttl_ms = claim_ttl_millis(Utc::now(), ttl);
+                let claimed: Option<(i64, Option<i64>)> = crate::on_held!(self, |conn| {
                     sqlx::query_as(self.statement(|s| &s.claim_task))
                         .bind(instance_id)
                         .bind(task_id)
                         .bind(worker_id)
-                        .bind(claim_ttl_millis(Utc::now(), ttl))
+                        .bind(ttl_ms)
                         .bind(DateTime::<Utc>::MIN_UTC.timestamp_millis())
                         .bind(DateTime::<Utc>::MAX_UTC.timestamp_millis())
                         .bind(refused)
                         .bind(refused_if_done)
-                        .fetch_optional(&self.pool)
-                        .await
-                        .map_err(db("claim_task", instance_id))?;
+                        .fetch_optional(conn)
+                })
+                .map_err(db("claim_task", instance_id))?;
                 Ok(claimed.map(|(claimed_ms, expires_ms)| {
                     task_claim(instance_id, task_id, worker_id, claimed_ms, expires_ms)
                 }))
@@ -135,14 +135,14 @@ impl TaskClaimStore for PostgresBackend {
         let ids = ClaimIds { instance_id, task_id, worker_id };
         self.calls()
             .run(Call::ReleaseTaskClaim(ids), async {
-                let (released, owner): (bool, Option<String>) =
+                let (released, owner): (bool, Option<String>) = crate::on_held!(self, |conn| {
                     sqlx::query_as(self.statement(|s| &s.release_task_claim))
                         .bind(instance_id)
                         .bind(task_id)
                         .bind(worker_id)
-                        .fetch_one(&self.pool)
-                        .await
-                        .map_err(db("release_task_claim", instance_id))?;
+                        .fetch_one(conn)
+                })
+                .map_err(db("release_task_claim", instance_id))?;
                 self.owner_outcome(ids, released, owner, "release_task_claim").await
             })
             .await
@@ -158,15 +158,15 @@ impl TaskClaimStore for PostgresBackend {
         let ids = ClaimIds { instance_id, task_id, worker_id };
         self.calls()
             .run(Call::ExtendTaskClaim(ids), async {
-                let (extended, owner): (bool, Option<String>) =
+                let (extended, owner): (bool, Option<String>) = crate::on_held!(self, |conn| {
                     sqlx::query_as(self.statement(|s| &s.extend_task_claim))
                         .bind(instance_id)
                         .bind(task_id)
                         .bind(worker_id)
                         .bind(extension_millis(additional_duration))
-                        .fetch_one(&self.pool)
-                        .await
-                        .map_err(db("extend_task_claim", instance_id))?;
+                        .fetch_one(conn)
+                })
+                .map_err(db("extend_task_claim", instance_id))?;
                 self.owner_outcome(ids, extended, owner, "extend_task_claim").await
             })
             .await

@@ -1,19 +1,41 @@
 #![deny(missing_docs)]
 #![doc = include_str!("../README.md")]
 
+/// Runs `$body`, one statement, on the executor `$conn`: the held connection when it is free
+/// (`held`), otherwise the pool. Evaluates to the statement's result.
+macro_rules! on_held {
+    ($backend:expr, |$conn:ident| $body:expr) => {{
+        let backend: &$crate::PostgresBackend = &$backend;
+        let ping_idle_after = backend.inner.options.ping_idle_after;
+        match backend.inner.held.checkout(&backend.pool, ping_idle_after).await {
+            Some((mut connection, ticket)) => {
+                let outcome = {
+                    let $conn = &mut connection;
+                    $body.await
+                };
+                ticket.give_back(connection, &outcome);
+                outcome
+            }
+            None => {
+                let $conn = &backend.pool;
+                $body.await
+            }
+        }
+    }};
+}
+pub(crate) use on_held;
+
 /// Runs `$body`, an idempotent statement (a read, or a write whose repetition leaves the same
-/// state) on the executor `$conn`, on the pool; if it fails
-/// because its connection was lost (for example an idle connection the server closed while it
-/// restarted), runs it once more on a fresh connection. Evaluates to the statement's result.
+/// state) on the executor `$conn`, as [`on_held`] does; if it fails because its connection
+/// was lost (for example an idle connection the server closed while it restarted), runs it
+/// once more on a fresh connection. Evaluates to the statement's result.
 ///
-/// One round trip on the happy path: the pool does not ping before handing a connection out.
+/// One round trip on the happy path: neither the held connection nor the pool pings before a
+/// statement.
 macro_rules! retry_read {
     ($backend:expr, |$conn:ident| $body:expr) => {{
         let backend: &$crate::PostgresBackend = &$backend;
-        let first = {
-            let $conn = &backend.pool;
-            $body.await
-        };
+        let first = $crate::on_held!(backend, |$conn| $body);
         match first {
             // Boxed: the retry (a fresh connection, TLS included) is rare, and kept inline
             // its state would make every call's future several KiB larger, copied at each
@@ -46,6 +68,7 @@ mod claim;
 mod error;
 mod explain;
 mod find;
+mod held;
 mod migrate;
 mod options;
 mod result;
@@ -95,6 +118,8 @@ struct Inner {
     calls: Instrumentation,
     /// Every statement, with the schema in place.
     statements: Statements,
+    /// The connection calls made one at a time use (`held`).
+    held: Arc<held::Held>,
 }
 
 impl PostgresBackend {
@@ -159,8 +184,12 @@ impl PostgresBackend {
             })
             .connect_lazy_with(connect);
         let warm = options.min_connections.clamp(1, options.max_connections.max(1));
-        let state = warm_up(&pool, warm, &options.schema).await?;
-        Self::start(pool, options, state, quoted_schema, statements).await
+        let (state, held) = warm_up(&pool, warm, options.hold_connection, &options.schema).await?;
+        let backend = Self::start(pool, options, state, quoted_schema, statements).await?;
+        if let Some(connection) = held {
+            backend.inner.held.fill(connection);
+        }
+        Ok(backend)
     }
 
     /// Uses a pool the caller built. The pool settings of `options` are ignored; schema and
@@ -195,7 +224,8 @@ impl PostgresBackend {
         let database = connect.get_database().unwrap_or(connect.get_username());
         let calls = Instrumentation::new("postgresql")
             .with_namespace(format!("{database}|{}", options.schema));
-        let inner = Inner { quoted_schema, options, server, calls, statements };
+        let held = held::Held::new(options.hold_connection);
+        let inner = Inner { quoted_schema, options, server, calls, statements, held };
         let backend = Self { pool, inner: Arc::new(inner) };
         // Up to date, the usual case: no lock, no extra connection, no statement beyond the
         // two reads of `SchemaState::read`.
@@ -231,8 +261,10 @@ impl PostgresBackend {
         &self.inner.options.schema
     }
 
-    /// Closes every pooled connection.
+    /// Closes every connection: the pooled ones and the held one
+    /// ([`PostgresOptions::hold_connection`]).
     pub async fn close(&self) {
+        self.inner.held.close().await;
         self.pool.close().await;
     }
 
@@ -288,25 +320,36 @@ impl<'a> Bounded<'a> {
     }
 }
 
-/// Opens `count` connections at once, reads the schema's state on one of them, and leaves
-/// them idle in `pool`, so that the first calls find a connection ready instead of each
-/// opening one.
+/// Opens `count` connections at once, and one more to hold if `hold` (`held`), reads the
+/// schema's state on one of them, and leaves `count` idle in `pool`, so that the first calls
+/// find a connection ready instead of each opening one. Returns the state and the connection
+/// to hold, detached from the pool.
 ///
 /// Opening a connection costs the server a process and, with TLS, a handshake: on a local
 /// server about 5 ms without TLS and 90 ms with it under sqlx 0.9.0, which leaves Nagle's
 /// algorithm on (sqlx issue 4335). Opened one after another, as the pool's own
 /// `min_connections` does, the costs add up; opened together they cost about one.
-async fn warm_up(pool: &PgPool, count: u32, schema: &str) -> Result<SchemaState, BackendError> {
-    let mut connections = futures::future::try_join_all((0..count).map(|_| pool.acquire()))
-        .await
-        .map_err(|e| cannot_connect(pool, &e))?;
+async fn warm_up(
+    pool: &PgPool,
+    count: u32,
+    hold: bool,
+    schema: &str,
+) -> Result<(SchemaState, Option<PgConnection>), BackendError> {
+    // The held connection is one beyond the pool's size, unless the pool has no room for it
+    // while connecting: then one of the `count` is held and the pool reopens it later.
+    let extra = u32::from(hold && count < pool.options().get_max_connections());
+    let mut connections =
+        futures::future::try_join_all((0..count + extra).map(|_| pool.acquire()))
+            .await
+            .map_err(|e| cannot_connect(pool, &e))?;
     let state = match connections.first_mut() {
         Some(conn) => SchemaState::read(conn, schema).await,
         None => Err(BackendError::Backend("connecting opened no connection".into())),
     };
+    let held = if hold { connections.pop().map(|conn| conn.detach()) } else { None };
     drop(connections);
-    settle(pool, count as usize).await;
-    state
+    settle(pool, (count + extra - u32::from(held.is_some())) as usize).await;
+    Ok((state?, held))
 }
 
 /// Waits until `pool` holds `idle` idle connections again, for at most 1 s.

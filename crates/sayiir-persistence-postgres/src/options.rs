@@ -37,6 +37,13 @@ pub struct PostgresOptions {
     /// a restart, a NAT timeout), and a statement sent on it would fail. Connections in use
     /// more often than that cost no extra round trip.
     pub ping_idle_after: Duration,
+    /// Whether the backend holds one connection beside the pool for calls made one at a
+    /// time (default `true`): such a call costs one round trip, where a call through sqlx's
+    /// pool costs the server a second one (the pool pings each connection it takes back)
+    /// and may wait for a new connection to open. Calls made at once on one backend use the
+    /// pool. The held connection is one beyond `max_connections`. See the README's
+    /// "Connections".
+    pub hold_connection: bool,
 }
 
 impl Default for PostgresOptions {
@@ -51,6 +58,7 @@ impl Default for PostgresOptions {
             application_name: Some("sayiir".to_string()),
             call_timeout: Duration::from_secs(60),
             ping_idle_after: Duration::from_secs(1),
+            hold_connection: true,
         }
     }
 }
@@ -116,6 +124,13 @@ impl PostgresOptions {
     #[must_use]
     pub fn ping_idle_after(mut self, idle: Duration) -> Self {
         self.ping_idle_after = idle;
+        self
+    }
+
+    /// Sets whether the backend holds one connection beside the pool.
+    #[must_use]
+    pub fn hold_connection(mut self, hold: bool) -> Self {
+        self.hold_connection = hold;
         self
     }
 }

@@ -236,21 +236,19 @@ impl SignalStore for PostgresBackend {
                         !matches!(signal_decision(status, kind), Ok(SignalDecision::Store))
                     })
                     .collect();
-                let status: Option<String> =
+                let nanos = i32::try_from(request.requested_at.timestamp_subsec_nanos()).unwrap_or(0);
+                let status: Option<String> = crate::on_held!(self, |conn| {
                     sqlx::query_scalar(self.statement(|s| &s.store_signal))
                         .bind(instance_id)
                         .bind(kind.as_ref())
                         .bind(&request.reason)
                         .bind(&request.requested_by)
                         .bind(request.requested_at.timestamp())
-                        .bind(
-                            i32::try_from(request.requested_at.timestamp_subsec_nanos())
-                                .unwrap_or(0),
-                        )
+                        .bind(nanos)
                         .bind(refused)
-                        .fetch_optional(&self.pool)
-                        .await
-                        .map_err(db("store_signal", instance_id))?;
+                        .fetch_optional(conn)
+                })
+                .map_err(db("store_signal", instance_id))?;
                 let status =
                     status.ok_or_else(|| BackendError::NotFound(instance_id.to_string()))?;
                 signal_decision(&status, kind).map(|_| ())
@@ -312,13 +310,14 @@ impl SignalStore for PostgresBackend {
     ) -> Result<(), BackendError> {
         self.calls()
             .run(Call::SendEvent { instance_id, signal_name }, async {
-                sqlx::query(self.statement(|s| &s.send_event))
-                    .bind(instance_id)
-                    .bind(signal_name)
-                    .bind(payload.as_ref())
-                    .execute(&self.pool)
-                    .await
-                    .map_err(db("send_event", instance_id))?;
+                crate::on_held!(self, |conn| {
+                    sqlx::query(self.statement(|s| &s.send_event))
+                        .bind(instance_id)
+                        .bind(signal_name)
+                        .bind(payload.as_ref())
+                        .execute(conn)
+                })
+                .map_err(db("send_event", instance_id))?;
                 Ok(())
             })
             .await

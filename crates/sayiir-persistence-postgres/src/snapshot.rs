@@ -143,11 +143,12 @@ impl SnapshotStore for PostgresBackend {
     async fn delete_snapshot(&self, instance_id: &str) -> Result<(), BackendError> {
         self.calls()
             .run(Call::DeleteSnapshot(instance_id), async {
-                let found: bool = sqlx::query_scalar(self.statement(|s| &s.delete_snapshot))
-                    .bind(instance_id)
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(db("delete_snapshot", instance_id))?;
+                let found: bool = crate::on_held!(self, |conn| {
+                    sqlx::query_scalar(self.statement(|s| &s.delete_snapshot))
+                        .bind(instance_id)
+                        .fetch_one(conn)
+                })
+                .map_err(db("delete_snapshot", instance_id))?;
                 if found { Ok(()) } else { Err(BackendError::NotFound(instance_id.to_string())) }
             })
             .await

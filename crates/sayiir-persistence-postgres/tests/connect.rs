@@ -53,7 +53,7 @@ fn is_warm_up(statement: &str) -> bool {
 
 /// Connecting to a schema that is already up to date sends two plain queries beyond opening
 /// the connections (no lock, no DDL, no migration bookkeeping); each of the `min_connections`
-/// connections opened runs the two find statements once; and the first call uses one of
+/// connections opened, and the held one, runs the two find statements once; and the first call uses one of
 /// those connections instead of opening another. A schema that is not up to date still
 /// takes the locked migration path. `find_available_tasks` with no due park is one statement.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,7 +73,11 @@ async fn reconnecting_to_an_up_to_date_schema_costs_two_queries() {
         schema.iter().all(|s| !s.contains("advisory") && !s.contains("CREATE")),
         "no lock and no DDL on an up-to-date schema: {schema:#?}"
     );
-    assert_eq!(warm_up.len(), 4, "each of the 2 connections plans the 2 find statements once");
+    assert_eq!(
+        warm_up.len(),
+        6,
+        "each of the 2 pooled connections and the held one plans the 2 find statements once"
+    );
     assert_eq!(
         (second.pool().size(), second.pool().num_idle()),
         (2, 2),

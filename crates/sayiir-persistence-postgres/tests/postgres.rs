@@ -524,6 +524,38 @@ async fn reads_and_find_survive_terminated_connections() {
     admin.close().await;
 }
 
+/// A call cut off by `call_timeout` while its statement waits on the server takes the held
+/// connection down with it: the calls after it run on a fresh connection and get their own
+/// answers, never the cut-off statement's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_cut_off_mid_statement_leaves_later_calls_correct() {
+    let schema = common::unique_schema("held_cut");
+    let options = PostgresOptions::default()
+        .schema(&schema)
+        .call_timeout(std::time::Duration::from_millis(300));
+    let backend = PostgresBackend::connect_with(&postgres_url(), options).await.unwrap();
+    let (waits, other) = (unique_id("held-wait"), unique_id("held-other"));
+    backend.save_snapshot(&at_task(&waits, "t")).await.unwrap();
+    backend.save_snapshot(&at_task(&other, "u")).await.unwrap();
+    // A lock on the workflow row makes claim_task wait on the server.
+    let mut lock = backend.pool().begin().await.unwrap();
+    let sql = format!("SELECT 1 FROM \"{schema}\".workflows WHERE instance_id = $1 FOR UPDATE");
+    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&waits).execute(&mut *lock).await.unwrap();
+    let cut = backend.claim_task(&waits, "t", "a", None).await;
+    let message = format!("{:?}", cut.expect_err("the claim waits past call_timeout"));
+    assert!(message.contains("call_timeout"), "{message}");
+    lock.rollback().await.unwrap();
+    for round in 0..20 {
+        let loaded = backend.load_snapshot(&other).await.unwrap();
+        assert_eq!(loaded.instance_id, other, "round {round}");
+        let claim = backend.claim_task(&other, "u", &format!("w{round}"), None).await.unwrap();
+        assert!(claim.is_some(), "round {round}: the claim of a free task");
+        backend.release_task_claim(&other, "u", &format!("w{round}")).await.unwrap();
+        assert!(backend.get_signal(&other, SignalKind::Cancel).await.unwrap().is_none());
+    }
+    common::drop_backend(&backend).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claim_refusal_sees_a_result_committed_while_it_waits() {
     common::with_backend("claim_race", |backend| async move {

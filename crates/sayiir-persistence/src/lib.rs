@@ -13,9 +13,11 @@ pub mod behaviour {
 pub mod claims;
 pub mod codec;
 pub mod context;
+pub mod listing;
 pub mod operation;
 pub mod requests;
 pub mod results;
+pub mod retention;
 pub mod schedule;
 pub mod status;
 pub mod validation;
@@ -26,6 +28,8 @@ pub mod memory;
 mod testing;
 
 pub use error::BackendError;
+pub use listing::{ListCursor, ListRequest, WorkflowListing, WorkflowPage, WorkflowSummary};
+pub use retention::{PruneRequest, RetentionStore};
 #[cfg(feature = "in-memory")]
 pub use memory::InMemoryBackend;
 pub use traits::{PersistentBackend, SignalStore, SnapshotStore, TaskClaimStore, TaskResultStore};

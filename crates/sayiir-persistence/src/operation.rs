@@ -110,6 +110,10 @@ pub enum Call<'a> {
         /// The task whose output is asked for.
         task_id: &'a str,
     },
+    /// `RetentionStore::prune_finished_batch`.
+    PruneFinished(&'a crate::retention::PruneRequest),
+    /// `WorkflowListing::list_workflows`.
+    ListWorkflows(&'a crate::listing::ListRequest),
     /// A backend operation outside the storage traits; nothing is checked.
     Maintenance {
         /// The operation's name (`db.operation.name`), e.g. `migrate`.
@@ -166,6 +170,8 @@ impl<'a> Call<'a> {
             Self::ExtendTaskClaim(_) => "extend_task_claim",
             Self::FindAvailableTasks(_) => "find_available_tasks",
             Self::LoadTaskResult { .. } => "load_task_result",
+            Self::PruneFinished(_) => "prune_finished",
+            Self::ListWorkflows(_) => "list_workflows",
             Self::Maintenance { operation, .. } => operation,
         }
     }
@@ -191,7 +197,10 @@ impl<'a> Call<'a> {
             Self::ClaimTask(ids) | Self::ReleaseTaskClaim(ids) | Self::ExtendTaskClaim(ids) => {
                 ids.instance_id
             }
-            Self::ListSnapshots | Self::FindAvailableTasks(_) => "",
+            Self::ListSnapshots
+            | Self::FindAvailableTasks(_)
+            | Self::PruneFinished(_)
+            | Self::ListWorkflows(_) => "",
         }
     }
 
@@ -227,6 +236,8 @@ impl<'a> Call<'a> {
                 validate_claim_ids(ids.instance_id, ids.task_id, ids.worker_id)
             }
             Self::FindAvailableTasks(request) => validate_id(IdKind::Worker, request.worker_id),
+            Self::PruneFinished(request) => request.check(),
+            Self::ListWorkflows(request) => request.check(),
             Self::ListSnapshots | Self::Maintenance { .. } => Ok(()),
         }
     }
@@ -334,6 +345,8 @@ impl Instrumentation {
             Call::ExtendTaskClaim(_) => span!("extend_task_claim"),
             Call::FindAvailableTasks(_) => span!("find_available_tasks"),
             Call::LoadTaskResult { .. } => span!("load_task_result"),
+            Call::PruneFinished(_) => span!("prune_finished"),
+            Call::ListWorkflows(_) => span!("list_workflows"),
             // A maintenance operation's own name is in `db.operation.name`.
             Call::Maintenance { .. } => span!("sayiir_persistence"),
         }

@@ -13,6 +13,7 @@
 mod claim;
 mod find;
 mod result;
+mod retention;
 mod signal;
 mod snapshot;
 mod state;
@@ -56,16 +57,19 @@ impl InMemoryBackend {
     #[doc(hidden)]
     pub fn write_raw_snapshot(&self, instance_id: &str, blob: &[u8]) -> Result<(), BackendError> {
         let mut state = self.lock()?;
-        let archive = state
+        let (archive, listed) = state
             .workflows
             .get_mut(instance_id)
-            .map(|w| std::mem::take(&mut w.archive))
+            .map(|w| (std::mem::take(&mut w.archive), w.listed.clone()))
             .ok_or_else(|| BackendError::NotFound(instance_id.to_string()))?;
         let stored = match codec::decode_snapshot(instance_id, blob) {
             Ok(snapshot) => Stored::Snapshot(Box::new(snapshot)),
             Err(_) => Stored::Undecodable(blob.to_vec()),
         };
-        state.put(instance_id, Workflow::new(stored, archive));
+        let mut workflow = Workflow::new(stored, archive);
+        // Bytes that do not decode keep what the listing knew, as a column would.
+        workflow.listed = workflow.listed.or(listed);
+        state.put(instance_id, workflow);
         Ok(())
     }
 

@@ -14,8 +14,30 @@ pub(crate) struct Workflow {
     pub(crate) stored: Stored,
     /// Results kept after a transition to Completed/Failed (§ Results survive completion).
     pub(crate) archive: HashMap<String, TaskResult>,
+    /// What a listing shows of it: from the snapshot, or, for bytes that do not decode, what
+    /// the snapshot they replaced said (as the other backends keep their columns).
+    pub(crate) listed: Option<Listed>,
     /// The index entries made for it, so removing them needs no recomputation.
     indexed: Indexed,
+}
+
+/// The listing and retention key of a workflow (§ Listing, § Retention).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Listed {
+    pub(crate) status: &'static str,
+    pub(crate) definition_hash: String,
+    pub(crate) updated_at: u64,
+}
+
+impl Listed {
+    fn of(snapshot: &WorkflowSnapshot) -> Option<Self> {
+        let status = crate::status::ALL.into_iter().find(|s| *s == snapshot.state.as_ref())?;
+        Some(Self {
+            status,
+            definition_hash: snapshot.definition_hash.clone(),
+            updated_at: snapshot.updated_at,
+        })
+    }
 }
 
 /// Where [`State::index`] put a workflow.
@@ -36,7 +58,11 @@ pub(crate) enum Stored {
 impl Workflow {
     /// A workflow not yet in any index.
     pub(crate) fn new(stored: Stored, archive: HashMap<String, TaskResult>) -> Self {
-        Self { stored, archive, indexed: Indexed::default() }
+        let listed = match &stored {
+            Stored::Snapshot(snapshot) => Listed::of(snapshot),
+            Stored::Undecodable(_) => None,
+        };
+        Self { stored, archive, listed, indexed: Indexed::default() }
     }
 
     /// The snapshot, or the `Serialization` error of the bytes that stand in for it.
@@ -96,19 +122,62 @@ pub(crate) struct State {
     pub(crate) timers: BTreeSet<(i64, String)>,
     /// Workflows waiting at a signal whose event queue is not empty.
     pub(crate) woken: BTreeSet<String>,
+    /// Every workflow, per status, by `(updated_at, instance_id)`: listings, and prunes of
+    /// every definition.
+    pub(crate) by_status: HashMap<&'static str, BTreeSet<CatalogKey>>,
+    /// Every workflow, per status and definition, by `(updated_at, instance_id)`: listings
+    /// and prunes of one definition.
+    pub(crate) by_definition: HashMap<(&'static str, String), BTreeSet<CatalogKey>>,
 }
+
+/// Entry of the listing indexes: `(updated_at, instance_id)`.
+pub(crate) type CatalogKey = (u64, String);
 
 impl State {
     /// Stores `workflow` under `instance_id`, replacing any previous one, and re-indexes it.
     pub(crate) fn put(&mut self, instance_id: &str, workflow: Workflow) {
         self.unindex(instance_id);
+        self.uncatalog(instance_id);
         match self.workflows.get_mut(instance_id) {
             Some(slot) => *slot = workflow,
             None => {
                 self.workflows.insert(instance_id.to_string(), workflow);
             }
         }
+        self.catalog(instance_id);
         self.index(instance_id);
+    }
+
+    /// Adds the workflow to the listing indexes.
+    fn catalog(&mut self, instance_id: &str) {
+        let Some(Listed { status, definition_hash, updated_at }) =
+            self.workflows.get(instance_id).and_then(|w| w.listed.clone())
+        else {
+            return;
+        };
+        let key = (updated_at, instance_id.to_string());
+        self.by_status.entry(status).or_default().insert(key.clone());
+        self.by_definition.entry((status, definition_hash)).or_default().insert(key);
+    }
+
+    /// Removes the workflow from the listing indexes.
+    fn uncatalog(&mut self, instance_id: &str) {
+        let Some(Listed { status, definition_hash, updated_at }) =
+            self.workflows.get(instance_id).and_then(|w| w.listed.clone())
+        else {
+            return;
+        };
+        let key = (updated_at, instance_id.to_string());
+        if let Some(set) = self.by_status.get_mut(status) {
+            set.remove(&key);
+        }
+        let by_definition = (status, definition_hash);
+        if let Some(set) = self.by_definition.get_mut(&by_definition) {
+            set.remove(&key);
+            if set.is_empty() {
+                self.by_definition.remove(&by_definition);
+            }
+        }
     }
 
     /// Removes the workflow from every index (before it changes or goes).
@@ -172,10 +241,16 @@ impl State {
         change: impl FnOnce(&mut WorkflowSnapshot) -> R,
     ) -> Option<R> {
         self.unindex(instance_id);
-        let result = match self.workflows.get_mut(instance_id).map(|w| &mut w.stored) {
-            Some(Stored::Snapshot(snapshot)) => Some(change(snapshot)),
+        self.uncatalog(instance_id);
+        let result = match self.workflows.get_mut(instance_id) {
+            Some(Workflow { stored: Stored::Snapshot(snapshot), listed, .. }) => {
+                let result = change(snapshot);
+                *listed = Listed::of(snapshot);
+                Some(result)
+            }
             _ => None,
         };
+        self.catalog(instance_id);
         self.index(instance_id);
         result
     }
@@ -237,6 +312,7 @@ impl State {
     /// Removes the workflow and everything stored for the instance (§ Delete removes everything).
     pub(crate) fn delete(&mut self, instance_id: &str) -> bool {
         self.unindex(instance_id);
+        self.uncatalog(instance_id);
         if self.workflows.remove(instance_id).is_none() {
             return false;
         }
