@@ -13,6 +13,7 @@ mod find;
 mod migrate;
 mod options;
 mod result;
+mod catalog;
 mod row;
 mod signal;
 mod snapshot;

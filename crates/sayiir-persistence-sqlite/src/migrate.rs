@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_initial.sql"),
     include_str!("../migrations/0002_pending_requests.sql"),
     include_str!("../migrations/0003_ordered_updated_at.sql"),
+    include_str!("../migrations/0004_listing_indexes.sql"),
 ];
 
 /// The schema version this library writes.

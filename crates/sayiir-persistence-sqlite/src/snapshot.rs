@@ -75,17 +75,7 @@ impl SnapshotStore for SqliteBackend {
     async fn delete_snapshot(&self, instance_id: &str) -> Result<(), BackendError> {
         let id = instance_id.to_string();
         self.write(Call::DeleteSnapshot(instance_id), move |tx| {
-            let deleted = tx
-                .execute("DELETE FROM workflows WHERE instance_id = ?1", [&id])
-                .during("delete_snapshot", "workflow row")?;
-            if deleted == 0 {
-                return Err(not_found(&id));
-            }
-            for table in ["task_results", "signals", "claims", "events"] {
-                tx.execute(&format!("DELETE FROM {table} WHERE instance_id = ?1"), [&id])
-                    .during("delete_snapshot", table)?;
-            }
-            Ok(())
+            if delete_workflow(tx, "delete_snapshot", &id)? { Ok(()) } else { Err(not_found(&id)) }
         })
         .await
     }
@@ -100,6 +90,31 @@ impl SnapshotStore for SqliteBackend {
         })
         .await
     }
+}
+
+/// Deletes the workflow `id` and everything stored for it (§ Delete removes everything);
+/// `false` if no workflow was stored.
+pub(crate) fn delete_workflow(
+    tx: &rusqlite::Transaction<'_>,
+    operation: &str,
+    id: &str,
+) -> Result<bool, BackendError> {
+    let deleted = tx
+        .prepare_cached("DELETE FROM workflows WHERE instance_id = ?1")
+        .and_then(|mut s| s.execute([id]))
+        .during(operation, "workflow row")?;
+    if deleted == 0 {
+        return Ok(false);
+    }
+    for sql in [
+        "DELETE FROM task_results WHERE instance_id = ?1",
+        "DELETE FROM signals WHERE instance_id = ?1",
+        "DELETE FROM claims WHERE instance_id = ?1",
+        "DELETE FROM events WHERE instance_id = ?1",
+    ] {
+        tx.prepare_cached(sql).and_then(|mut s| s.execute([id])).during(operation, sql)?;
+    }
+    Ok(true)
 }
 
 /// Now, in the encoding of the `updated_at` column (the snapshot's clock, as

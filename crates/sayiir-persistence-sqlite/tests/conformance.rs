@@ -45,3 +45,4 @@ impl RuntimeHarness for SqliteHarness {
 }
 
 sayiir_persistence_conformance::conformance_suite!(SqliteHarness);
+sayiir_persistence_conformance::conformance_suite!(SqliteHarness; retention);

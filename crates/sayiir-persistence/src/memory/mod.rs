@@ -13,7 +13,7 @@
 mod claim;
 mod find;
 mod result;
-mod retention;
+mod catalog;
 mod signal;
 mod snapshot;
 mod state;
