@@ -1,4 +1,5 @@
-//! Diagnostics: the plans PostgreSQL runs for `find_available_tasks`.
+//! Diagnostics: the plans PostgreSQL runs for `find_available_tasks`, `list_workflows` and
+//! `prune_finished_batch`.
 
 use chrono::{Duration, Utc};
 use sqlx::Row;
@@ -7,7 +8,9 @@ use crate::error::db_all;
 use crate::schedule::{aging_seconds, unix_seconds};
 use crate::validation::{IdKind, validate_id};
 use crate::{BackendError, PostgresBackend};
+use sayiir_persistence::listing::ListRequest;
 use sayiir_persistence::operation::{Call, FindRequest};
+use sayiir_persistence::retention::PruneRequest;
 
 use crate::advance::ADVANCE_BATCH;
 
@@ -64,4 +67,60 @@ impl PostgresBackend {
             .collect::<Result<_, _>>()
             .map_err(db_all("explain find_available_tasks"))
     }
+
+    /// The plan PostgreSQL runs for `list_workflows(request)`, as an `EXPLAIN (ANALYZE,
+    /// BUFFERS, FORMAT JSON)` document.
+    ///
+    /// # Errors
+    /// `Backend` for an invalid request or a failed statement.
+    pub async fn explain_list_workflows(
+        &self,
+        request: &ListRequest,
+    ) -> Result<String, BackendError> {
+        let call = Call::Maintenance { operation: "explain_list_workflows", instance_id: "" };
+        let explain = async {
+            request.check()?;
+            let sql = explained(&self.list_statement(request));
+            let row = crate::catalog::list_query(sql, request)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_all("explain list_workflows"))?;
+            row.try_get_unchecked::<String, _>(0).map_err(db_all("explain list_workflows"))
+        };
+        self.calls().run(call, explain).await
+    }
+
+    /// The plan PostgreSQL runs for one `prune_finished_batch(request)`, as an `EXPLAIN
+    /// (ANALYZE, BUFFERS, FORMAT JSON)` document. The statement runs in a transaction that is
+    /// rolled back: nothing is removed.
+    ///
+    /// # Errors
+    /// `Backend` for an invalid request or a failed statement.
+    pub async fn explain_prune_finished(
+        &self,
+        request: &PruneRequest,
+    ) -> Result<String, BackendError> {
+        let call = Call::Maintenance { operation: "explain_prune_finished", instance_id: "" };
+        let explain = async {
+            request.check()?;
+            let sql = explained(&self.prune_statement(request));
+            let mut tx = self.pool.begin().await.map_err(db_all("explain prune_finished"))?;
+            let row = crate::catalog::prune_query(sql, request)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_all("explain prune_finished"))?;
+            let plan =
+                row.try_get_unchecked::<String, _>(0).map_err(db_all("explain prune_finished"));
+            tx.rollback().await.map_err(db_all("explain prune_finished"))?;
+            plan
+        };
+        self.calls().run(call, explain).await
+    }
+}
+
+/// `sql` under `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)`.
+fn explained(sql: &sqlx::SqlStr) -> sqlx::SqlStr {
+    use sqlx::SqlSafeStr;
+    sqlx::AssertSqlSafe(format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {}", sql.as_str()))
+        .into_sql_str()
 }

@@ -138,7 +138,11 @@ pub(crate) struct Ticket {
 impl Ticket {
     /// Returns `connection` after a call that ended with `outcome`; a connection error
     /// discards it.
-    pub(crate) fn give_back<T>(mut self, connection: PgConnection, outcome: &Result<T, sqlx::Error>) {
+    pub(crate) fn give_back<T>(
+        mut self,
+        connection: PgConnection,
+        outcome: &Result<T, sqlx::Error>,
+    ) {
         self.returned = true;
         let broken = matches!(outcome, Err(error) if crate::error::is_connection_error(error));
         let mut slot = self.held.slot();

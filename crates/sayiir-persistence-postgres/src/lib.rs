@@ -64,6 +64,7 @@ macro_rules! retry_read {
 pub(crate) use retry_read;
 
 mod advance;
+mod catalog;
 mod claim;
 mod error;
 mod explain;
@@ -338,10 +339,9 @@ async fn warm_up(
     // The held connection is one beyond the pool's size, unless the pool has no room for it
     // while connecting: then one of the `count` is held and the pool reopens it later.
     let extra = u32::from(hold && count < pool.options().get_max_connections());
-    let mut connections =
-        futures::future::try_join_all((0..count + extra).map(|_| pool.acquire()))
-            .await
-            .map_err(|e| cannot_connect(pool, &e))?;
+    let mut connections = futures::future::try_join_all((0..count + extra).map(|_| pool.acquire()))
+        .await
+        .map_err(|e| cannot_connect(pool, &e))?;
     let state = match connections.first_mut() {
         Some(conn) => SchemaState::read(conn, schema).await,
         None => Err(BackendError::Backend("connecting opened no connection".into())),

@@ -148,10 +148,62 @@ pub(crate) async fn run(pool: &PgPool, schema: &str, quoted: &str) -> Result<(),
         // Our advisory lock is per schema; sqlx's own is per database and would also wait for
         // the application's migrations.
         migrator.set_locking(false);
-        migrator.run(&conn).await.map_err(|e| fail("a migration failed", &e))
+        migrator.run(&conn).await.map_err(|e| fail("a migration failed", &e))?;
+        backfill_definitions(&conn, schema)
+            .await
+            .map_err(|e| fail("backfilling definition hashes", &e))
     }
     .await;
     // Closing the session releases the advisory lock, also when a step above failed.
     conn.close().await;
     outcome
+}
+
+/// Rows read per batch by [`backfill_definitions`].
+const BACKFILL_BATCH: i64 = 1_000;
+
+/// Fills the `definition_hash` column (migration 0006) of rows stored before it, decoding
+/// their blobs, a batch at a time, with a progress line per batch. A blob that does not decode
+/// gets an empty definition (logged). Cheap once done: the rows left are found through the
+/// partial index `workflows_definition_unknown`. Runs with every migration, under the
+/// migration lock: if a process stopped in the middle, the next `migrate()` finishes it.
+async fn backfill_definitions(conn: &PgPool, schema: &str) -> Result<(), sqlx::Error> {
+    let mut filled: u64 = 0;
+    loop {
+        let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(
+            "SELECT instance_id, blob FROM workflows WHERE definition_hash IS NULL \
+             ORDER BY instance_id LIMIT $1",
+        )
+        .bind(BACKFILL_BATCH)
+        .fetch_all(conn)
+        .await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let (ids, hashes): (Vec<String>, Vec<String>) = rows
+            .into_iter()
+            .map(|(id, blob)| {
+                let hash = match sayiir_persistence::codec::decode_snapshot(&id, &blob) {
+                    Ok(snapshot) => snapshot.definition_hash,
+                    Err(error) => {
+                        tracing::warn!(%error, instance_id = id, "undecodable workflow: its \
+                            definition hash is recorded as empty");
+                        String::new()
+                    }
+                };
+                (id, hash)
+            })
+            .unzip();
+        sqlx::query(
+            "UPDATE workflows w SET definition_hash = d.hash \
+             FROM unnest($1::text[], $2::text[]) AS d (id, hash) \
+             WHERE w.instance_id = d.id AND w.definition_hash IS NULL",
+        )
+        .bind(&ids)
+        .bind(&hashes)
+        .execute(conn)
+        .await?;
+        filled += ids.len() as u64;
+        tracing::info!(schema, filled, "definition hashes backfilled for listing and retention");
+    }
 }

@@ -236,7 +236,8 @@ impl SignalStore for PostgresBackend {
                         !matches!(signal_decision(status, kind), Ok(SignalDecision::Store))
                     })
                     .collect();
-                let nanos = i32::try_from(request.requested_at.timestamp_subsec_nanos()).unwrap_or(0);
+                let nanos =
+                    i32::try_from(request.requested_at.timestamp_subsec_nanos()).unwrap_or(0);
                 let status: Option<String> = crate::on_held!(self, |conn| {
                     sqlx::query_scalar(self.statement(|s| &s.store_signal))
                         .bind(instance_id)

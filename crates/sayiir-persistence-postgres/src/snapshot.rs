@@ -12,10 +12,10 @@ use crate::schedule::seconds_to_column;
 use crate::{BackendError, PostgresBackend, SnapshotStore};
 use sayiir_persistence::operation::Call;
 
-/// Calls the `save_snapshot` function of the first migration: upsert of the row, then, for
-/// states that hold results, replacement of the result rows.
+/// Calls the `save_snapshot` function (migration 0006): upsert of the row, definition hash
+/// included (`$20`), then, for states that hold results, replacement of the result rows.
 pub(crate) const SAVE: &str = "SELECT {schema}.save_snapshot(\
-    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)";
 
 /// Adds one result to an in-progress workflow: the result row plus the row's last id, clock
 /// and readiness. The row update comes first and locks the row, so concurrent calls for one
@@ -93,6 +93,7 @@ impl SnapshotStore for PostgresBackend {
                         .bind(row.results.is_some())
                         .bind(task_ids.clone())
                         .bind(outputs.clone())
+                        .bind(&snapshot.definition_hash)
                         .execute(conn)
                 })
                 .map_err(db("save_snapshot", id))?;

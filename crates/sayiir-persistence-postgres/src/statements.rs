@@ -62,6 +62,18 @@ pub(crate) struct Statements {
     pub(crate) quarantine: SqlStr,
     /// `result::LOAD`.
     pub(crate) load_task_result: SqlStr,
+    /// `catalog::list_sql(false, false)`.
+    pub(crate) list: SqlStr,
+    /// `catalog::list_sql(false, true)`.
+    pub(crate) list_after: SqlStr,
+    /// `catalog::list_sql(true, false)`.
+    pub(crate) list_by_definition: SqlStr,
+    /// `catalog::list_sql(true, true)`.
+    pub(crate) list_by_definition_after: SqlStr,
+    /// `catalog::prune_sql(false)`.
+    pub(crate) prune: SqlStr,
+    /// `catalog::prune_sql(true)`.
+    pub(crate) prune_by_definition: SqlStr,
 }
 
 impl Statements {
@@ -100,6 +112,12 @@ impl Statements {
             settle_woken: render(crate::advance::SETTLE_WOKEN),
             quarantine: render(crate::row::QUARANTINE),
             load_task_result: render(crate::result::LOAD),
+            list: render(&crate::catalog::list_sql(false, false)),
+            list_after: render(&crate::catalog::list_sql(false, true)),
+            list_by_definition: render(&crate::catalog::list_sql(true, false)),
+            list_by_definition_after: render(&crate::catalog::list_sql(true, true)),
+            prune: render(&crate::catalog::prune_sql(false)),
+            prune_by_definition: render(&crate::catalog::prune_sql(true)),
         }
     }
 }

@@ -48,3 +48,4 @@ impl RuntimeHarness for PgHarness {
 }
 
 sayiir_persistence_conformance::conformance_suite!(PgHarness);
+sayiir_persistence_conformance::conformance_suite!(PgHarness; retention);

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use sayiir_persistence_conformance::fixtures::{at_delay, at_task};
 use sayiir_persistence_conformance::servers::postgres_url;
-use sayiir_persistence_postgres::{PostgresBackend, PostgresOptions, SnapshotStore, TaskClaimStore};
+use sayiir_persistence_postgres::{
+    PostgresBackend, PostgresOptions, SnapshotStore, TaskClaimStore,
+};
 use tracing_subscriber::layer::SubscriberExt;
 
 /// The statements sqlx sends (its `sqlx::query` events), as a subscriber sees them.

@@ -10,8 +10,9 @@ use sayiir_persistence_conformance::fixtures::{at_task, unique_id};
 use sayiir_persistence_conformance::servers::postgres_url;
 use sayiir_persistence_postgres::sayiir_core::snapshot::{SignalKind, WorkflowSnapshot};
 use sayiir_persistence_postgres::{
-    BackendError, PostgresBackend, PostgresOptions, SignalStore, SnapshotStore, TaskClaimStore,
-    TaskResultStore, codec::encode_snapshot,
+    BackendError, ListRequest, PostgresBackend, PostgresOptions, PruneRequest, RetentionStore,
+    SignalStore, SnapshotStore, TaskClaimStore, TaskResultStore, WorkflowListing,
+    codec::encode_snapshot,
 };
 use serde_json::Value;
 
@@ -257,6 +258,46 @@ async fn migration_4_keeps_updated_at_and_orders_far_stamps_last() {
     .await;
 }
 
+/// Rows stored before migration 6 (no definition hash beside the blob) get it from their
+/// blob when the migrations run; a blob that does not decode gets an empty one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_6_backfills_definition_hashes() {
+    common::with_backend("migrate_definitions", |backend| async move {
+        let schema = backend.schema().to_string();
+        let (one, two, bad) = (unique_id("def-one"), unique_id("def-two"), unique_id("def-bad"));
+        for (id, definition) in [(&one, "orders-v1"), (&two, "orders-v2"), (&bad, "lost")] {
+            let mut snapshot = at_task(id, "t");
+            snapshot.definition_hash = definition.to_string();
+            backend.save_snapshot(&snapshot).await.unwrap();
+        }
+        // As rows written by versions 1 to 5 look, one of them with a blob that does not decode.
+        let forget = format!("UPDATE \"{schema}\".workflows SET definition_hash = NULL");
+        let garble =
+            format!("UPDATE \"{schema}\".workflows SET blob = '\\xc1ff' WHERE instance_id = $1");
+        sqlx::query(sqlx::AssertSqlSafe(forget)).execute(backend.pool()).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(garble)).bind(&bad).execute(backend.pool()).await.unwrap();
+        backend.migrate().await.unwrap();
+        let page = backend.list_workflows(&ListRequest::default()).await.unwrap();
+        let mut definitions: Vec<(String, String)> =
+            page.workflows.into_iter().map(|w| (w.instance_id, w.definition_hash)).collect();
+        definitions.sort();
+        let mut expected = vec![
+            (one.clone(), "orders-v1".to_string()),
+            (two.clone(), "orders-v2".to_string()),
+            (bad.clone(), String::new()),
+        ];
+        expected.sort();
+        assert_eq!(definitions, expected);
+        let only_v1 = ListRequest::default().definition("orders-v1");
+        let listed = backend.list_workflows(&only_v1).await.unwrap().workflows;
+        assert_eq!(
+            listed.iter().map(|w| w.instance_id.as_str()).collect::<Vec<_>>(),
+            [one.as_str()]
+        );
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn find_reads_o_limit_rows_among_100k() {
     const ROWS: i64 = 100_000;
@@ -351,6 +392,43 @@ async fn find_reads_o_limit_rows_among_100k() {
             assert!(!seq, "due parks scan events sequentially: {scans}");
             let bound = f64::from(u32::try_from(WOKEN).unwrap());
             assert!(events <= bound, "due parks read {events} event rows (bound {bound}): {scans}");
+        }
+
+        // Listing pages and prune batches read O(limit) rows per status too, deep pages and
+        // definition filters included.
+        let definitions = format!(
+            "UPDATE \"{schema}\".workflows SET definition_hash = 'd' || (right(instance_id, 1)::int % 2)"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(definitions)).execute(backend.pool()).await.unwrap();
+        let deep = backend
+            .list_workflows(&ListRequest::default().status("Completed").limit(1000))
+            .await
+            .unwrap()
+            .next
+            .expect("more than 1,000 completed workflows");
+        let pages = [
+            ListRequest::default().limit(10),
+            ListRequest::default().status("Completed").limit(10).after(deep.clone()),
+            ListRequest::default().definition("d1").limit(10),
+            ListRequest::default().definition("d1").status("Completed").limit(10).after(deep),
+        ];
+        for request in pages {
+            let plan = backend.explain_list_workflows(&request).await.unwrap();
+            let (rows, seq, scans) = workflow_reads(&plan);
+            println!("list {request:?}: {rows} workflow rows read: {scans}");
+            assert!(!seq, "list_workflows scans workflows sequentially: {scans}");
+            assert!(rows <= 5.0 * 10.0 + 10.0, "list reads {rows} rows for {request:?}: {scans}");
+        }
+        for request in [
+            PruneRequest::finished_before(u64::MAX).batch_size(10),
+            PruneRequest::finished_before(u64::MAX).batch_size(10).definition("d1"),
+        ] {
+            let plan = backend.explain_prune_finished(&request).await.unwrap();
+            let (rows, seq, scans) = workflow_reads(&plan);
+            println!("prune {request:?}: {rows} workflow rows read: {scans}");
+            assert!(!seq, "prune_finished scans workflows sequentially: {scans}");
+            assert!(rows <= 3.0 * 10.0 + 20.0, "prune reads {rows} rows for {request:?}: {scans}");
+            assert_eq!(backend.prune_finished_batch(&request).await.unwrap(), 10);
         }
 
         // The answer is the one the rules give: without aging, priority 1, oldest first.

@@ -4,12 +4,12 @@
 //! the index, so a page or a batch costs O(`limit` × statuses), not O(rows).
 
 use rusqlite::types::Value;
+use sayiir_persistence::BackendError;
 use sayiir_persistence::listing::{ListRequest, WorkflowListing, WorkflowPage, WorkflowSummary};
 use sayiir_persistence::operation::Call;
 use sayiir_persistence::retention::{PruneRequest, RetentionStore};
 use sayiir_persistence::schedule::{seconds_from_column, seconds_to_column};
 use sayiir_persistence::status::TERMINAL;
-use sayiir_persistence::BackendError;
 
 use crate::SqliteBackend;
 use crate::error::SqlResultExt;
@@ -37,7 +37,11 @@ fn list_sql(by_definition: bool, after: bool) -> String {
     } else {
         ("workflows_by_status", "AND ?5 IS NULL")
     };
-    let cursor = if after { "AND (updated_at, instance_id) < (?3, ?4)" } else { "AND ?3 IS NULL AND ?4 IS NULL" };
+    let cursor = if after {
+        "AND (updated_at, instance_id) < (?3, ?4)"
+    } else {
+        "AND ?3 IS NULL AND ?4 IS NULL"
+    };
     format!(
         "SELECT instance_id, status, definition_hash, updated_at
          FROM workflows INDEXED BY {index}

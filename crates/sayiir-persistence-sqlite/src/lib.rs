@@ -6,6 +6,7 @@
 #[doc = include_str!("../../../README.md")]
 pub struct RepositoryReadme;
 
+mod catalog;
 mod claim;
 mod conn;
 mod error;
@@ -13,7 +14,6 @@ mod find;
 mod migrate;
 mod options;
 mod result;
-mod catalog;
 mod row;
 mod signal;
 mod snapshot;

@@ -29,9 +29,9 @@ mod testing;
 
 pub use error::BackendError;
 pub use listing::{ListCursor, ListRequest, WorkflowListing, WorkflowPage, WorkflowSummary};
-pub use retention::{PruneRequest, RetentionStore};
 #[cfg(feature = "in-memory")]
 pub use memory::InMemoryBackend;
+pub use retention::{PruneRequest, RetentionStore};
 pub use traits::{PersistentBackend, SignalStore, SnapshotStore, TaskClaimStore, TaskResultStore};
 
 /// The Sayiir core types the traits speak in, re-exported so one dependency is enough.

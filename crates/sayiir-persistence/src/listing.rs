@@ -113,7 +113,7 @@ impl ListRequest {
     /// Whether a workflow belongs in the page, cursor included.
     #[must_use]
     pub fn matches(&self, summary: &WorkflowSummary) -> bool {
-        (self.statuses.is_empty() || self.statuses.iter().any(|s| *s == summary.status))
+        (self.statuses.is_empty() || self.statuses.contains(&summary.status))
             && self.definition_hash.as_deref().is_none_or(|h| h == summary.definition_hash)
             && self.after.as_ref().is_none_or(|after| summary.cursor() < *after)
     }

@@ -14,7 +14,11 @@ use super::state::{CatalogKey, State};
 
 impl State {
     /// The listing index of `status`, of one definition if given.
-    fn catalog_of(&self, status: &'static str, definition: Option<&String>) -> Option<&BTreeSet<CatalogKey>> {
+    fn catalog_of(
+        &self,
+        status: &'static str,
+        definition: Option<&String>,
+    ) -> Option<&BTreeSet<CatalogKey>> {
         match definition {
             None => self.by_status.get(status),
             Some(hash) => self.by_definition.get(&(status, hash.clone())),

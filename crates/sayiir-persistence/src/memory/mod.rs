@@ -10,10 +10,10 @@
 //! Sayiir runtime re-exports it as `sayiir_persistence::InMemoryBackend`; the
 //! `sayiir-persistence-memory` crate re-exports it for users who pick backends by crate.
 
+mod catalog;
 mod claim;
 mod find;
 mod result;
-mod catalog;
 mod signal;
 mod snapshot;
 mod state;
