@@ -18,12 +18,15 @@
 --  12 inst     global set: every stored instance id
 --  13 cexp     global zset: "<len(instance)>:<instance><task>" -> claim expiry (server ms)
 --  14 seq      global counter: source of blob revisions (`rev` in snap, bumped by save.lua)
+--  15 listed   global hash: instance -> its listing entry (see `relist` in lua/index.lua); the
+--              listing sorted sets are named after it: `<listed>:<status>` and
+--              `<listed>:<status>:<definition>`
 -- ARGV[1] is the application clock in Unix milliseconds, ARGV[2] the instance id.
 
 local K_SNAP, K_BLOB, K_RES, K_SIG, K_CLM, K_EV, K_ARCH, K_STAGE =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local K_READY, K_PARKED, K_META, K_INST, K_CEXP, K_SEQ =
-  KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14]
+local K_READY, K_PARKED, K_META, K_INST, K_CEXP, K_SEQ, K_LISTED =
+  KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15]
 local APP_NOW = tonumber(ARGV[1])
 local INSTANCE = ARGV[2]
 

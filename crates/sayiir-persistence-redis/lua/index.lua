@@ -79,6 +79,59 @@ local function input_available(has_input, last)
   return last ~= false and redis.call('HEXISTS', K_RES, last) == 1
 end
 
+-- The listing indexes (§ Listing, § Retention): each workflow is a member
+-- "<updated_at, 20 digits>:<instance>" of the sorted set of its status and of the one of its
+-- status and definition, every member with score 0, so that they sort by member: by
+-- updated_at, then instance id, exactly (a score would lose precision past 2^53). K_LISTED
+-- maps the instance to "<status>\0<member>\0<definition>", the entry to remove when it
+-- changes. The sorted sets are named from data, so they cannot be declared in KEYS; they
+-- share the global hash tag.
+local function unlist()
+  local entry = redis.call('HGET', K_LISTED, INSTANCE)
+  if not entry then
+    return
+  end
+  local status, member, definition = string.match(entry, '^([^%z]*)%z([^%z]*)%z(.*)$')
+  redis.call('ZREM', K_LISTED .. ':' .. status, member)
+  redis.call('ZREM', K_LISTED .. ':' .. status .. ':' .. definition, member)
+  redis.call('HDEL', K_LISTED, INSTANCE)
+end
+
+-- Removes the stored workflow and everything stored for it, index and listing entries
+-- included (§ Delete removes everything).
+local function delete_everything()
+  local tasks = redis.call('HKEYS', K_CLM)
+  for i = 1, #tasks do
+    redis.call('ZREM', K_CEXP, claim_member(tasks[i]))
+  end
+  redis.call('DEL', K_SNAP, K_BLOB, K_RES, K_SIG, K_CLM, K_EV, K_ARCH, K_STAGE)
+  redis.call('ZREM', K_READY, INSTANCE)
+  redis.call('ZREM', K_PARKED, INSTANCE)
+  redis.call('HDEL', K_META, INSTANCE)
+  redis.call('SREM', K_INST, INSTANCE)
+  unlist()
+end
+
+-- Puts the workflow in the listing indexes its stored status, definition and updated_at call
+-- for; a workflow no longer stored leaves them.
+local function relist()
+  local f = redis.call('HMGET', K_SNAP, 'st', 'def', 'upd')
+  local status, definition, upd = f[1], f[2] or '', f[3] or '0'
+  if not status then
+    unlist()
+    return
+  end
+  local member = string.rep('0', 20 - #upd) .. upd .. ':' .. INSTANCE
+  local entry = status .. '\0' .. member .. '\0' .. definition
+  if redis.call('HGET', K_LISTED, INSTANCE) == entry then
+    return
+  end
+  unlist()
+  redis.call('ZADD', K_LISTED .. ':' .. status, 0, member)
+  redis.call('ZADD', K_LISTED .. ':' .. status .. ':' .. definition, 0, member)
+  redis.call('HSET', K_LISTED, INSTANCE, entry)
+end
+
 -- Puts the workflow in the index its stored state calls for (§ Eligibility rules, re-expressed
 -- from schedule::schedule_of): `ready` when a worker may take its task now, `parked` when
 -- it waits for a time or has an event to wake it, neither otherwise.
@@ -118,5 +171,6 @@ local function refresh()
   else
     redis.call('ZREM', K_PARKED, INSTANCE)
   end
+  relist()
 end
 

@@ -12,8 +12,8 @@ pub(crate) struct KeySpace {
     /// The encoded prefix.
     prefix: String,
     /// Global keys, in the order scripts expect them after the per-workflow keys:
-    /// ready, parked, meta, instances, claim expiries, revision counter.
-    globals: [String; 6],
+    /// ready, parked, meta, instances, claim expiries, revision counter, listing entries.
+    globals: [String; 7],
 }
 
 /// The keys of one workflow (all sharing its hash tag).
@@ -27,7 +27,7 @@ const OWN: [&str; 8] =
     ["snap", "blob", "results", "signals", "claims", "events", "archive", "staging"];
 
 /// How many KEYS a per-workflow script receives: the workflow's own, then the globals.
-pub(crate) const SCRIPT_KEYS: usize = OWN.len() + 6;
+pub(crate) const SCRIPT_KEYS: usize = OWN.len() + 7;
 
 impl WorkflowKeys {
     fn key(&self, suffix: &str) -> String {
@@ -93,6 +93,7 @@ impl KeySpace {
             global("instances"),
             global("claim-expiry"),
             global("revision"),
+            global("listed"),
         ];
         Self { prefix, globals }
     }
@@ -131,6 +132,23 @@ impl KeySpace {
     /// Claim expiries.
     pub(crate) fn claim_expiry(&self) -> &str {
         &self.globals[4]
+    }
+
+    /// The listing entries: instance id -> `<status>\0<member>\0<definition>` (see
+    /// `lua/index.lua`, `relist`).
+    pub(crate) fn listed(&self) -> &str {
+        &self.globals[6]
+    }
+
+    /// The listing index of `status`: members `<updated_at, 20 digits>:<instance id>`, all
+    /// of score 0, so they sort by `updated_at`, then instance id.
+    pub(crate) fn listing(&self, status: &str) -> String {
+        format!("{}:{status}", self.listed())
+    }
+
+    /// The listing index of `status` and `definition`, members as in [`Self::listing`].
+    pub(crate) fn listing_by_definition(&self, status: &str, definition: &str) -> String {
+        format!("{}:{status}:{definition}", self.listed())
     }
 
     /// A glob (for `SCAN MATCH`) that matches every key of this key space and no other.

@@ -1,6 +1,7 @@
 #![deny(missing_docs)]
 #![doc = include_str!("../README.md")]
 
+mod catalog;
 mod claim;
 mod command;
 mod error;
@@ -27,8 +28,9 @@ pub use deadpool_redis;
 /// The Redis client crate, re-exported for connection settings and raw access.
 pub use redis;
 pub use sayiir_persistence::{
-    self, BackendError, PersistentBackend, SignalStore, SnapshotStore, TaskClaimStore,
-    TaskResultStore, sayiir_core,
+    self, BackendError, ListCursor, ListRequest, PersistentBackend, PruneRequest, RetentionStore,
+    SignalStore, SnapshotStore, TaskClaimStore, TaskResultStore, WorkflowListing, WorkflowPage,
+    WorkflowSummary, sayiir_core,
 };
 
 use sayiir_persistence::operation::Instrumentation;
@@ -124,6 +126,7 @@ impl RedisBackend {
         let backend = Self::with_pool(pool, options, server, Some(database));
         backend.ping(&at).await?;
         backend.read_max_bulk_len(&at).await;
+        backend.build_listing_indexes().await?;
         Ok(backend)
     }
 

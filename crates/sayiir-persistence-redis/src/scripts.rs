@@ -60,6 +60,8 @@ pub(crate) struct Scripts {
     pub(crate) take: Lua,
     pub(crate) unindex: Lua,
     pub(crate) poll: Lua,
+    pub(crate) prune: Lua,
+    pub(crate) relist: Lua,
 }
 
 /// A per-workflow script that changes the workflow.
@@ -94,6 +96,8 @@ impl Scripts {
             take: reader(include_str!("../lua/take.lua")),
             unindex: reader(include_str!("../lua/unindex.lua")),
             poll: Lua::new(include_str!("../lua/poll.lua").to_string()),
+            prune: workflow(include_str!("../lua/prune.lua")),
+            relist: workflow(include_str!("../lua/relist.lua")),
         }
     }
 }
@@ -123,5 +127,22 @@ mod tests {
             let name: &str = status.as_ref();
             assert_eq!(listed.contains(&name), status_holds_results(name), "{name}");
         }
+    }
+
+    /// `TERMINAL` in `prune.lua` lists exactly the core's terminal statuses.
+    #[test]
+    fn lua_terminal_matches_the_core_rule() {
+        let prune = include_str!("../lua/prune.lua");
+        let line = prune.lines().find(|l| l.starts_with("local TERMINAL")).unwrap_or_default();
+        let mut listed: Vec<&str> = line
+            .split(['{', '}', ','])
+            .filter_map(|p| p.split('=').next())
+            .map(str::trim)
+            .collect();
+        listed.retain(|p| !p.is_empty() && !p.starts_with("local"));
+        let mut core = sayiir_persistence::status::TERMINAL.to_vec();
+        core.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(listed, core);
     }
 }

@@ -45,6 +45,7 @@ impl<'a> Stored<'a> {
         let mut fields: Vec<(&'static str, Cow<'a, [u8]>)> = Vec::with_capacity(12);
         fields.push(("st", Cow::Borrowed(snapshot.state.as_ref().as_bytes())));
         fields.push(("upd", Cow::Owned(snapshot.updated_at.to_string().into_bytes())));
+        fields.push(("def", Cow::Borrowed(snapshot.definition_hash.as_bytes())));
         let index = IndexProjection::of(snapshot);
         fields.push(("prio", Cow::Owned(index.priority.to_string().into_bytes())));
         let mut push = |name: &'static str, value: Option<&'a str>| {

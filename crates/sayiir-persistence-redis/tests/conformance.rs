@@ -47,3 +47,4 @@ impl RuntimeHarness for RedisHarness {
 }
 
 sayiir_persistence_conformance::conformance_suite!(RedisHarness);
+sayiir_persistence_conformance::conformance_suite!(RedisHarness; retention);

@@ -166,17 +166,21 @@ async fn sixteen_mib_payloads_round_trip() {
 }
 
 /// A workflow of 10 results of 1 KiB takes at most 1.5 times its payload in Redis memory,
-/// every key of the prefix (indexes included) counted.
+/// every key of the prefix (indexes and listing included) counted, in a store of 20 such
+/// workflows (the global indexes are shared by every workflow of a store).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_is_at_most_one_and_a_half_times_the_payload() {
+    const WORKFLOWS: u64 = 20;
     let backend = common::backend("size").await;
     guarded(&[&backend], async {
-        let id = unique_id("size");
         let outputs: Vec<(String, Vec<u8>)> =
             (0..10).map(|i| (format!("task-{i}"), payload(1024, i).to_vec())).collect();
         let done: Vec<(&str, &[u8])> =
             outputs.iter().map(|(t, o)| (t.as_str(), o.as_slice())).collect();
-        backend.save_snapshot(&with_results(&id, &done, "next")).await.unwrap();
+        for _ in 0..WORKFLOWS {
+            let id = unique_id("size");
+            backend.save_snapshot(&with_results(&id, &done, "next")).await.unwrap();
+        }
         let mut raw = common::raw().await;
         let mut total = 0_u64;
         for key in common::keys_of(&backend).await {
@@ -191,8 +195,11 @@ async fn storage_is_at_most_one_and_a_half_times_the_payload() {
             println!("{key}: {usage:?}");
             total += usage.unwrap_or(0);
         }
-        let payload_bytes = 10 * 1024;
-        println!("10 x 1 KiB results: {total} bytes in Redis ({:.2}x)", total as f64 / 10240.0);
+        let payload_bytes = WORKFLOWS * 10 * 1024;
+        println!(
+            "{WORKFLOWS} workflows of 10 x 1 KiB results: {total} bytes in Redis ({:.2}x)",
+            total as f64 / payload_bytes as f64
+        );
         assert!(total * 2 <= payload_bytes * 3, "{total} bytes for {payload_bytes} of payload");
     })
     .await;
@@ -677,6 +684,67 @@ async fn connects_from_an_application_client() {
         backend.save_snapshot(&at_task(&id, "t")).await.unwrap();
         assert_eq!(by_url.load_snapshot(&id).await.unwrap().instance_id, id);
         assert_eq!(backend.list_snapshots().await.unwrap(), vec![id.clone()]);
+    })
+    .await;
+}
+
+/// A store written before the listing indexes existed (no listing keys, no `def` field)
+/// gets them when a backend connects: every workflow is listed with its status and the
+/// definition from its blob (empty for a blob that does not decode).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connecting_builds_the_listing_of_an_older_store() {
+    use sayiir_persistence_redis::{ListRequest, WorkflowListing};
+    let prefix = common::fresh_prefix("relist");
+    let backend = common::connect(&prefix).await;
+    guarded(&[&backend], async {
+        let (one, two, bad) = (unique_id("v1"), unique_id("v2"), unique_id("bad"));
+        for (id, definition) in [(&one, "orders-v1"), (&two, "orders-v2"), (&bad, "lost")] {
+            let mut snapshot = at_task(id, "t");
+            snapshot.definition_hash = definition.to_string();
+            backend.save_snapshot(&snapshot).await.unwrap();
+        }
+        // As an older version left the store.
+        let mut raw = common::raw().await;
+        for key in common::keys_of(&backend).await {
+            if key.contains("}:listed") {
+                let _: () = redis::cmd("DEL").arg(&key).query_async(&mut raw).await.unwrap();
+            } else if key.ends_with(":snap") {
+                let _: () =
+                    redis::cmd("HDEL").arg(&key).arg("def").query_async(&mut raw).await.unwrap();
+            }
+        }
+        let garbled = backend.snapshot_blob_key(&bad);
+        let _: () =
+            redis::cmd("SET").arg(&garbled).arg(b"\xc1\xff").query_async(&mut raw).await.unwrap();
+        assert!(
+            backend.list_workflows(&ListRequest::default()).await.unwrap().workflows.is_empty()
+        );
+
+        backend.build_listing_indexes().await.unwrap();
+        let mut listed: Vec<(String, String, String)> = backend
+            .list_workflows(&ListRequest::default())
+            .await
+            .unwrap()
+            .workflows
+            .into_iter()
+            .map(|w| (w.instance_id, w.status, w.definition_hash))
+            .collect();
+        listed.sort();
+        let in_progress = "InProgress".to_string();
+        let mut expected = vec![
+            (one.clone(), in_progress.clone(), "orders-v1".to_string()),
+            (two.clone(), in_progress.clone(), "orders-v2".to_string()),
+            (bad.clone(), in_progress.clone(), String::new()),
+        ];
+        expected.sort();
+        assert_eq!(listed, expected);
+        let v1 = backend.list_workflows(&ListRequest::default().definition("orders-v1")).await;
+        let ids: Vec<String> = v1.unwrap().workflows.into_iter().map(|w| w.instance_id).collect();
+        assert_eq!(ids, [one.as_str()]);
+        // Done once: a second run finds nothing to do, and a new connection too.
+        backend.build_listing_indexes().await.unwrap();
+        let again = common::connect(&prefix).await;
+        assert_eq!(again.list_workflows(&ListRequest::default()).await.unwrap().workflows.len(), 3);
     })
     .await;
 }

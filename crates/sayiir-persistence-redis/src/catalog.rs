@@ -1,0 +1,266 @@
+//! `RetentionStore` and `WorkflowListing` for Redis, on the listing sorted sets that every
+//! workflow write keeps (`relist` in `lua/index.lua`): per status, and per status and
+//! definition, members `<updated_at, 20 digits>:<instance id>` of score 0, read by range of
+//! member (`ZRANGEBYLEX`), so a page or a batch costs O(log n + `limit`) per status.
+//!
+//! A listing page is one pipelined round trip for the statuses plus one `HMGET` for the
+//! definitions (none with a definition filter). A prune batch reads its candidates in one
+//! round trip, then removes each with `lua/prune.lua`, which checks again that the workflow
+//! still qualifies: each workflow goes whole or stays, and a batch is not one transaction.
+
+use redis::Value;
+use sayiir_persistence::listing::{ListRequest, WorkflowListing, WorkflowPage, WorkflowSummary};
+use sayiir_persistence::operation::Call;
+use sayiir_persistence::retention::{PruneRequest, RetentionStore};
+use sayiir_persistence::status::TERMINAL;
+
+use crate::command::Retry;
+use crate::error::{At, at};
+use crate::{BackendError, RedisBackend, reply, scripts};
+
+/// Listing members read per `SSCAN` page by [`RedisBackend::build_listing_indexes`].
+const BACKFILL_PAGE: usize = 500;
+
+/// The member of a workflow in the listing sorted sets, as `relist` builds it.
+fn member(updated_at: u64, instance_id: &str) -> String {
+    format!("{updated_at:020}:{instance_id}")
+}
+
+/// Splits a listing member into (`updated_at`, instance id).
+fn split_member(member: &str) -> Option<(u64, &str)> {
+    let (digits, id) = member.split_once(':')?;
+    Some((digits.parse().ok()?, id))
+}
+
+impl RedisBackend {
+    /// Runs `commands` pipelined (one round trip, not a transaction) and returns a reply per
+    /// command.
+    async fn pipelined<T: redis::FromRedisValue>(
+        &self,
+        at: &At<'_>,
+        commands: Vec<redis::Cmd>,
+    ) -> Result<Vec<T>, BackendError> {
+        let mut pipeline = redis::Pipeline::with_capacity(commands.len());
+        for cmd in commands {
+            pipeline.add_command(cmd);
+        }
+        self.on_connection(at, Retry::OnReconnect, |mut conn| {
+            let pipeline = &pipeline;
+            async move { pipeline.query_async(&mut conn).await }
+        })
+        .await
+    }
+
+    /// Gives every workflow stored before the listing indexes existed its entry: the
+    /// definition hash is decoded from its blob (an undecodable blob gets an empty one), a
+    /// page of [`BACKFILL_PAGE`] at a time, with a progress line per page. `connect` and
+    /// `connect_with` run it; a backend made with `from_pool` on a store written by an older
+    /// version calls it once. Cheap when there is nothing to do: two counts.
+    ///
+    /// # Errors
+    /// `Backend` if a command fails; the entries made so far stay, and calling it again
+    /// finishes the work.
+    pub async fn build_listing_indexes(&self) -> Result<(), BackendError> {
+        let at = at("build_listing_indexes");
+        let keys = self.keys();
+        let mut count = redis::pipe();
+        count.cmd("SCARD").arg(keys.instances()).cmd("HLEN").arg(keys.listed());
+        let (stored, listed): (u64, u64) = self
+            .on_connection(&at, Retry::OnReconnect, |mut conn| {
+                let count = &count;
+                async move { count.query_async(&mut conn).await }
+            })
+            .await?;
+        if stored == listed {
+            return Ok(());
+        }
+        let (mut cursor, mut built) = (0_u64, 0_u64);
+        loop {
+            let mut scan = redis::cmd("SSCAN");
+            scan.arg(keys.instances()).arg(cursor).arg("COUNT").arg(BACKFILL_PAGE);
+            let (next, ids): (u64, Vec<String>) =
+                self.query(&at, &scan, Retry::OnReconnect).await?;
+            if !ids.is_empty() {
+                let mut present = redis::cmd("HMGET");
+                present.arg(keys.listed()).arg(&ids);
+                let entries: Vec<Option<Vec<u8>>> =
+                    self.query(&at, &present, Retry::OnReconnect).await?;
+                for (id, entry) in ids.iter().zip(entries) {
+                    if entry.is_none() {
+                        self.relist(&at, id).await?;
+                        built += 1;
+                    }
+                }
+                tracing::info!(built, "listing entries built for workflows stored before them");
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+
+    /// Makes the listing entry of one workflow stored before listing existed.
+    async fn relist(&self, at: &At<'_>, instance_id: &str) -> Result<(), BackendError> {
+        let workflow = self.keys().workflow(instance_id);
+        let blob: Option<Vec<u8>> =
+            self.query(at, redis::cmd("GET").arg(workflow.blob()), Retry::OnReconnect).await?;
+        let definition = match blob
+            .map(|blob| sayiir_persistence::codec::decode_snapshot(instance_id, &blob))
+        {
+            Some(Ok(snapshot)) => snapshot.definition_hash,
+            Some(Err(error)) => {
+                tracing::warn!(%error, instance_id, "undecodable workflow: listed with an empty definition");
+                String::new()
+            }
+            // Deleted meanwhile.
+            None => return Ok(()),
+        };
+        let args: [&[u8]; 1] = [definition.as_bytes()];
+        let reply = self
+            .run_workflow_script(
+                at,
+                &scripts().relist,
+                &workflow,
+                instance_id,
+                &args,
+                Retry::OnReconnect,
+            )
+            .await?;
+        match reply::found(reply, at, instance_id) {
+            Ok(()) | Err(BackendError::NotFound(_)) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+impl RetentionStore for RedisBackend {
+    async fn prune_finished_batch(&self, request: &PruneRequest) -> Result<u64, BackendError> {
+        self.calls()
+            .run(Call::PruneFinished(request), async {
+                let at = at("prune_finished");
+                let keys = self.keys();
+                let before = format!("({:020}", request.finished_before);
+                let commands = TERMINAL
+                    .into_iter()
+                    .map(|status| {
+                        let key = match &request.definition_hash {
+                            Some(hash) => keys.listing_by_definition(status, hash),
+                            None => keys.listing(status),
+                        };
+                        let mut cmd = redis::cmd("ZRANGEBYLEX");
+                        cmd.arg(key)
+                            .arg("-")
+                            .arg(&before)
+                            .arg("LIMIT")
+                            .arg(0)
+                            .arg(request.batch_size);
+                        cmd
+                    })
+                    .collect();
+                let mut oldest: Vec<String> = self
+                    .pipelined::<Vec<String>>(&at, commands)
+                    .await?
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                oldest.sort();
+                oldest.truncate(request.batch_size);
+                let cutoff = format!("{:020}", request.finished_before);
+                let definition = request.definition_hash.as_deref().unwrap_or_default();
+                let filtered: &[u8] = if request.definition_hash.is_some() { b"1" } else { b"0" };
+                let mut pruned = 0;
+                for member in &oldest {
+                    let Some((_, instance_id)) = split_member(member) else {
+                        return Err(crate::error::reply(
+                            &at,
+                            "a listing member without its instance id",
+                        ));
+                    };
+                    let workflow = keys.workflow(instance_id);
+                    let args: [&[u8]; 3] = [cutoff.as_bytes(), definition.as_bytes(), filtered];
+                    let reply = self
+                        .run_workflow_script(
+                            &at,
+                            &scripts().prune,
+                            &workflow,
+                            instance_id,
+                            &args,
+                            Retry::OnReconnect,
+                        )
+                        .await?;
+                    if matches!(reply, Value::Int(1)) {
+                        pruned += 1;
+                    }
+                }
+                Ok(pruned)
+            })
+            .await
+    }
+}
+
+impl WorkflowListing for RedisBackend {
+    async fn list_workflows(&self, request: &ListRequest) -> Result<WorkflowPage, BackendError> {
+        self.calls()
+            .run(Call::ListWorkflows(request), async {
+                let at = at("list_workflows");
+                let keys = self.keys();
+                let upper = match &request.after {
+                    Some(after) => format!("({}", member(after.updated_at, &after.instance_id)),
+                    None => "+".to_string(),
+                };
+                let statuses = request.wanted_statuses();
+                let commands = statuses
+                    .iter()
+                    .map(|status| {
+                        let key = match &request.definition_hash {
+                            Some(hash) => keys.listing_by_definition(status, hash),
+                            None => keys.listing(status),
+                        };
+                        let mut cmd = redis::cmd("ZREVRANGEBYLEX");
+                        cmd.arg(key).arg(&upper).arg("-").arg("LIMIT").arg(0).arg(request.limit);
+                        cmd
+                    })
+                    .collect();
+                let pages: Vec<Vec<String>> = self.pipelined(&at, commands).await?;
+                let mut candidates = Vec::new();
+                for (status, members) in statuses.iter().zip(pages) {
+                    for member in members {
+                        let Some((updated_at, instance_id)) = split_member(&member) else {
+                            return Err(crate::error::reply(
+                                &at,
+                                "a listing member without its instance id",
+                            ));
+                        };
+                        candidates.push(WorkflowSummary {
+                            instance_id: instance_id.to_string(),
+                            status: (*status).to_string(),
+                            definition_hash: request.definition_hash.clone().unwrap_or_default(),
+                            updated_at,
+                        });
+                    }
+                }
+                let mut page = request.page(candidates);
+                if request.definition_hash.is_none() && !page.workflows.is_empty() {
+                    let ids: Vec<&str> =
+                        page.workflows.iter().map(|w| w.instance_id.as_str()).collect();
+                    let mut entries = redis::cmd("HMGET");
+                    entries.arg(keys.listed()).arg(&ids);
+                    let entries: Vec<Option<Vec<u8>>> =
+                        self.query(&at, &entries, Retry::OnReconnect).await?;
+                    for (summary, entry) in page.workflows.iter_mut().zip(entries) {
+                        // `<status>\0<member>\0<definition>`; an entry gone meanwhile (the
+                        // workflow was deleted) leaves the definition empty.
+                        if let Some(definition) =
+                            entry.as_deref().and_then(|e| e.splitn(3, |b| *b == 0).nth(2))
+                        {
+                            summary.definition_hash =
+                                String::from_utf8_lossy(definition).into_owned();
+                        }
+                    }
+                }
+                Ok(page)
+            })
+            .await
+    }
+}
