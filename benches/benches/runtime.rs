@@ -72,8 +72,11 @@ impl<const PLAIN: bool> Postgres<PLAIN> {
         format!("{url}{separator}sslmode=disable")
     }
 
+    /// The backend's options; `SAYIIR_BENCH_PG_HOLD=0` turns the held connection off, to
+    /// measure what it brings.
     fn options(schema: &str) -> PostgresOptions {
-        PostgresOptions::default().schema(schema)
+        let hold = std::env::var("SAYIIR_BENCH_PG_HOLD").map_or(true, |v| v != "0");
+        PostgresOptions::default().schema(schema).hold_connection(hold)
     }
 }
 

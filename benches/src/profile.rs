@@ -41,7 +41,7 @@ pub fn install() -> bool {
 pub fn take(per_unit: usize) -> String {
     let taken = std::mem::take(&mut *totals().lock().unwrap_or_else(PoisonError::into_inner));
     let mut rows: Vec<_> = taken.into_iter().collect();
-    rows.sort_by(|a, b| b.1.1.cmp(&a.1.1));
+    rows.sort_by_key(|row| std::cmp::Reverse(row.1.1));
     let mut out = String::from(
         "| span | count | total (ms) | mean (ms) | ms per unit |\n|---|---:|---:|---:|---:|\n",
     );

@@ -13,6 +13,8 @@ pub mod claims;
 pub mod concurrency;
 pub mod events;
 pub mod find;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod retention;
 pub mod signals;
 pub mod snapshots;

@@ -35,3 +35,9 @@ impl RuntimeHarness for MemoryHarness {
 
 sayiir_persistence_conformance::conformance_suite!(MemoryHarness);
 sayiir_persistence_conformance::conformance_suite!(MemoryHarness; retention);
+
+/// Every call shows up in a metrics recorder, labelled with this backend (feature `metrics`).
+#[test]
+fn calls_are_measured() {
+    sayiir_persistence_conformance::metrics::calls_are_measured::<MemoryHarness>("memory");
+}

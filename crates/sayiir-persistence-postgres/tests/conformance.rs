@@ -49,3 +49,9 @@ impl RuntimeHarness for PgHarness {
 
 sayiir_persistence_conformance::conformance_suite!(PgHarness);
 sayiir_persistence_conformance::conformance_suite!(PgHarness; retention);
+
+/// Every call shows up in a metrics recorder, labelled with this backend (feature `metrics`).
+#[test]
+fn calls_are_measured() {
+    sayiir_persistence_conformance::metrics::calls_are_measured::<PgHarness>("postgresql");
+}

@@ -53,7 +53,7 @@ impl RedisBackend {
 
     /// Gives every workflow stored before the listing indexes existed its entry: the
     /// definition hash is decoded from its blob (an undecodable blob gets an empty one), a
-    /// page of [`BACKFILL_PAGE`] at a time, with a progress line per page. `connect` and
+    /// page of 500 at a time, with a progress line per page. `connect` and
     /// `connect_with` run it; a backend made with `from_pool` on a store written by an older
     /// version calls it once. Cheap when there is nothing to do: two counts.
     ///

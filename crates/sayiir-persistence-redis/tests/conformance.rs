@@ -48,3 +48,9 @@ impl RuntimeHarness for RedisHarness {
 
 sayiir_persistence_conformance::conformance_suite!(RedisHarness);
 sayiir_persistence_conformance::conformance_suite!(RedisHarness; retention);
+
+/// Every call shows up in a metrics recorder, labelled with this backend (feature `metrics`).
+#[test]
+fn calls_are_measured() {
+    sayiir_persistence_conformance::metrics::calls_are_measured::<RedisHarness>("redis");
+}

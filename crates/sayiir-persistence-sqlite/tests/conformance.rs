@@ -46,3 +46,9 @@ impl RuntimeHarness for SqliteHarness {
 
 sayiir_persistence_conformance::conformance_suite!(SqliteHarness);
 sayiir_persistence_conformance::conformance_suite!(SqliteHarness; retention);
+
+/// Every call shows up in a metrics recorder, labelled with this backend (feature `metrics`).
+#[test]
+fn calls_are_measured() {
+    sayiir_persistence_conformance::metrics::calls_are_measured::<SqliteHarness>("sqlite");
+}

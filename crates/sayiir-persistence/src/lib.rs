@@ -14,6 +14,8 @@ pub mod claims;
 pub mod codec;
 pub mod context;
 pub mod listing;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod operation;
 pub mod requests;
 pub mod results;

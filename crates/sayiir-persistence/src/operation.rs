@@ -302,9 +302,23 @@ impl Instrumentation {
             Err(error) => Either::Right(std::future::ready(Err(error))),
         };
         let recorder = span.clone();
+        #[cfg(feature = "metrics")]
+        let measured =
+            (self.system, self.namespace.clone(), call.name(), std::time::Instant::now());
         body.instrument(span).inspect(move |outcome| {
             if let Err(error) = outcome {
                 record_error(&recorder, error);
+            }
+            #[cfg(feature = "metrics")]
+            {
+                let (system, namespace, operation, started) = &measured;
+                crate::metrics::record(
+                    system,
+                    namespace.as_deref().unwrap_or(""),
+                    operation,
+                    outcome.as_ref().err(),
+                    started.elapsed(),
+                );
             }
         })
     }
@@ -361,7 +375,7 @@ fn record_error(span: &tracing::Span, error: &BackendError) {
 }
 
 /// The variant name of `error`: a low-cardinality `error.type`.
-fn error_type(error: &BackendError) -> &'static str {
+pub(crate) fn error_type(error: &BackendError) -> &'static str {
     match error {
         BackendError::NotFound(_) => "NotFound",
         BackendError::Serialization(_) => "Serialization",

@@ -96,12 +96,13 @@ impl PruneRequest {
 /// workflows ordered by finish time.
 pub trait RetentionStore: Send + Sync {
     /// Removes at most `request.batch_size` finished workflows that match `request`, oldest
-    /// `updated_at` first, atomically per batch, and returns how many it removed (0 when none
-    /// is left).
+    /// `updated_at` first, and returns how many it removed (0 when none is left). Each
+    /// workflow goes whole or stays; PostgreSQL and SQLite remove the batch in one
+    /// transaction, Redis one workflow per script.
     ///
     /// # Errors
     /// `Backend` for an invalid request (see [`PruneRequest::check`]; nothing is removed) or a
-    /// storage failure (the batch is removed whole or not at all).
+    /// storage failure (on Redis, the workflows removed before it stay removed).
     fn prune_finished_batch(
         &self,
         request: &PruneRequest,

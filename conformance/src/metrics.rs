@@ -1,0 +1,81 @@
+//! Whether a backend's calls show up in a metrics recorder (cargo feature `metrics`): the
+//! core records them for every backend (`sayiir_persistence::metrics`), and this check runs a
+//! few calls inside a recorder of its own to see the numbers move with the backend's labels.
+
+use std::panic::{AssertUnwindSafe, resume_unwind};
+
+use futures::FutureExt;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use sayiir_persistence::SnapshotStore;
+use sayiir_persistence::metrics::{ERRORS, OPERATION_DURATION, OPERATIONS};
+
+use crate::Harness;
+use crate::fixtures::{at_task, unique_id};
+
+/// On a fresh backend of `H` (set up and torn down inside the check), one `save_snapshot`,
+/// one `load_snapshot` that finds it and one that does not; then asserts that the recorder
+/// saw two `load_snapshot` calls, one `NotFound` error, and durations for both operations,
+/// all labelled `db.system.name = system`.
+///
+/// # Panics
+/// When a metric is missing or wrong, or a call fails.
+#[allow(clippy::expect_used)]
+pub fn calls_are_measured<H: Harness>(system: &str) {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    // One thread, so that every call runs where the local recorder is installed.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("cannot build the tokio runtime for the metrics check");
+    let outcome = metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            let harness = H::setup().await;
+            let calls = AssertUnwindSafe(async {
+                let id = unique_id("metrics");
+                harness.backend().save_snapshot(&at_task(&id, "t")).await.unwrap();
+                harness.backend().load_snapshot(&id).await.unwrap();
+                let missing = harness.backend().load_snapshot(&unique_id("missing")).await;
+                assert!(missing.is_err(), "a missing instance is not found");
+            })
+            .catch_unwind()
+            .await;
+            harness.teardown().await;
+            calls
+        })
+    });
+    if let Err(panic) = outcome {
+        resume_unwind(panic);
+    }
+
+    let metrics = snapshotter.snapshot().into_vec();
+    let find = |name: &str, operation: &str, error: Option<&str>| {
+        metrics.iter().find_map(|(key, _, _, value)| {
+            let key = key.key();
+            let label = |wanted: &str| {
+                key.labels().find(|l| l.key() == wanted).map(|l| l.value().to_string())
+            };
+            (key.name() == name
+                && label("db.system.name").as_deref() == Some(system)
+                && label("db.operation.name").as_deref() == Some(operation)
+                && label("error.type").as_deref() == error)
+                .then_some(value)
+        })
+    };
+    let counted =
+        |name: &str, operation: &str, error: Option<&str>| match find(name, operation, error) {
+            Some(DebugValue::Counter(n)) => *n,
+            other => panic!("{name} for {operation} ({error:?}): {other:?} in {metrics:#?}"),
+        };
+    let samples =
+        |operation: &str, error: Option<&str>| match find(OPERATION_DURATION, operation, error) {
+            Some(DebugValue::Histogram(values)) => values.len(),
+            other => panic!("{OPERATION_DURATION} for {operation}: {other:?} in {metrics:#?}"),
+        };
+    assert_eq!(counted(OPERATIONS, "load_snapshot", None), 2, "load_snapshot calls");
+    assert_eq!(counted(OPERATIONS, "save_snapshot", None), 1, "save_snapshot calls");
+    assert_eq!(counted(ERRORS, "load_snapshot", Some("NotFound")), 1, "load_snapshot errors");
+    assert_eq!(samples("load_snapshot", None), 1, "successful load_snapshot durations");
+    assert_eq!(samples("load_snapshot", Some("NotFound")), 1, "failed load_snapshot durations");
+    assert_eq!(samples("save_snapshot", None), 1, "save_snapshot durations");
+}

@@ -1,0 +1,321 @@
+//! What each command does and prints.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use clap::Args;
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use indicatif::{ProgressBar, ProgressStyle};
+use sayiir_persistence::listing::{DEFAULT_PAGE, MAX_PAGE};
+use sayiir_persistence::results::held_results;
+use sayiir_persistence::retention::DEFAULT_PRUNE_BATCH;
+use sayiir_persistence::sayiir_core::snapshot::{
+    SignalKind, SignalRequest, WorkflowSnapshot, WorkflowSnapshotState,
+};
+use sayiir_persistence::{BackendError, ListCursor, ListRequest, PruneRequest};
+use serde_json::{Value, json};
+
+use crate::Command;
+use crate::store::{Store, Target};
+use crate::when;
+
+/// Who the requests this tool stores say they come from.
+const REQUESTED_BY: &str = "sayiir-admin";
+
+/// Why a command failed, for the exit status.
+#[derive(Debug)]
+pub enum Failure {
+    /// The workflow asked for does not exist.
+    NotFound(String),
+    /// The arguments make no sense.
+    Usage(String),
+    /// The store refused the call or could not be reached.
+    Store(BackendError),
+}
+
+impl From<BackendError> for Failure {
+    fn from(error: BackendError) -> Self {
+        Self::Store(error)
+    }
+}
+
+/// `list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only these statuses (repeat or comma-separate): InProgress, Paused, Completed, Failed,
+    /// Cancelled.
+    #[arg(long = "status", value_delimiter = ',')]
+    statuses: Vec<String>,
+    /// Only this workflow definition (its definition hash).
+    #[arg(long)]
+    definition: Option<String>,
+    /// Workflows per page (1 to 1000).
+    #[arg(long, default_value_t = DEFAULT_PAGE)]
+    limit: usize,
+    /// Start after this cursor (printed at the end of the previous page).
+    #[arg(long)]
+    after: Option<String>,
+    /// Print JSON for scripts instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The workflow instance id.
+    instance_id: String,
+    /// Print JSON for scripts instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `cancel` and `pause`.
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    /// The workflow instance id.
+    instance_id: String,
+    /// Why, stored with the request.
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+/// `resume`.
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The workflow instance id.
+    instance_id: String,
+}
+
+/// `prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Remove workflows that finished before this: an age (30d, 12h), an RFC 3339 time or
+    /// Unix seconds.
+    #[arg(long)]
+    before: String,
+    /// Only this workflow definition (its definition hash).
+    #[arg(long)]
+    definition: Option<String>,
+    /// Workflows removed per batch (1 to 10000).
+    #[arg(long, default_value_t = DEFAULT_PRUNE_BATCH)]
+    batch_size: usize,
+}
+
+/// Runs `command` on the store `target` names.
+pub async fn run(target: &Target, command: Command) -> Result<(), Failure> {
+    let store = Store::open(target).await?;
+    let outcome = match command {
+        Command::List(args) => list(&store, args).await,
+        Command::Show(args) => show(&store, args).await,
+        Command::Cancel(args) => request(&store, SignalKind::Cancel, args).await,
+        Command::Pause(args) => request(&store, SignalKind::Pause, args).await,
+        Command::Resume(args) => resume(&store, args).await,
+        Command::Prune(args) => prune(&store, args).await,
+        Command::Migrate => store.migrate().await.map_err(Failure::from).map(|()| {
+            println!("the {} store is up to date", store.backend_name());
+        }),
+    };
+    store.close().await;
+    outcome
+}
+
+/// A `NotFound` error as the failure that names the workflow.
+fn not_found(instance_id: &str) -> impl FnOnce(BackendError) -> Failure {
+    move |error| match error {
+        BackendError::NotFound(_) => Failure::NotFound(format!("no workflow {instance_id:?}")),
+        other => Failure::Store(other),
+    }
+}
+
+async fn list(store: &Store, args: ListArgs) -> Result<(), Failure> {
+    if args.limit == 0 || args.limit > MAX_PAGE {
+        return Err(Failure::Usage(format!("--limit must be 1 to {MAX_PAGE}")));
+    }
+    let mut request = ListRequest::default().limit(args.limit);
+    for status in args.statuses {
+        request = request.status(status);
+    }
+    if let Some(definition) = args.definition {
+        request = request.definition(definition);
+    }
+    if let Some(after) = &args.after {
+        request = request.after(ListCursor::from_token(after).map_err(Failure::Store)?);
+    }
+    let page = store.list(&request).await?;
+    let next = page.next.as_ref().map(ListCursor::to_token);
+    if args.json {
+        let workflows: Vec<Value> = page
+            .workflows
+            .iter()
+            .map(|w| {
+                json!({
+                    "instance_id": w.instance_id,
+                    "status": w.status,
+                    "definition_hash": w.definition_hash,
+                    "updated_at": w.updated_at,
+                })
+            })
+            .collect();
+        println!("{}", json!({ "workflows": workflows, "next": next }));
+        return Ok(());
+    }
+    if page.workflows.is_empty() {
+        println!("no workflows");
+        return Ok(());
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_BORDERS_ONLY).set_header([
+        "instance",
+        "status",
+        "definition",
+        "updated",
+    ]);
+    for w in &page.workflows {
+        table.add_row([
+            w.instance_id.clone(),
+            w.status.clone(),
+            w.definition_hash.clone(),
+            when::rfc3339(w.updated_at),
+        ]);
+    }
+    println!("{table}");
+    if let Some(next) = next {
+        println!("more: --after {next}");
+    }
+    Ok(())
+}
+
+async fn show(store: &Store, args: ShowArgs) -> Result<(), Failure> {
+    let id = args.instance_id.as_str();
+    let snapshot = store.load(id).await.map_err(not_found(id))?;
+    let cancel = store.pending(id, SignalKind::Cancel).await?;
+    let pause = store.pending(id, SignalKind::Pause).await?;
+    let described = describe(&snapshot, cancel.as_ref(), pause.as_ref());
+    if args.json {
+        println!("{described}");
+        return Ok(());
+    }
+    let text = |key: &str| described[key].as_str().map(str::to_string);
+    println!("instance    {id}");
+    println!("status      {}", text("status").unwrap_or_default());
+    println!("definition  {}", snapshot.definition_hash);
+    println!("created     {}", when::rfc3339(snapshot.created_at));
+    println!("updated     {}", when::rfc3339(snapshot.updated_at));
+    if let Some(position) = text("position") {
+        let task = text("current_task").map(|t| format!(" ({t})")).unwrap_or_default();
+        println!("position    {position}{task}");
+    }
+    if let Some(error) = text("error") {
+        println!("error       {error}");
+    }
+    if let Some(results) = described["results"].as_array() {
+        println!("results     {} task(s)", results.len());
+        for result in results {
+            println!(
+                "  {:<30} {} bytes",
+                result["task_id"].as_str().unwrap_or(""),
+                result["bytes"]
+            );
+        }
+    }
+    for (kind, request) in [("cancel", &cancel), ("pause", &pause)] {
+        if let Some(request) = request {
+            println!(
+                "pending     {kind} requested by {} ({})",
+                request.requested_by.as_deref().unwrap_or("unknown"),
+                request.reason.as_deref().unwrap_or("no reason given")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The snapshot as `show --json` prints it.
+fn describe(
+    snapshot: &WorkflowSnapshot,
+    cancel: Option<&SignalRequest>,
+    pause: Option<&SignalRequest>,
+) -> Value {
+    let mut results: Vec<(&String, usize)> = held_results(&snapshot.state)
+        .map(|held| held.iter().map(|(task, r)| (task, r.output.len())).collect())
+        .unwrap_or_default();
+    results.sort();
+    let request = |r: Option<&SignalRequest>| {
+        r.map(|r| json!({ "reason": r.reason, "requested_by": r.requested_by }))
+    };
+    let final_output = match &snapshot.state {
+        WorkflowSnapshotState::Completed { final_output } => Some(final_output.len()),
+        _ => None,
+    };
+    json!({
+        "instance_id": snapshot.instance_id,
+        "status": snapshot.state.as_ref(),
+        "definition_hash": snapshot.definition_hash,
+        "created_at": snapshot.created_at,
+        "updated_at": snapshot.updated_at,
+        "position": snapshot.position_kind(),
+        "current_task": snapshot.current_task_id(),
+        "error": snapshot.error_message(),
+        "final_output_bytes": final_output,
+        "results": held_results(&snapshot.state).map(|_| {
+            results.iter().map(|(task, bytes)| json!({ "task_id": task, "bytes": bytes })).collect::<Vec<_>>()
+        }),
+        "pending_cancel": request(cancel),
+        "pending_pause": request(pause),
+    })
+}
+
+async fn request(store: &Store, kind: SignalKind, args: RequestArgs) -> Result<(), Failure> {
+    let id = args.instance_id.as_str();
+    let request = SignalRequest::new(args.reason, Some(REQUESTED_BY.to_string()));
+    store.request(id, kind, request).await.map_err(not_found(id))?;
+    let what = if matches!(kind, SignalKind::Cancel) { "cancel" } else { "pause" };
+    println!("{what} requested for {id}: a worker applies it at the workflow's next task boundary");
+    Ok(())
+}
+
+async fn resume(store: &Store, args: ResumeArgs) -> Result<(), Failure> {
+    let id = args.instance_id.as_str();
+    store.unpause(id).await.map_err(not_found(id))?;
+    println!("{id} resumed");
+    Ok(())
+}
+
+async fn prune(store: &Store, args: PruneArgs) -> Result<(), Failure> {
+    let before = when::unix_seconds(&args.before, Utc::now()).map_err(Failure::Usage)?;
+    let mut request = PruneRequest::finished_before(before).batch_size(args.batch_size);
+    if let Some(definition) = args.definition {
+        request = request.definition(definition);
+    }
+    request.check()?;
+    // On stderr, and only drawn on a terminal.
+    let progress = ProgressBar::new_spinner();
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+        progress.set_style(style);
+    }
+    progress.enable_steady_tick(Duration::from_millis(200));
+    let mut total = 0_u64;
+    loop {
+        progress.set_message(format!("{total} finished workflows removed"));
+        let removed = match store.prune_batch(&request).await {
+            Ok(removed) => removed,
+            Err(error) => {
+                progress.finish_and_clear();
+                eprintln!("{total} finished workflows were removed before the failure");
+                return Err(Failure::Store(error));
+            }
+        };
+        total += removed;
+        if removed < request.batch_size as u64 {
+            break;
+        }
+    }
+    progress.finish_and_clear();
+    println!(
+        "removed {total} workflow(s) that finished before {} from the {} store",
+        when::rfc3339(before),
+        store.backend_name()
+    );
+    Ok(())
+}

@@ -1,0 +1,95 @@
+#![deny(missing_docs)]
+//! `sayiir-admin`: look into a sayiir-persistence store and keep it healthy from the command
+//! line. See the README for a walk-through.
+
+mod commands;
+mod store;
+mod when;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::store::Target;
+
+/// Exit status of a command that ran and failed (the store refused it or could not be reached).
+const FAILED: u8 = 1;
+/// Exit status when the instance asked for does not exist.
+const NOT_FOUND: u8 = 3;
+
+/// Operate a sayiir-persistence store: list, inspect, cancel, pause, resume and prune
+/// workflows, and bring a schema up to date.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None, after_help = EXAMPLES)]
+struct Cli {
+    /// The store: sqlite:PATH, postgres://…, redis://… or rediss://…
+    #[arg(long, env = "SAYIIR_STORE_URL", global = true)]
+    url: Option<String>,
+    /// PostgreSQL schema holding the tables (default: sayiir).
+    #[arg(long, global = true)]
+    schema: Option<String>,
+    /// Redis key prefix (default: sayiir).
+    #[arg(long, global = true)]
+    key_prefix: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+const EXAMPLES: &str = "Examples:
+  sayiir-admin --url sqlite:./workflows.db list --status Failed
+  sayiir-admin --url postgres://app@db/prod --schema jobs show order-42
+  sayiir-admin --url redis://127.0.0.1:6379 cancel order-42 --reason \"customer left\"
+  sayiir-admin --url sqlite:./workflows.db prune --before 30d
+  SAYIIR_STORE_URL=postgres://app@db/prod sayiir-admin migrate
+
+Exit status: 0 done, 1 the store refused or could not be reached, 2 bad arguments,
+3 no such workflow.";
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List workflows, newest first.
+    List(commands::ListArgs),
+    /// Show one workflow: state, position, results, pending requests.
+    Show(commands::ShowArgs),
+    /// Ask a workflow to stop; the runtime applies it at its next task boundary.
+    Cancel(commands::RequestArgs),
+    /// Ask a workflow to pause; the runtime applies it at its next task boundary.
+    Pause(commands::RequestArgs),
+    /// Resume a paused workflow.
+    Resume(commands::ResumeArgs),
+    /// Remove finished workflows (Completed, Failed, Cancelled) older than a cut-off.
+    Prune(commands::PruneArgs),
+    /// Bring the store's schema up to date without starting workers.
+    Migrate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Some(url) = cli.url.clone() else {
+        eprintln!("error: no store given; pass --url <URL> or set SAYIIR_STORE_URL");
+        return ExitCode::from(2);
+    };
+    let target = Target { url, schema: cli.schema.clone(), key_prefix: cli.key_prefix.clone() };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(FAILED);
+        }
+    };
+    match runtime.block_on(commands::run(&target, cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(commands::Failure::NotFound(what)) => {
+            eprintln!("error: {what}");
+            ExitCode::from(NOT_FOUND)
+        }
+        Err(commands::Failure::Usage(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+        Err(commands::Failure::Store(error)) => {
+            eprintln!("error: {error}");
+            ExitCode::from(FAILED)
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! The `sayiir-admin` binary end to end, as a person or a script runs it, against a store of
+//! each backend on real servers: seeded with the libraries, then driven through the binary,
+//! its output and exit status checked, and the store checked through the libraries again.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::process::{Command, Output};
+
+use sayiir_persistence::sayiir_core::snapshot::SignalKind;
+use sayiir_persistence::{SignalStore, SnapshotStore};
+use sayiir_persistence_conformance::fixtures::{
+    completed_snapshot, failed_snapshot, in_progress, unique_id,
+};
+use sayiir_persistence_conformance::servers::{postgres_url, redis_url};
+use serde_json::Value;
+
+/// Runs the binary with `args` (the store's arguments first).
+fn admin(store: &[String], args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sayiir-admin"))
+        .args(store)
+        .args(args)
+        .env_remove("SAYIIR_STORE_URL")
+        .output()
+        .expect("the sayiir-admin binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Runs and expects success; returns stdout.
+fn ok(store: &[String], args: &[&str]) -> String {
+    let output = admin(store, args);
+    assert!(output.status.success(), "{args:?} failed: {}", stderr(&output));
+    stdout(&output)
+}
+
+/// `list --json` and the instance ids it printed, with the next cursor.
+fn listed(store: &[String], args: &[&str]) -> (Vec<String>, Option<String>) {
+    let mut all = vec!["list", "--json"];
+    all.extend_from_slice(args);
+    let page: Value = serde_json::from_str(&ok(store, &all)).expect("list --json prints JSON");
+    let ids = page["workflows"]
+        .as_array()
+        .expect("a workflows array")
+        .iter()
+        .map(|w| w["instance_id"].as_str().unwrap().to_string())
+        .collect();
+    (ids, page["next"].as_str().map(str::to_string))
+}
+
+/// The walk-through every backend must pass; `store` is the store's arguments, `backend` the
+/// same store through the library.
+async fn walk_through<B: SnapshotStore + SignalStore>(store: &[String], backend: &B) {
+    let (old_done, old_failed) = (unique_id("done"), unique_id("failed"));
+    let (running, to_pause) = (unique_id("running"), unique_id("pause"));
+    let mut done = completed_snapshot(&old_done);
+    done.updated_at = 100;
+    let mut failed = failed_snapshot(&old_failed);
+    failed.updated_at = 200;
+    let mut running_snapshot = in_progress(&running);
+    running_snapshot.updated_at = 400;
+    let mut pausing = in_progress(&to_pause);
+    pausing.updated_at = 300;
+    for snapshot in [&done, &failed, &running_snapshot, &pausing] {
+        backend.save_snapshot(snapshot).await.unwrap();
+    }
+
+    // list: everything, newest first; filters; pages with a cursor; a table for people.
+    let (ids, next) = listed(store, &[]);
+    assert_eq!(ids, [running.clone(), to_pause.clone(), old_failed.clone(), old_done.clone()]);
+    assert_eq!(next, None);
+    assert_eq!(listed(store, &["--status", "Failed"]).0, [old_failed.as_str()]);
+    let (first, next) = listed(store, &["--limit", "3"]);
+    assert_eq!(first.len(), 3);
+    let next = next.expect("a full page has a cursor");
+    assert_eq!(listed(store, &["--limit", "3", "--after", &next]).0, [old_done.as_str()]);
+    let table = ok(store, &["list", "--limit", "2"]);
+    assert!(table.contains(&running) && table.contains("InProgress"), "{table}");
+    assert!(table.contains("more: --after"), "{table}");
+
+    // show: text and JSON; a missing workflow exits 3.
+    let shown = ok(store, &["show", &running]);
+    assert!(shown.contains("InProgress") && shown.contains("results     1 task(s)"), "{shown}");
+    let json: Value = serde_json::from_str(&ok(store, &["show", &running, "--json"])).unwrap();
+    assert_eq!(json["status"], "InProgress");
+    assert_eq!(json["results"][0]["task_id"], "a");
+    let missing = admin(store, &["show", "no-such-workflow"]);
+    assert_eq!(missing.status.code(), Some(3), "{}", stderr(&missing));
+    assert!(stderr(&missing).contains("no-such-workflow"));
+
+    // cancel stores a request the runtime applies; pause, then resume once applied.
+    ok(store, &["cancel", &running, "--reason", "customer left"]);
+    let request = backend.get_signal(&running, SignalKind::Cancel).await.unwrap().unwrap();
+    assert_eq!(request.reason.as_deref(), Some("customer left"));
+    assert_eq!(request.requested_by.as_deref(), Some("sayiir-admin"));
+    ok(store, &["pause", &to_pause]);
+    assert!(backend.check_and_pause(&to_pause).await.unwrap(), "the pause request was stored");
+    assert!(ok(store, &["show", &to_pause]).contains("Paused"));
+    ok(store, &["resume", &to_pause]);
+    assert_eq!(backend.load_snapshot(&to_pause).await.unwrap().state.as_ref(), "InProgress");
+
+    // prune: the two finished workflows before the cut-off go, the others stay.
+    let pruned = ok(store, &["prune", "--before", "150", "--batch-size", "1"]);
+    assert!(pruned.contains("removed 1 workflow"), "{pruned}");
+    let pruned = ok(store, &["prune", "--before", "1970-01-01T00:10:00Z"]);
+    assert!(pruned.contains("removed 1 workflow"), "{pruned}");
+    let mut left = listed(store, &[]).0;
+    left.sort();
+    let mut expected = vec![running.clone(), to_pause.clone()];
+    expected.sort();
+    assert_eq!(left, expected);
+    let bad = admin(store, &["prune", "--before", "last tuesday"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("30d"), "{}", stderr(&bad));
+
+    assert!(ok(store, &["migrate"]).contains("up to date"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_walk_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("workflows.db");
+    let backend = sayiir_persistence_sqlite::SqliteBackend::open(&path).await.unwrap();
+    let store = vec!["--url".to_string(), format!("sqlite:{}", path.display())];
+    walk_through(&store, &backend).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_walk_through() {
+    use sayiir_persistence_postgres::{PostgresBackend, PostgresOptions};
+    let schema = unique_id("admin_cli").replace('-', "_");
+    let options = PostgresOptions::default().schema(&schema);
+    let backend = PostgresBackend::connect_with(&postgres_url(), options).await.unwrap();
+    let store = vec!["--url".to_string(), postgres_url(), "--schema".to_string(), schema.clone()];
+    walk_through(&store, &backend).await;
+    let drop = format!("DROP SCHEMA \"{schema}\" CASCADE");
+    sayiir_persistence_postgres::sqlx::query(sayiir_persistence_postgres::sqlx::AssertSqlSafe(
+        drop,
+    ))
+    .execute(backend.pool())
+    .await
+    .unwrap();
+    backend.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_walk_through() {
+    use sayiir_persistence_redis::{RedisBackend, RedisOptions, redis};
+    let prefix = unique_id("admin-cli");
+    let options = RedisOptions::default().key_prefix(&prefix);
+    let backend = RedisBackend::connect_with(&redis_url(), options).await.unwrap();
+    let store = vec!["--url".to_string(), redis_url(), "--key-prefix".to_string(), prefix.clone()];
+    walk_through(&store, &backend).await;
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(backend.key_pattern()).query_async(&mut conn).await.unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("UNLINK").arg(&keys).query_async(&mut conn).await.unwrap();
+    }
+}
+
+/// Errors a person can act on: no store, an unknown scheme, an option of another backend,
+/// and `--help` with examples.
+#[test]
+fn usage_errors_say_what_to_do() {
+    let none = admin(&[], &["list"]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(stderr(&none).contains("SAYIIR_STORE_URL"), "{}", stderr(&none));
+    let scheme = admin(&["--url".into(), "mysql://x".into()], &["list"]);
+    assert_eq!(scheme.status.code(), Some(1));
+    assert!(stderr(&scheme).contains("sqlite:<path>"), "{}", stderr(&scheme));
+    let option = admin(
+        &["--url".into(), "sqlite:/tmp/x.db".into(), "--schema".into(), "s".into()],
+        &["list"],
+    );
+    assert_eq!(option.status.code(), Some(1));
+    assert!(stderr(&option).contains("--schema does not apply"), "{}", stderr(&option));
+    let help = admin(&[], &["--help"]);
+    assert!(help.status.success());
+    assert!(stdout(&help).contains("Examples:") && stdout(&help).contains("prune --before 30d"));
+}
