@@ -144,10 +144,7 @@ impl RetentionStore for RedisBackend {
                 let commands = TERMINAL
                     .into_iter()
                     .map(|status| {
-                        let key = match &request.definition_hash {
-                            Some(hash) => keys.listing_by_definition(status, hash),
-                            None => keys.listing(status),
-                        };
+                        let key = keys.listing_of(status, request.definition_hash.as_deref());
                         let mut cmd = redis::cmd("ZRANGEBYLEX");
                         cmd.arg(key)
                             .arg("-")
@@ -213,10 +210,7 @@ impl WorkflowListing for RedisBackend {
                 let commands = statuses
                     .iter()
                     .map(|status| {
-                        let key = match &request.definition_hash {
-                            Some(hash) => keys.listing_by_definition(status, hash),
-                            None => keys.listing(status),
-                        };
+                        let key = keys.listing_of(status, request.definition_hash.as_deref());
                         let mut cmd = redis::cmd("ZREVRANGEBYLEX");
                         cmd.arg(key).arg(&upper).arg("-").arg("LIMIT").arg(0).arg(request.limit);
                         cmd

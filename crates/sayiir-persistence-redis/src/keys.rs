@@ -151,6 +151,14 @@ impl KeySpace {
         format!("{}:{status}:{definition}", self.listed())
     }
 
+    /// The listing index of `status`, of one definition when given.
+    pub(crate) fn listing_of(&self, status: &str, definition: Option<&str>) -> String {
+        match definition {
+            Some(definition) => self.listing_by_definition(status, definition),
+            None => self.listing(status),
+        }
+    }
+
     /// A glob (for `SCAN MATCH`) that matches every key of this key space and no other.
     pub(crate) fn pattern(&self) -> String {
         let mut out = String::from("\\{");

@@ -110,14 +110,6 @@ impl ListRequest {
             .collect()
     }
 
-    /// Whether a workflow belongs in the page, cursor included.
-    #[must_use]
-    pub fn matches(&self, summary: &WorkflowSummary) -> bool {
-        (self.statuses.is_empty() || self.statuses.contains(&summary.status))
-            && self.definition_hash.as_deref().is_none_or(|h| h == summary.definition_hash)
-            && self.after.as_ref().is_none_or(|after| summary.cursor() < *after)
-    }
-
     /// Checks the request before any I/O.
     ///
     /// # Errors
@@ -138,14 +130,10 @@ impl ListRequest {
                 crate::status::ALL
             )));
         }
-        if self.definition_hash.as_deref().is_some_and(str::is_empty) {
-            return Err(BackendError::Backend(
-                "list_workflows: the definition hash is empty; leave it unset to list every \
-                 definition"
-                    .into(),
-            ));
-        }
-        Ok(())
+        crate::validation::check_definition_filter(
+            "list_workflows",
+            self.definition_hash.as_deref(),
+        )
     }
 
     /// The page of `candidates` (rows that match the request, in any order; more than

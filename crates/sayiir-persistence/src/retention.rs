@@ -68,22 +68,10 @@ impl PruneRequest {
                 self.batch_size
             )));
         }
-        if self.definition_hash.as_deref().is_some_and(str::is_empty) {
-            return Err(BackendError::Backend(
-                "prune_finished: the definition hash is empty; leave it unset to prune every \
-                 definition"
-                    .into(),
-            ));
-        }
-        Ok(())
-    }
-
-    /// The time cut-off as the backends compare it: `updated_at < finished_before`.
-    #[must_use]
-    pub fn matches(&self, status: &str, definition_hash: &str, updated_at: u64) -> bool {
-        crate::status::is_terminal(status)
-            && updated_at < self.finished_before
-            && self.definition_hash.as_deref().is_none_or(|hash| hash == definition_hash)
+        crate::validation::check_definition_filter(
+            "prune_finished",
+            self.definition_hash.as_deref(),
+        )
     }
 }
 

@@ -320,6 +320,22 @@ pub fn not_paused_status_error(status: &str) -> BackendError {
     BackendError::CannotPause(format!("Workflow is not paused (current state: {status:?})"))
 }
 
+/// Checks an optional definition-hash filter of `operation`: absent, or not empty.
+///
+/// # Errors
+/// `Backend` naming `operation` when the hash is empty.
+pub(crate) fn check_definition_filter(
+    operation: &str,
+    definition_hash: Option<&str>,
+) -> Result<(), BackendError> {
+    if definition_hash.is_some_and(str::is_empty) {
+        return Err(BackendError::Backend(format!(
+            "{operation}: the definition hash is empty; leave it unset to include every definition"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
