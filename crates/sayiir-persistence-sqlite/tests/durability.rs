@@ -214,7 +214,7 @@ async fn in_memory_connections_share_one_database() {
 
 /// A version-1 file is migrated in place: a workflow whose cancel was pending when the file
 /// was written leaves the scheduling indexes (schema 0002) and comes back once the request
-/// is cleared.
+/// is cleared; the listing (schema 0004) shows its rows.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_version_1_file_is_migrated_with_its_pending_requests() {
     let (_dir, path) = temp_db();
@@ -228,14 +228,15 @@ async fn a_version_1_file_is_migrated_with_its_pending_requests() {
     let stamp =
         SqliteBackend::open(&path).await.unwrap().load_snapshot(&free).await.unwrap().updated_at;
     {
-        // Back to the shape of version 1: its indexes, no signal_pending column, updated_at
-        // as a plain cast (migration 3 flips its sign bit).
+        // Back to the shape of version 1: its indexes (none of version 4's), no
+        // signal_pending column, updated_at as a plain cast (migration 3 flips its sign bit).
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
             "UPDATE workflows SET updated_at = CASE
                  WHEN updated_at >= 0 THEN updated_at - 9223372036854775807 - 1
                  ELSE updated_at + 9223372036854775807 + 1 END;
              DROP INDEX workflows_ready; DROP INDEX workflows_wake; DROP INDEX workflows_woken;
+             DROP INDEX workflows_by_status; DROP INDEX workflows_by_definition;
              ALTER TABLE workflows DROP COLUMN signal_pending;
              CREATE INDEX workflows_ready ON workflows (ready_priority, updated_at, instance_id)
                  WHERE ready_priority IS NOT NULL;
@@ -260,6 +261,18 @@ async fn a_version_1_file_is_migrated_with_its_pending_requests() {
     let mut expected = vec![free, waiting];
     expected.sort();
     assert_eq!(ids, expected);
+    // Migration 4's listing indexes serve the rows stored before it.
+    use sayiir_persistence_sqlite::{ListRequest, WorkflowListing};
+    let mut listed: Vec<String> = backend
+        .list_workflows(&ListRequest::default().status("InProgress"))
+        .await
+        .unwrap()
+        .workflows
+        .into_iter()
+        .map(|w| w.instance_id)
+        .collect();
+    listed.sort();
+    assert_eq!(listed, expected);
 }
 
 /// `busy_timeout` bounds each call: with another process holding the write lock for longer,
