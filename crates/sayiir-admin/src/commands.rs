@@ -19,6 +19,15 @@ use crate::Command;
 use crate::store::{Store, Target};
 use crate::when;
 
+/// Prints a line on stdout. A closed stdout (`sayiir-admin list | head`) is not an error of
+/// the command: the line is dropped instead of panicking as `println!` would.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 /// Who the requests this tool stores say they come from.
 const REQUESTED_BY: &str = "sayiir-admin";
 
@@ -102,9 +111,16 @@ pub struct PruneArgs {
     batch_size: usize,
 }
 
-/// Runs `command` on the store `target` names.
+/// Runs `command` on the store `target` names. Arguments are checked before the store is
+/// opened: a mistake costs no connection and changes nothing.
 pub async fn run(target: &Target, command: Command) -> Result<(), Failure> {
-    let store = Store::open(target).await?;
+    target.backend().map_err(Failure::Usage)?;
+    match &command {
+        Command::List(args) => drop(list_request(args)?),
+        Command::Prune(args) => drop(prune_request(args)?),
+        _ => {}
+    }
+    let store = Store::open(target, matches!(command, Command::Migrate)).await?;
     let outcome = match command {
         Command::List(args) => list(&store, args).await,
         Command::Show(args) => show(&store, args).await,
@@ -113,7 +129,7 @@ pub async fn run(target: &Target, command: Command) -> Result<(), Failure> {
         Command::Resume(args) => resume(&store, args).await,
         Command::Prune(args) => prune(&store, args).await,
         Command::Migrate => store.migrate().await.map_err(Failure::from).map(|()| {
-            println!("the {} store is up to date", store.backend_name());
+            say!("the {} store is up to date", store.backend_name());
         }),
     };
     store.close().await;
@@ -128,20 +144,32 @@ fn not_found(instance_id: &str) -> impl FnOnce(BackendError) -> Failure {
     }
 }
 
-async fn list(store: &Store, args: ListArgs) -> Result<(), Failure> {
+/// The listing `args` ask for, checked.
+fn list_request(args: &ListArgs) -> Result<ListRequest, Failure> {
     if args.limit == 0 || args.limit > MAX_PAGE {
         return Err(Failure::Usage(format!("--limit must be 1 to {MAX_PAGE}")));
     }
     let mut request = ListRequest::default().limit(args.limit);
-    for status in args.statuses {
-        request = request.status(status);
+    for status in &args.statuses {
+        request = request.status(status.clone());
     }
-    if let Some(definition) = args.definition {
-        request = request.definition(definition);
+    if let Some(definition) = &args.definition {
+        request = request.definition(definition.clone());
     }
     if let Some(after) = &args.after {
-        request = request.after(ListCursor::from_token(after).map_err(Failure::Store)?);
+        request = request.after(ListCursor::from_token(after).map_err(usage)?);
     }
+    request.check().map_err(usage)?;
+    Ok(request)
+}
+
+/// A request the library refused before any I/O, as a usage error.
+fn usage(error: BackendError) -> Failure {
+    Failure::Usage(error.to_string())
+}
+
+async fn list(store: &Store, args: ListArgs) -> Result<(), Failure> {
+    let request = list_request(&args)?;
     let page = store.list(&request).await?;
     let next = page.next.as_ref().map(ListCursor::to_token);
     if args.json {
@@ -157,11 +185,11 @@ async fn list(store: &Store, args: ListArgs) -> Result<(), Failure> {
                 })
             })
             .collect();
-        println!("{}", json!({ "workflows": workflows, "next": next }));
+        say!("{}", json!({ "workflows": workflows, "next": next }));
         return Ok(());
     }
     if page.workflows.is_empty() {
-        println!("no workflows");
+        say!("no workflows");
         return Ok(());
     }
     let mut table = Table::new();
@@ -179,9 +207,9 @@ async fn list(store: &Store, args: ListArgs) -> Result<(), Failure> {
             when::rfc3339(w.updated_at),
         ]);
     }
-    println!("{table}");
+    say!("{table}");
     if let Some(next) = next {
-        println!("more: --after {next}");
+        say!("more: --after {next}");
     }
     Ok(())
 }
@@ -193,35 +221,31 @@ async fn show(store: &Store, args: ShowArgs) -> Result<(), Failure> {
     let pause = store.pending(id, SignalKind::Pause).await?;
     let described = describe(&snapshot, cancel.as_ref(), pause.as_ref());
     if args.json {
-        println!("{described}");
+        say!("{described}");
         return Ok(());
     }
     let text = |key: &str| described[key].as_str().map(str::to_string);
-    println!("instance    {id}");
-    println!("status      {}", text("status").unwrap_or_default());
-    println!("definition  {}", snapshot.definition_hash);
-    println!("created     {}", when::rfc3339(snapshot.created_at));
-    println!("updated     {}", when::rfc3339(snapshot.updated_at));
+    say!("instance    {id}");
+    say!("status      {}", text("status").unwrap_or_default());
+    say!("definition  {}", snapshot.definition_hash);
+    say!("created     {}", when::rfc3339(snapshot.created_at));
+    say!("updated     {}", when::rfc3339(snapshot.updated_at));
     if let Some(position) = text("position") {
         let task = text("current_task").map(|t| format!(" ({t})")).unwrap_or_default();
-        println!("position    {position}{task}");
+        say!("position    {position}{task}");
     }
     if let Some(error) = text("error") {
-        println!("error       {error}");
+        say!("error       {error}");
     }
     if let Some(results) = described["results"].as_array() {
-        println!("results     {} task(s)", results.len());
+        say!("results     {} task(s)", results.len());
         for result in results {
-            println!(
-                "  {:<30} {} bytes",
-                result["task_id"].as_str().unwrap_or(""),
-                result["bytes"]
-            );
+            say!("  {:<30} {} bytes", result["task_id"].as_str().unwrap_or(""), result["bytes"]);
         }
     }
     for (kind, request) in [("cancel", &cancel), ("pause", &pause)] {
         if let Some(request) = request {
-            println!(
+            say!(
                 "pending     {kind} requested by {} ({})",
                 request.requested_by.as_deref().unwrap_or("unknown"),
                 request.reason.as_deref().unwrap_or("no reason given")
@@ -271,24 +295,31 @@ async fn request(store: &Store, kind: SignalKind, args: RequestArgs) -> Result<(
     let request = SignalRequest::new(args.reason, Some(REQUESTED_BY.to_string()));
     store.request(id, kind, request).await.map_err(not_found(id))?;
     let what = if matches!(kind, SignalKind::Cancel) { "cancel" } else { "pause" };
-    println!("{what} requested for {id}: a worker applies it at the workflow's next task boundary");
+    say!("{what} requested for {id}: a worker applies it at the workflow's next task boundary");
     Ok(())
 }
 
 async fn resume(store: &Store, args: ResumeArgs) -> Result<(), Failure> {
     let id = args.instance_id.as_str();
     store.unpause(id).await.map_err(not_found(id))?;
-    println!("{id} resumed");
+    say!("{id} resumed");
     Ok(())
 }
 
-async fn prune(store: &Store, args: PruneArgs) -> Result<(), Failure> {
+/// The prune `args` ask for, checked.
+fn prune_request(args: &PruneArgs) -> Result<PruneRequest, Failure> {
     let before = when::unix_seconds(&args.before, Utc::now()).map_err(Failure::Usage)?;
     let mut request = PruneRequest::finished_before(before).batch_size(args.batch_size);
-    if let Some(definition) = args.definition {
-        request = request.definition(definition);
+    if let Some(definition) = &args.definition {
+        request = request.definition(definition.clone());
     }
-    request.check()?;
+    request.check().map_err(usage)?;
+    Ok(request)
+}
+
+async fn prune(store: &Store, args: PruneArgs) -> Result<(), Failure> {
+    let request = prune_request(&args)?;
+    let before = request.finished_before;
     // On stderr, and only drawn on a terminal.
     let progress = ProgressBar::new_spinner();
     if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
@@ -307,12 +338,12 @@ async fn prune(store: &Store, args: PruneArgs) -> Result<(), Failure> {
             }
         };
         total += removed;
-        if removed < request.batch_size as u64 {
+        if removed == 0 {
             break;
         }
     }
     progress.finish_and_clear();
-    println!(
+    say!(
         "removed {total} workflow(s) that finished before {} from the {} store",
         when::rfc3339(before),
         store.backend_name()

@@ -21,6 +21,66 @@ pub struct Target {
     pub key_prefix: Option<String>,
 }
 
+/// Which backend a [`Target`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend<'a> {
+    /// An SQLite file at this path.
+    Sqlite(&'a str),
+    /// PostgreSQL.
+    Postgres,
+    /// Redis.
+    Redis,
+}
+
+impl Target {
+    /// The backend the URL's scheme picks, with the options checked against it.
+    ///
+    /// # Errors
+    /// A message for an unknown scheme, an SQLite URL without a path, or an option of
+    /// another backend.
+    pub fn backend(&self) -> Result<Backend<'_>, String> {
+        let url = self.url.as_str();
+        let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
+        let unused = |option: &str, backend: &str| {
+            format!(
+                "{option} does not apply to {backend} stores; leave it out or use a URL of the \
+                 backend it belongs to"
+            )
+        };
+        let backend = match scheme {
+            "sqlite" => {
+                let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
+                if path.is_empty() {
+                    return Err("the SQLite URL names no file; write sqlite:PATH, e.g. \
+                                sqlite:./workflows.db"
+                        .into());
+                }
+                Backend::Sqlite(path)
+            }
+            "postgres" | "postgresql" => Backend::Postgres,
+            "redis" | "rediss" => Backend::Redis,
+            _ => {
+                return Err(format!(
+                    "no backend for the URL {url:?}: use sqlite:PATH, postgres://…, redis://… or \
+                     rediss://…"
+                ));
+            }
+        };
+        let name = match backend {
+            Backend::Sqlite(_) => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+            Backend::Redis => "Redis",
+        };
+        if self.schema.is_some() && backend != Backend::Postgres {
+            return Err(unused("--schema", name));
+        }
+        if self.key_prefix.is_some() && backend != Backend::Redis {
+            return Err(unused("--key-prefix", name));
+        }
+        Ok(backend)
+    }
+}
+
 /// An open store, on one of the backends.
 #[derive(Debug)]
 pub enum Store {
@@ -44,64 +104,44 @@ macro_rules! on_backend {
 }
 
 impl Store {
-    /// Opens the store `target` names. Opening brings its schema up to date, as the
-    /// libraries do when they connect (SQLite file version, PostgreSQL migrations, Redis
-    /// listing indexes).
+    /// Opens the store `target` names. With `migrate`, brings its schema up to date and
+    /// creates an SQLite file that does not exist; without, PostgreSQL migrations are not
+    /// applied and a missing SQLite file is an error. (An SQLite file of an older version is
+    /// migrated when opened, and Redis builds the listing of an older store at connect, as
+    /// the libraries do.)
     ///
     /// # Errors
     /// `Backend` for a URL no backend takes, an option that does not apply to the backend,
     /// or a store that cannot be opened.
-    pub async fn open(target: &Target) -> Result<Self, BackendError> {
+    pub async fn open(target: &Target, migrate: bool) -> Result<Self, BackendError> {
         let url = target.url.as_str();
-        let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
-        let unused = |option: &str, backend: &str| {
-            BackendError::Backend(format!(
-                "{option} does not apply to {backend} stores; leave it out or use a URL of the \
-                 backend it belongs to"
-            ))
-        };
-        match scheme {
-            "sqlite" => {
-                if target.schema.is_some() {
-                    return Err(unused("--schema", "SQLite"));
-                }
-                if target.key_prefix.is_some() {
-                    return Err(unused("--key-prefix", "SQLite"));
-                }
-                let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
-                if path.is_empty() {
-                    return Err(BackendError::Backend(
-                        "the SQLite URL names no file; write sqlite:<path>, e.g. \
-                         sqlite:./workflows.db"
-                            .into(),
-                    ));
+        match target.backend().map_err(BackendError::Backend)? {
+            Backend::Sqlite(path) => {
+                if !migrate && !std::path::Path::new(path).exists() {
+                    return Err(BackendError::Backend(format!(
+                        "no SQLite file at {path}: check the path (`sayiir-admin migrate` creates \
+                         a new store)"
+                    )));
                 }
                 Ok(Self::Sqlite(SqliteBackend::open(path).await?))
             }
-            "postgres" | "postgresql" => {
-                if target.key_prefix.is_some() {
-                    return Err(unused("--key-prefix", "PostgreSQL"));
-                }
-                let mut options = PostgresOptions::default().min_connections(1);
+            Backend::Postgres => {
+                // Only `migrate` changes the schema: applying a migration under workers of an
+                // older version is an operator's decision.
+                let mut options =
+                    PostgresOptions::default().min_connections(1).auto_migrate(migrate);
                 if let Some(schema) = &target.schema {
                     options = options.schema(schema);
                 }
                 Ok(Self::Postgres(PostgresBackend::connect_with(url, options).await?))
             }
-            "redis" | "rediss" => {
-                if target.schema.is_some() {
-                    return Err(unused("--schema", "Redis"));
-                }
+            Backend::Redis => {
                 let mut options = RedisOptions::default();
                 if let Some(prefix) = &target.key_prefix {
                     options = options.key_prefix(prefix);
                 }
                 Ok(Self::Redis(RedisBackend::connect_with(url, options).await?))
             }
-            _ => Err(BackendError::Backend(format!(
-                "no backend for the URL {url:?}: use sqlite:<path>, postgres://…, redis:// or \
-                 rediss://…"
-            ))),
         }
     }
 

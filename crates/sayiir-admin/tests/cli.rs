@@ -172,14 +172,34 @@ fn usage_errors_say_what_to_do() {
     assert_eq!(none.status.code(), Some(2));
     assert!(stderr(&none).contains("SAYIIR_STORE_URL"), "{}", stderr(&none));
     let scheme = admin(&["--url".into(), "mysql://x".into()], &["list"]);
-    assert_eq!(scheme.status.code(), Some(1));
-    assert!(stderr(&scheme).contains("sqlite:<path>"), "{}", stderr(&scheme));
+    assert_eq!(scheme.status.code(), Some(2));
+    assert!(stderr(&scheme).contains("sqlite:PATH"), "{}", stderr(&scheme));
     let option = admin(
         &["--url".into(), "sqlite:/tmp/x.db".into(), "--schema".into(), "s".into()],
         &["list"],
     );
-    assert_eq!(option.status.code(), Some(1));
+    assert_eq!(option.status.code(), Some(2));
     assert!(stderr(&option).contains("--schema does not apply"), "{}", stderr(&option));
+    // Bad requests are refused before any store is opened: nothing is created.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("typo.db");
+    let store = vec!["--url".to_string(), format!("sqlite:{}", path.display())];
+    let refused_requests: [&[&str]; 3] = [
+        &["list", "--status", "Running"],
+        &["list", "--after", "nonsense"],
+        &["prune", "--before", "30d", "--batch-size", "0"],
+    ];
+    for args in refused_requests {
+        let refused = admin(&store, args);
+        assert_eq!(refused.status.code(), Some(2), "{args:?}: {}", stderr(&refused));
+    }
+    // A mistyped SQLite path is an error, not an empty store; `migrate` creates one.
+    let missing = admin(&store, &["list"]);
+    assert_eq!(missing.status.code(), Some(1), "{}", stderr(&missing));
+    assert!(stderr(&missing).contains("no SQLite file"), "{}", stderr(&missing));
+    assert!(!path.exists(), "nothing was created");
+    assert!(ok(&store, &["migrate"]).contains("up to date"));
+    assert!(ok(&store, &["list"]).contains("no workflows"));
     let help = admin(&[], &["--help"]);
     assert!(help.status.success());
     assert!(stdout(&help).contains("Examples:") && stdout(&help).contains("prune --before 30d"));

@@ -66,18 +66,28 @@ impl Held {
     /// closed it meanwhile: see `PostgresOptions::ping_idle_after`). When it was lost or
     /// fails the ping, a replacement is taken from `pool` in the background and this call
     /// goes without.
+    ///
+    /// The ping waits at most `ping_timeout` (the pool's `acquire_timeout`: what a call
+    /// through the pool would wait for a connection).
     pub(crate) async fn checkout(
         self: &Arc<Self>,
         pool: &PgPool,
         ping_idle_after: Duration,
+        ping_timeout: Duration,
     ) -> Option<(PgConnection, Ticket)> {
         let (mut connection, ticket, idle_since) = self.take(pool)?;
-        if idle_since.elapsed() >= ping_idle_after
-            && let Err(error) = connection.ping().await
-        {
-            tracing::debug!(%error, "the held connection was closed while idle; replacing it");
-            drop(ticket);
-            return None;
+        if idle_since.elapsed() >= ping_idle_after {
+            match tokio::time::timeout(ping_timeout, connection.ping()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "the held connection was closed while idle; replacing it");
+                    return None;
+                }
+                Err(_) => {
+                    tracing::debug!("the held connection did not answer a ping; replacing it");
+                    return None;
+                }
+            }
         }
         Some((connection, ticket))
     }
@@ -93,18 +103,16 @@ impl Held {
             Slot::Lost => {
                 *slot = Slot::Refilling;
                 drop(slot);
-                let (held, pool) = (Arc::clone(self), pool.clone());
+                let (refill, pool) = (Refill(Arc::clone(self)), pool.clone());
                 tokio::spawn(async move {
                     match pool.acquire().await {
-                        Ok(connection) => held.fill(connection.detach()),
+                        Ok(connection) => refill.0.fill(connection.detach()),
                         Err(error) => {
                             tracing::debug!(%error, "no connection to hold; calls use the pool");
-                            let mut slot = held.slot();
-                            if matches!(*slot, Slot::Refilling) {
-                                *slot = Slot::Lost;
-                            }
                         }
                     }
+                    // Dropping `refill` marks the slot lost again unless it was filled.
+                    drop(refill);
                 });
                 None
             }
@@ -122,6 +130,20 @@ impl Held {
             && let Err(error) = connection.close().await
         {
             tracing::debug!(%error, "closing the held connection failed");
+        }
+    }
+}
+
+/// A refill under way. Dropped with the slot still refilling (the pool had no connection,
+/// or the task was cancelled with its runtime), it marks the slot lost, so that a later call
+/// asks again instead of the slot staying empty for good.
+struct Refill(Arc<Held>);
+
+impl Drop for Refill {
+    fn drop(&mut self) {
+        let mut slot = self.0.slot();
+        if matches!(*slot, Slot::Refilling) {
+            *slot = Slot::Lost;
         }
     }
 }

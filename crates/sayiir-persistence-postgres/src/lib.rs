@@ -6,8 +6,9 @@
 macro_rules! on_held {
     ($backend:expr, |$conn:ident| $body:expr) => {{
         let backend: &$crate::PostgresBackend = &$backend;
-        let ping_idle_after = backend.inner.options.ping_idle_after;
-        match backend.inner.held.checkout(&backend.pool, ping_idle_after).await {
+        let options = &backend.inner.options;
+        let (idle, timeout) = (options.ping_idle_after, options.acquire_timeout);
+        match backend.inner.held.checkout(&backend.pool, idle, timeout).await {
             Some((mut connection, ticket)) => {
                 let outcome = {
                     let $conn = &mut connection;
@@ -193,8 +194,9 @@ impl PostgresBackend {
         Ok(backend)
     }
 
-    /// Uses a pool the caller built. The pool settings of `options` are ignored; schema and
-    /// `auto_migrate` apply.
+    /// Uses a pool the caller built. The pool settings of `options` are ignored; schema,
+    /// `auto_migrate` and `hold_connection` apply (the held connection is taken from this
+    /// pool when first needed and detached from it, so the pool may open one more).
     ///
     /// # Errors
     /// `Backend` for an invalid schema name, a server that is too old, or a failed migration.

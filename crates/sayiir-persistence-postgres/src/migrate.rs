@@ -148,16 +148,25 @@ pub(crate) async fn run(pool: &PgPool, schema: &str, quoted: &str) -> Result<(),
         // Our advisory lock is per schema; sqlx's own is per database and would also wait for
         // the application's migrations.
         migrator.set_locking(false);
-        migrator.run(&conn).await.map_err(|e| fail("a migration failed", &e))?;
+        // Version 7 records that the backfill of version 6 finished: applied after it.
+        migrator
+            .run_to(DEFINITIONS_ADDED, &conn)
+            .await
+            .map_err(|e| fail("a migration failed", &e))?;
         backfill_definitions(&conn, schema)
             .await
-            .map_err(|e| fail("backfilling definition hashes", &e))
+            .map_err(|e| fail("backfilling definition hashes", &e))?;
+        migrator.run(&conn).await.map_err(|e| fail("a migration failed", &e))
     }
     .await;
     // Closing the session releases the advisory lock, also when a step above failed.
     conn.close().await;
     outcome
 }
+
+/// The migration that adds `definition_hash`; the next one records that its backfill
+/// finished.
+const DEFINITIONS_ADDED: i64 = 6;
 
 /// Rows read per batch by [`backfill_definitions`].
 const BACKFILL_BATCH: i64 = 1_000;
@@ -166,7 +175,8 @@ const BACKFILL_BATCH: i64 = 1_000;
 /// their blobs, a batch at a time, with a progress line per batch. A blob that does not decode
 /// gets an empty definition (logged). Cheap once done: the rows left are found through the
 /// partial index `workflows_definition_unknown`. Runs with every migration, under the
-/// migration lock: if a process stopped in the middle, the next `migrate()` finishes it.
+/// migration lock, before migration 7 is applied: a schema left at version 6 has a backfill
+/// to finish, and the next connect (or `migrate()`) finishes it.
 async fn backfill_definitions(conn: &PgPool, schema: &str) -> Result<(), sqlx::Error> {
     let mut filled: u64 = 0;
     loop {

@@ -259,7 +259,9 @@ async fn migration_4_keeps_updated_at_and_orders_far_stamps_last() {
 }
 
 /// Rows stored before migration 6 (no definition hash beside the blob) get it from their
-/// blob when the migrations run; a blob that does not decode gets an empty one.
+/// blob when the migrations run; a blob that does not decode gets an empty one. A backfill
+/// cut off before migration 7 is finished by the next connect, and processes of the previous
+/// version can still save.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migration_6_backfills_definition_hashes() {
     common::with_backend("migrate_definitions", |backend| async move {
@@ -294,6 +296,35 @@ async fn migration_6_backfills_definition_hashes() {
             listed.iter().map(|w| w.instance_id.as_str()).collect::<Vec<_>>(),
             [one.as_str()]
         );
+
+        // A process of the previous version saves through the 19-argument function (no
+        // definition), and a backfill cut off before migration 7 was recorded: the next
+        // connect finishes it.
+        let old = unique_id("def-old");
+        let mut snapshot = at_task(&old, "t");
+        snapshot.definition_hash = "orders-v0".to_string();
+        let blob = encode_snapshot(&snapshot).unwrap();
+        let old_save = format!(
+            "SELECT \"{schema}\".save_snapshot($1, 'InProgress', $2, NULL, 0, NULL, 'AtTask', 't', \
+             FALSE, TRUE, 3::smallint, ARRAY[]::text[], NULL, NULL, NULL, NULL, TRUE, \
+             ARRAY[]::text[], ARRAY[]::bytea[])"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(old_save))
+            .bind(&old)
+            .bind(&blob)
+            .execute(backend.pool())
+            .await
+            .unwrap();
+        let cut_off = format!("DELETE FROM \"{schema}\"._sayiir_migrations WHERE version = 7");
+        sqlx::query(sqlx::AssertSqlSafe(cut_off)).execute(backend.pool()).await.unwrap();
+        let again = common::connect(&schema).await;
+        let v0 = ListRequest::default().definition("orders-v0");
+        let listed = again.list_workflows(&v0).await.unwrap().workflows;
+        assert_eq!(
+            listed.iter().map(|w| w.instance_id.as_str()).collect::<Vec<_>>(),
+            [old.as_str()]
+        );
+        again.close().await;
     })
     .await;
 }

@@ -8,7 +8,13 @@
 
 local TERMINAL = {Completed = true, Failed = true, Cancelled = true}
 local f = redis.call('HMGET', K_SNAP, 'st', 'upd', 'def')
-if not f[1] or not TERMINAL[f[1]] then
+if not f[1] then
+  -- A listing entry that outlived its workflow (removed by an older version, or by hand):
+  -- taken out, so that it no longer stands in front of the workflows a prune can remove.
+  unlist()
+  return 0
+end
+if not TERMINAL[f[1]] then
   return 0
 end
 local upd = f[2] or '0'

@@ -21,6 +21,9 @@ use crate::{BackendError, RedisBackend, reply, scripts};
 /// Listing members read per `SSCAN` page by [`RedisBackend::build_listing_indexes`].
 const BACKFILL_PAGE: usize = 500;
 
+/// Most candidate reads of one prune batch (see `prune_finished_batch`).
+const PRUNE_ROUNDS: usize = 8;
+
 /// The member of a workflow in the listing sorted sets, as `relist` builds it.
 fn member(updated_at: u64, instance_id: &str) -> String {
     format!("{updated_at:020}:{instance_id}")
@@ -94,6 +97,41 @@ impl RedisBackend {
                 tracing::info!(built, "listing entries built for workflows stored before them");
             }
             if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        self.drop_stale_listing_entries(&at).await
+    }
+
+    /// Removes the listing entries of instances no longer stored (left by an older version's
+    /// delete, or by keys removed by hand), so that they neither show in listings nor stand in
+    /// front of the workflows a prune can remove.
+    async fn drop_stale_listing_entries(&self, at: &At<'_>) -> Result<(), BackendError> {
+        let keys = self.keys();
+        let mut cursor = 0_u64;
+        loop {
+            let mut scan = redis::cmd("HSCAN");
+            // Fields and values alternate (`NOVALUES` needs Redis 7.4).
+            scan.arg(keys.listed()).arg(cursor).arg("COUNT").arg(BACKFILL_PAGE);
+            let (next, pairs): (u64, Vec<Vec<u8>>) =
+                self.query(at, &scan, Retry::OnReconnect).await?;
+            let ids: Vec<String> = pairs
+                .into_iter()
+                .step_by(2)
+                .filter_map(|field| String::from_utf8(field).ok())
+                .collect();
+            if !ids.is_empty() {
+                let mut stored = redis::cmd("SMISMEMBER");
+                stored.arg(keys.instances()).arg(&ids);
+                let stored: Vec<bool> = self.query(at, &stored, Retry::OnReconnect).await?;
+                for (id, stored) in ids.iter().zip(stored) {
+                    if !stored {
+                        self.relist(at, id).await?;
+                    }
+                }
+            }
+            if next == 0 {
                 return Ok(());
             }
             cursor = next;
@@ -113,8 +151,9 @@ impl RedisBackend {
                 tracing::warn!(%error, instance_id, "undecodable workflow: listed with an empty definition");
                 String::new()
             }
-            // Deleted meanwhile.
-            None => return Ok(()),
+            // Not stored (deleted meanwhile, or only its listing entry is left): the script
+            // removes the entry.
+            None => String::new(),
         };
         let args: [&[u8]; 1] = [definition.as_bytes()];
         let reply = self
@@ -141,53 +180,61 @@ impl RetentionStore for RedisBackend {
                 let at = at("prune_finished");
                 let keys = self.keys();
                 let before = format!("({:020}", request.finished_before);
-                let commands = TERMINAL
-                    .into_iter()
-                    .map(|status| {
-                        let key = keys.listing_of(status, request.definition_hash.as_deref());
-                        let mut cmd = redis::cmd("ZRANGEBYLEX");
-                        cmd.arg(key)
-                            .arg("-")
-                            .arg(&before)
-                            .arg("LIMIT")
-                            .arg(0)
-                            .arg(request.batch_size);
-                        cmd
-                    })
-                    .collect();
-                let mut oldest: Vec<String> = self
-                    .pipelined::<Vec<String>>(&at, commands)
-                    .await?
-                    .into_iter()
-                    .flatten()
-                    .collect();
-                oldest.sort();
-                oldest.truncate(request.batch_size);
                 let cutoff = format!("{:020}", request.finished_before);
                 let definition = request.definition_hash.as_deref().unwrap_or_default();
                 let filtered: &[u8] = if request.definition_hash.is_some() { b"1" } else { b"0" };
                 let mut pruned = 0;
-                for member in &oldest {
-                    let Some((_, instance_id)) = split_member(member) else {
-                        return Err(crate::error::reply(
-                            &at,
-                            "a listing member without its instance id",
-                        ));
-                    };
-                    let workflow = keys.workflow(instance_id);
-                    let args: [&[u8]; 3] = [cutoff.as_bytes(), definition.as_bytes(), filtered];
-                    let reply = self
-                        .run_workflow_script(
-                            &at,
-                            &scripts().prune,
-                            &workflow,
-                            instance_id,
-                            &args,
-                            Retry::OnReconnect,
-                        )
-                        .await?;
-                    if matches!(reply, Value::Int(1)) {
-                        pruned += 1;
+                // A round whose candidates were all left-over entries (removed by prune.lua)
+                // removes nothing: read again, so that one batch does not end a prune while
+                // workflows it may remove are behind them.
+                for _ in 0..PRUNE_ROUNDS {
+                    let commands = TERMINAL
+                        .into_iter()
+                        .map(|status| {
+                            let key = keys.listing_of(status, request.definition_hash.as_deref());
+                            let mut cmd = redis::cmd("ZRANGEBYLEX");
+                            cmd.arg(key)
+                                .arg("-")
+                                .arg(&before)
+                                .arg("LIMIT")
+                                .arg(0)
+                                .arg(request.batch_size);
+                            cmd
+                        })
+                        .collect();
+                    let mut oldest: Vec<String> = self
+                        .pipelined::<Vec<String>>(&at, commands)
+                        .await?
+                        .into_iter()
+                        .flatten()
+                        .collect();
+                    oldest.sort();
+                    oldest.truncate(request.batch_size);
+                    for member in &oldest {
+                        let Some((_, instance_id)) = split_member(member) else {
+                            return Err(crate::error::reply(
+                                &at,
+                                "a listing member without its instance id",
+                            ));
+                        };
+                        let workflow = keys.workflow(instance_id);
+                        let args: [&[u8]; 3] = [cutoff.as_bytes(), definition.as_bytes(), filtered];
+                        let reply = self
+                            .run_workflow_script(
+                                &at,
+                                &scripts().prune,
+                                &workflow,
+                                instance_id,
+                                &args,
+                                Retry::OnReconnect,
+                            )
+                            .await?;
+                        if matches!(reply, Value::Int(1)) {
+                            pruned += 1;
+                        }
+                    }
+                    if pruned > 0 || oldest.is_empty() {
+                        break;
                     }
                 }
                 Ok(pruned)

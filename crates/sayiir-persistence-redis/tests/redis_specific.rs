@@ -748,3 +748,46 @@ async fn connecting_builds_the_listing_of_an_older_store() {
     })
     .await;
 }
+
+/// Listing entries that outlived their workflows (keys removed by an older version or by
+/// hand) neither stop a prune nor stay listed once a backend connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_listing_entries_do_not_block_prunes() {
+    use sayiir_persistence_conformance::fixtures::completed_snapshot;
+    use sayiir_persistence_redis::{ListRequest, PruneRequest, RetentionStore, WorkflowListing};
+    let prefix = common::fresh_prefix("stale");
+    let backend = common::connect(&prefix).await;
+    guarded(&[&backend], async {
+        let ids: Vec<String> = (0..4).map(|i| unique_id(&format!("stale-{i}"))).collect();
+        for (i, id) in ids.iter().enumerate() {
+            let mut snapshot = completed_snapshot(id);
+            snapshot.updated_at = 10 + i as u64;
+            backend.save_snapshot(&snapshot).await.unwrap();
+        }
+        // Remove the keys of the two oldest and of the newest by hand, leaving their entries.
+        let mut raw = common::raw().await;
+        let keys = common::keys_of(&backend).await;
+        let instances = keys.iter().find(|k| k.ends_with("}:instances")).unwrap().clone();
+        for id in [&ids[0], &ids[1], &ids[3]] {
+            for key in keys.iter().filter(|k| k.contains(&format!(":{id}}}:"))) {
+                let _: () = redis::cmd("DEL").arg(key).query_async(&mut raw).await.unwrap();
+            }
+            let _: () =
+                redis::cmd("SREM").arg(&instances).arg(id).query_async(&mut raw).await.unwrap();
+        }
+        assert_eq!(
+            backend.list_workflows(&ListRequest::default()).await.unwrap().workflows.len(),
+            4
+        );
+        let request = PruneRequest::finished_before(13).batch_size(2);
+        assert_eq!(backend.prune_finished(&request).await.unwrap(), 1, "the one stored workflow");
+        let left = backend.list_workflows(&ListRequest::default()).await.unwrap().workflows;
+        assert_eq!(
+            left.iter().map(|w| w.instance_id.as_str()).collect::<Vec<_>>(),
+            [ids[3].as_str()]
+        );
+        let again = common::connect(&prefix).await;
+        assert!(again.list_workflows(&ListRequest::default()).await.unwrap().workflows.is_empty());
+    })
+    .await;
+}

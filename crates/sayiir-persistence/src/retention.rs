@@ -96,9 +96,9 @@ pub trait RetentionStore: Send + Sync {
         request: &PruneRequest,
     ) -> impl Future<Output = Result<u64, BackendError>> + Send;
 
-    /// Removes every finished workflow that matches `request`, batch after batch, and
-    /// returns how many it removed. Workflows that finish meanwhile with an older `updated_at`
-    /// may or may not be included.
+    /// Removes every finished workflow that matches `request`, batch after batch until one
+    /// removes none, and returns how many it removed. Workflows that finish meanwhile with an
+    /// older `updated_at` may or may not be included.
     ///
     /// # Errors
     /// As [`RetentionStore::prune_finished_batch`]; the batches before the failing one stay
@@ -110,9 +110,11 @@ pub trait RetentionStore: Send + Sync {
         async move {
             let mut total = 0;
             loop {
+                // Until a batch removes nothing: a batch may remove fewer than it found (Redis
+                // skips a workflow saved again meanwhile) while more are left behind it.
                 let removed = self.prune_finished_batch(request).await?;
                 total += removed;
-                if removed < request.batch_size as u64 {
+                if removed == 0 {
                     return Ok(total);
                 }
             }
