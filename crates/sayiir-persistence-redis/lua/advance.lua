@@ -55,4 +55,5 @@ else
   redis.call('HDEL', K_META, INSTANCE)
 end
 refresh()
+relist()
 return 'advanced'

@@ -33,4 +33,5 @@ if ARGV[6] ~= '' then
   redis.call('HSET', K_SNAP, 'xi', ARGV[6])
 end
 refresh()
+relist()
 return 'applied'

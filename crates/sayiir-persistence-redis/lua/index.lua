@@ -113,7 +113,9 @@ local function delete_everything()
 end
 
 -- Puts the workflow in the listing indexes its stored status, definition and updated_at call
--- for; a workflow no longer stored leaves them.
+-- for; a workflow no longer stored leaves them. Called by the scripts that write one of those
+-- three fields (save, save_task_result, apply_signal, unpause, advance, relist), not by the
+-- claim and signal scripts, which leave them as they are.
 local function relist()
   local f = redis.call('HMGET', K_SNAP, 'st', 'def', 'upd')
   local status, definition, upd = f[1], f[2] or '', f[3] or '0'
@@ -171,6 +173,5 @@ local function refresh()
   else
     redis.call('ZREM', K_PARKED, INSTANCE)
   end
-  relist()
 end
 

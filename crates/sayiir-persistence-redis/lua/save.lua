@@ -39,4 +39,5 @@ else
 end
 redis.call('SADD', K_INST, INSTANCE)
 refresh()
+relist()
 return 'ok'

@@ -13,4 +13,5 @@ end
 redis.call('HSET', K_RES, ARGV[3], ARGV[4])
 redis.call('HSET', K_SNAP, 'last', ARGV[3], 'upd', ARGV[5])
 refresh()
+relist()
 return 'ok'

@@ -15,4 +15,5 @@ end
 redis.call('HDEL', K_SIG, 'Pause')
 redis.call('HSET', K_SNAP, 'st', 'InProgress', 'upd', ARGV[3], 'xt', '1')
 refresh()
+relist()
 return {'ok', packed_snapshot(), redis.call('HGETALL', K_RES)}

@@ -1,5 +1,6 @@
 //! `RetentionStore` and `WorkflowListing` for Redis, on the listing sorted sets that every
-//! workflow write keeps (`relist` in `lua/index.lua`): per status, and per status and
+//! script writing a workflow's status, `updated_at` or definition keeps (`relist` in
+//! `lua/index.lua`): per status, and per status and
 //! definition, members `<updated_at, 20 digits>:<instance id>` of score 0, read by range of
 //! member (`ZRANGEBYLEX`), so a page or a batch costs O(log n + `limit`) per status.
 //!
