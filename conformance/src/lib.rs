@@ -19,6 +19,7 @@ pub mod retention;
 pub mod signals;
 pub mod snapshots;
 pub mod task_results;
+pub mod transfer;
 
 #[cfg(feature = "runtime")]
 pub mod runtime;
@@ -35,9 +36,9 @@ pub mod __private {
 /// Expands into one `#[test]` per conformance case for a [`Harness`] type.
 ///
 /// `conformance_suite!(H)` runs every group of the 0.4.0 traits; `conformance_suite!(H;
-/// group, ...)` only those named. The `retention` group, for the extension traits
-/// `RetentionStore` and `WorkflowListing`, runs only when named:
-/// `conformance_suite!(H; retention)`. Each test builds a multi-threaded tokio runtime, as `#[tokio::test(flavor =
+/// group, ...)` only those named. The groups of the extension traits run only when named:
+/// `retention` (`RetentionStore`, `WorkflowListing`) and `transfer` (`WorkflowTransfer`), as
+/// in `conformance_suite!(H; retention, transfer)`. Each test builds a multi-threaded tokio runtime, as `#[tokio::test(flavor =
 /// "multi_thread")]` would, without requiring the caller to depend on tokio.
 #[macro_export]
 macro_rules! conformance_suite {
@@ -452,6 +453,24 @@ macro_rules! __conformance_group {
             );
         }
     };
+    (transfer, $h:ty) => {
+        mod transfer {
+            $crate::__conformance_tests!(
+                $h,
+                transfer,
+                [
+                    every_state_survives_export_and_import,
+                    export_leaves_the_store_unchanged,
+                    import_skips_what_is_stored,
+                    unstarted_queues_are_listed_and_carried,
+                    imported_workflows_are_scheduled_as_before,
+                    bad_records_are_refused,
+                    task_claims_lists_live_claims,
+                    undecodable_snapshot_fails_its_export,
+                ]
+            );
+        }
+    };
     (runtime, $h:ty) => {
         mod runtime {
             $crate::__conformance_tests!(
@@ -503,6 +522,7 @@ mod tests {
             ("bad_input", include_str!("bad_input.rs")),
             ("concurrency", include_str!("concurrency.rs")),
             ("retention", include_str!("retention.rs")),
+            ("transfer", include_str!("transfer.rs")),
             ("runtime", include_str!("runtime/runner.rs")),
             ("runtime", include_str!("runtime/workers.rs")),
         ];

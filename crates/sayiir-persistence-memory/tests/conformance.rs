@@ -34,7 +34,7 @@ impl RuntimeHarness for MemoryHarness {
 }
 
 sayiir_persistence_conformance::conformance_suite!(MemoryHarness);
-sayiir_persistence_conformance::conformance_suite!(MemoryHarness; retention);
+sayiir_persistence_conformance::conformance_suite!(MemoryHarness; retention, transfer);
 
 /// Every call shows up in a metrics recorder, labelled with this backend (feature `metrics`).
 #[test]

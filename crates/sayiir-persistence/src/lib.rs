@@ -13,6 +13,7 @@ pub mod behaviour {
 pub mod claims;
 pub mod codec;
 pub mod context;
+pub mod export_file;
 pub mod listing;
 #[cfg(feature = "metrics")]
 pub mod metrics;
@@ -22,6 +23,7 @@ pub mod results;
 pub mod retention;
 pub mod schedule;
 pub mod status;
+pub mod transfer;
 pub mod validation;
 
 #[cfg(feature = "in-memory")]
@@ -35,6 +37,7 @@ pub use listing::{ListCursor, ListRequest, WorkflowListing, WorkflowPage, Workfl
 pub use memory::InMemoryBackend;
 pub use retention::{PruneRequest, RetentionStore};
 pub use traits::{PersistentBackend, SignalStore, SnapshotStore, TaskClaimStore, TaskResultStore};
+pub use transfer::{ImportOutcome, QueuePage, WorkflowRecord, WorkflowTransfer};
 
 /// The Sayiir core types the traits speak in, re-exported so one dependency is enough.
 pub use sayiir_core;

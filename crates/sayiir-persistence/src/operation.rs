@@ -114,6 +114,14 @@ pub enum Call<'a> {
     PruneFinished(&'a crate::retention::PruneRequest),
     /// `WorkflowListing::list_workflows`.
     ListWorkflows(&'a crate::listing::ListRequest),
+    /// `WorkflowTransfer::export_workflow`.
+    ExportWorkflow(&'a str),
+    /// `WorkflowTransfer::import_workflow`.
+    ImportWorkflow(&'a crate::transfer::WorkflowRecord),
+    /// `WorkflowTransfer::list_unstarted_queues`, with its page size.
+    ListUnstartedQueues(usize),
+    /// `WorkflowTransfer::task_claims`.
+    TaskClaims(&'a str),
     /// A backend operation outside the storage traits; nothing is checked.
     Maintenance {
         /// The operation's name (`db.operation.name`), e.g. `migrate`.
@@ -172,6 +180,10 @@ impl<'a> Call<'a> {
             Self::LoadTaskResult { .. } => "load_task_result",
             Self::PruneFinished(_) => "prune_finished",
             Self::ListWorkflows(_) => "list_workflows",
+            Self::ExportWorkflow(_) => "export_workflow",
+            Self::ImportWorkflow(_) => "import_workflow",
+            Self::ListUnstartedQueues(_) => "list_unstarted_queues",
+            Self::TaskClaims(_) => "task_claims",
             Self::Maintenance { operation, .. } => operation,
         }
     }
@@ -193,14 +205,18 @@ impl<'a> Call<'a> {
             | Self::CheckAndPause(instance_id)
             | Self::Unpause(instance_id)
             | Self::LoadTaskResult { instance_id, .. }
+            | Self::ExportWorkflow(instance_id)
+            | Self::TaskClaims(instance_id)
             | Self::Maintenance { instance_id, .. } => instance_id,
+            Self::ImportWorkflow(record) => &record.instance_id,
             Self::ClaimTask(ids) | Self::ReleaseTaskClaim(ids) | Self::ExtendTaskClaim(ids) => {
                 ids.instance_id
             }
             Self::ListSnapshots
             | Self::FindAvailableTasks(_)
             | Self::PruneFinished(_)
-            | Self::ListWorkflows(_) => "",
+            | Self::ListWorkflows(_)
+            | Self::ListUnstartedQueues(_) => "",
         }
     }
 
@@ -221,7 +237,9 @@ impl<'a> Call<'a> {
             | Self::GetSignal(instance_id)
             | Self::ClearSignal(instance_id)
             | Self::CheckAndPause(instance_id)
-            | Self::Unpause(instance_id) => validate_id(IdKind::Instance, instance_id),
+            | Self::Unpause(instance_id)
+            | Self::ExportWorkflow(instance_id)
+            | Self::TaskClaims(instance_id) => validate_id(IdKind::Instance, instance_id),
             Self::StoreSignal { instance_id, request } => {
                 validate_signal_request(instance_id, request)
             }
@@ -238,6 +256,8 @@ impl<'a> Call<'a> {
             Self::FindAvailableTasks(request) => validate_id(IdKind::Worker, request.worker_id),
             Self::PruneFinished(request) => request.check(),
             Self::ListWorkflows(request) => request.check(),
+            Self::ImportWorkflow(record) => record.check(),
+            Self::ListUnstartedQueues(limit) => crate::transfer::check_queue_limit(limit),
             Self::ListSnapshots | Self::Maintenance { .. } => Ok(()),
         }
     }
@@ -361,6 +381,10 @@ impl Instrumentation {
             Call::LoadTaskResult { .. } => span!("load_task_result"),
             Call::PruneFinished(_) => span!("prune_finished"),
             Call::ListWorkflows(_) => span!("list_workflows"),
+            Call::ExportWorkflow(_) => span!("export_workflow"),
+            Call::ImportWorkflow(_) => span!("import_workflow"),
+            Call::ListUnstartedQueues(_) => span!("list_unstarted_queues"),
+            Call::TaskClaims(_) => span!("task_claims"),
             // A maintenance operation's own name is in `db.operation.name`.
             Call::Maintenance { .. } => span!("sayiir_persistence"),
         }

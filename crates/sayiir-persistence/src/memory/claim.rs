@@ -57,7 +57,8 @@ impl TaskClaimStore for InMemoryBackend {
                     return Ok(None);
                 }
                 let expires_ms = expiry_millis(now, ttl);
-                let claim = Claim { worker_id: worker_id.to_string(), expires_ms };
+                let claim =
+                    Claim { worker_id: worker_id.to_string(), claimed_ms: now_ms, expires_ms };
                 state.insert_claim(instance_id, task_id, claim);
                 Ok(Some(task_claim(instance_id, task_id, worker_id, now_ms, expires_ms)))
             })

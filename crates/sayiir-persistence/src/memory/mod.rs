@@ -17,6 +17,7 @@ mod result;
 mod signal;
 mod snapshot;
 mod state;
+mod transfer;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 

@@ -100,6 +100,7 @@ impl Signals {
 #[derive(Debug, Clone)]
 pub(crate) struct Claim {
     pub(crate) worker_id: String,
+    pub(crate) claimed_ms: i64,
     pub(crate) expires_ms: Option<i64>,
 }
 
