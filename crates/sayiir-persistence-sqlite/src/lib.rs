@@ -13,10 +13,12 @@ mod error;
 mod find;
 mod migrate;
 mod options;
+mod records;
 mod result;
 mod row;
 mod signal;
 mod snapshot;
+
 
 use std::path::Path;
 use std::sync::Arc;

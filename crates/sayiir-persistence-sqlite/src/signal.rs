@@ -14,7 +14,7 @@ use crate::error::SqlResultExt;
 use crate::row::{REFRESH_WOKEN, not_found, read_snapshot, write_snapshot};
 use sayiir_persistence::operation::Call;
 
-fn read_signal(
+pub(crate) fn read_signal(
     tx: &Transaction<'_>,
     operation: &str,
     id: &str,
@@ -46,7 +46,7 @@ fn read_signal(
 /// years 0 to 9999, which RFC 3339 can write; `@<seconds>.<nanoseconds>` since the Unix epoch
 /// for the rest of `DateTime<Utc>`'s range, so every instant `store_signal` accepts reads back
 /// exactly.
-fn time_to_text(time: DateTime<Utc>) -> String {
+pub(crate) fn time_to_text(time: DateTime<Utc>) -> String {
     if (0..=9999).contains(&time.year()) {
         time.to_rfc3339_opts(SecondsFormat::Nanos, true)
     } else {

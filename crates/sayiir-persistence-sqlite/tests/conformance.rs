@@ -45,7 +45,7 @@ impl RuntimeHarness for SqliteHarness {
 }
 
 sayiir_persistence_conformance::conformance_suite!(SqliteHarness);
-sayiir_persistence_conformance::conformance_suite!(SqliteHarness; retention);
+sayiir_persistence_conformance::conformance_suite!(SqliteHarness; retention, transfer);
 
 /// Every call shows up in a metrics recorder, labelled with this backend (feature `metrics`).
 #[test]
