@@ -73,6 +73,7 @@ mod find;
 mod held;
 mod migrate;
 mod options;
+mod records;
 mod result;
 mod row;
 mod signal;

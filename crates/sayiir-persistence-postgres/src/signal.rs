@@ -80,7 +80,7 @@ pub(crate) const WAKE_LOCK: &str = "SELECT {schema}.wake_lock($1)";
 /// `(reason, requested_by, requested_secs, requested_nanos)` of a `signals` row.
 /// A stored cancel or pause request.
 #[derive(Debug, sqlx::FromRow)]
-struct SignalRow {
+pub(crate) struct SignalRow {
     reason: Option<String>,
     requested_by: Option<String>,
     /// `requested_at`: whole Unix seconds.
@@ -89,7 +89,7 @@ struct SignalRow {
     requested_nanos: i32,
 }
 
-fn request_of(instance_id: &str, row: SignalRow) -> Result<SignalRequest, BackendError> {
+pub(crate) fn request_of(instance_id: &str, row: SignalRow) -> Result<SignalRequest, BackendError> {
     let SignalRow { reason, requested_by, requested_secs: secs, requested_nanos: nanos } = row;
     let requested_at = u32::try_from(nanos)
         .ok()

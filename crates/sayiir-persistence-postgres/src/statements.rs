@@ -74,6 +74,20 @@ pub(crate) struct Statements {
     pub(crate) prune: SqlStr,
     /// `catalog::prune_sql(true)`.
     pub(crate) prune_by_definition: SqlStr,
+    /// `records::EXPORT_REST`.
+    pub(crate) export_rest: SqlStr,
+    /// `records::IMPORT_STORED`.
+    pub(crate) import_stored: SqlStr,
+    /// `records::IMPORT_EVENTS`.
+    pub(crate) import_events: SqlStr,
+    /// `records::IMPORT_ARCHIVE`.
+    pub(crate) import_archive: SqlStr,
+    /// `records::IMPORT_SIGNAL`.
+    pub(crate) import_signal: SqlStr,
+    /// `records::UNSTARTED`.
+    pub(crate) unstarted: SqlStr,
+    /// `records::TASK_CLAIMS`.
+    pub(crate) task_claims: SqlStr,
 }
 
 impl Statements {
@@ -118,6 +132,13 @@ impl Statements {
             list_by_definition_after: render(&crate::catalog::list_sql(true, true)),
             prune: render(&crate::catalog::prune_sql(false)),
             prune_by_definition: render(&crate::catalog::prune_sql(true)),
+            export_rest: render(crate::records::EXPORT_REST),
+            import_stored: render(crate::records::IMPORT_STORED),
+            import_events: render(crate::records::IMPORT_EVENTS),
+            import_archive: render(crate::records::IMPORT_ARCHIVE),
+            import_signal: render(crate::records::IMPORT_SIGNAL),
+            unstarted: render(crate::records::UNSTARTED),
+            task_claims: render(crate::records::TASK_CLAIMS),
         }
     }
 }

@@ -48,7 +48,7 @@ impl RuntimeHarness for PgHarness {
 }
 
 sayiir_persistence_conformance::conformance_suite!(PgHarness);
-sayiir_persistence_conformance::conformance_suite!(PgHarness; retention);
+sayiir_persistence_conformance::conformance_suite!(PgHarness; retention, transfer);
 
 /// Every call shows up in a metrics recorder, labelled with this backend (feature `metrics`).
 #[test]

@@ -19,7 +19,6 @@ mod row;
 mod signal;
 mod snapshot;
 
-
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -67,10 +67,8 @@ fn write_rest(
         .and_then(|mut s| s.execute(params![id, task_id, output.as_ref()]))
         .during(operation, "write archived result")?;
     }
-    let requests = [
-        (SignalKind::Cancel, &record.cancel_request),
-        (SignalKind::Pause, &record.pause_request),
-    ];
+    let requests =
+        [(SignalKind::Cancel, &record.cancel_request), (SignalKind::Pause, &record.pause_request)];
     for (kind, request) in requests {
         let Some(request) = request else { continue };
         tx.prepare_cached(
@@ -139,7 +137,10 @@ impl WorkflowTransfer for SqliteBackend {
         .await
     }
 
-    async fn import_workflow(&self, record: &WorkflowRecord) -> Result<ImportOutcome, BackendError> {
+    async fn import_workflow(
+        &self,
+        record: &WorkflowRecord,
+    ) -> Result<ImportOutcome, BackendError> {
         const OP: &str = "import_workflow";
         let owned = record.clone();
         self.write(Call::ImportWorkflow(record), move |tx| {

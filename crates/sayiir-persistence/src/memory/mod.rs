@@ -13,11 +13,11 @@
 mod catalog;
 mod claim;
 mod find;
+mod records;
 mod result;
 mod signal;
 mod snapshot;
 mod state;
-mod transfer;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
