@@ -58,6 +58,26 @@ impl WorkflowKeys {
         self.key(OWN[3])
     }
 
+    /// The claims hash.
+    pub(crate) fn claims(&self) -> String {
+        self.key(OWN[4])
+    }
+
+    /// The event-queue hash (see `ev_*` in `lua/index.lua`).
+    pub(crate) fn events(&self) -> String {
+        self.key(OWN[5])
+    }
+
+    /// The results archive hash.
+    pub(crate) fn archive(&self) -> String {
+        self.key(OWN[6])
+    }
+
+    /// The snap hash.
+    pub(crate) fn snap(&self) -> String {
+        self.key(OWN[0])
+    }
+
     /// The total length of the KEYS [`Self::push_script_keys`] appends.
     pub(crate) fn script_keys_len(&self, space: &KeySpace) -> usize {
         OWN.iter().map(|suffix| self.tag.len() + 1 + suffix.len()).sum::<usize>()
@@ -159,18 +179,60 @@ impl KeySpace {
         }
     }
 
+    /// A glob (for `SCAN MATCH`) that matches the event-queue hash of every instance.
+    pub(crate) fn events_pattern(&self) -> String {
+        let mut out = String::from("\\{");
+        push_escaped(&mut out, &self.prefix);
+        out.push_str(":*}:");
+        out.push_str(OWN[5]);
+        out
+    }
+
+    /// The instance id of an event-queue key this key space names, `None` for another key.
+    pub(crate) fn instance_of_events_key(&self, key: &str) -> Option<String> {
+        let inner = key.strip_prefix('{')?.strip_suffix(OWN[5])?.strip_suffix("}:")?;
+        let encoded = inner.strip_prefix(self.prefix.as_str())?.strip_prefix(':')?;
+        decode(encoded)
+    }
+
     /// A glob (for `SCAN MATCH`) that matches every key of this key space and no other.
     pub(crate) fn pattern(&self) -> String {
         let mut out = String::from("\\{");
-        for c in self.prefix.chars() {
-            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-                out.push('\\');
-            }
-            out.push(c);
-        }
+        push_escaped(&mut out, &self.prefix);
         out.push_str("[:}]*");
         out
     }
+}
+
+/// Appends `text` to a glob, its special characters escaped.
+fn push_escaped(out: &mut String, text: &str) {
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+}
+
+/// The inverse of [`encode`]; `None` for text it cannot have written.
+fn decode(encoded: &str) -> Option<String> {
+    let mut out = String::with_capacity(encoded.len());
+    let mut rest = encoded;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let code = rest.get(at + 1..at + 3)?;
+        let c = match code {
+            "25" => '%',
+            "3A" => ':',
+            "7B" => '{',
+            "7D" => '}',
+            _ => return None,
+        };
+        out.push(c);
+        rest = &rest[at + 3..];
+    }
+    out.push_str(rest);
+    Some(out)
 }
 
 /// Percent-encodes the characters that would break a hash tag or a separator.
@@ -229,6 +291,14 @@ mod tests {
         assert_eq!(split_claim_member(&claim_member("a", "b:c")), Some(("a", "b:c")));
         assert_ne!(claim_member("a:b", "c"), claim_member("a", "b:c"));
         assert_eq!(KeySpace::new("a*b").pattern(), "\\{a\\*b[:}]*");
+        let space = KeySpace::new("p:*");
+        assert_eq!(space.events_pattern(), "\\{p%3A\\*:*}:events");
+        for id in ["plain", "a:b}{%c", "%3A"] {
+            let key = space.workflow(id).events();
+            assert_eq!(space.instance_of_events_key(&key).as_deref(), Some(id), "{key}");
+        }
+        assert_eq!(space.instance_of_events_key("{p%3A*:x}:snap"), None);
+        assert_eq!(space.instance_of_events_key("{other:x}:events"), None);
     }
 
     #[test]

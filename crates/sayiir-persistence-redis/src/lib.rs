@@ -10,6 +10,7 @@ mod keys;
 mod lanes;
 mod options;
 mod packed;
+mod records;
 mod reply;
 mod result;
 mod scripts;
@@ -28,9 +29,9 @@ pub use deadpool_redis;
 /// The Redis client crate, re-exported for connection settings and raw access.
 pub use redis;
 pub use sayiir_persistence::{
-    self, BackendError, ListCursor, ListRequest, PersistentBackend, PruneRequest, RetentionStore,
-    SignalStore, SnapshotStore, TaskClaimStore, TaskResultStore, WorkflowListing, WorkflowPage,
-    WorkflowSummary, sayiir_core,
+    self, BackendError, ImportOutcome, ListCursor, ListRequest, PersistentBackend, PruneRequest,
+    QueuePage, RetentionStore, SignalStore, SnapshotStore, TaskClaimStore, TaskResultStore,
+    WorkflowListing, WorkflowPage, WorkflowRecord, WorkflowSummary, WorkflowTransfer, sayiir_core,
 };
 
 use sayiir_persistence::operation::Instrumentation;

@@ -73,6 +73,44 @@ pub(crate) fn bytes(value: Value, at: &At<'_>) -> Result<Option<Vec<u8>>, Backen
     }
 }
 
+/// A hash field and its value.
+pub(crate) type FieldValue = (Vec<u8>, Vec<u8>);
+
+/// The field/value pairs of an `HGETALL` reply: flat pairs (RESP2) or a map (RESP3).
+pub(crate) fn pairs(value: Value, at: &At<'_>) -> Result<Vec<FieldValue>, BackendError> {
+    let pairs: Vec<(Value, Value)> = match value {
+        Value::Array(flat) => {
+            let mut flat = flat.into_iter();
+            std::iter::from_fn(|| Some((flat.next()?, flat.next()?))).collect()
+        }
+        Value::Map(pairs) => pairs,
+        other => {
+            return Err(error::reply(at, &format!("expected a hash, got {}", kind(&other))));
+        }
+    };
+    pairs
+        .into_iter()
+        .map(|(field, value)| {
+            Ok((bytes(field, at)?.unwrap_or_default(), bytes(value, at)?.unwrap_or_default()))
+        })
+        .collect()
+}
+
+/// A hash of task id → output (results, archive), from an `HGETALL` reply.
+pub(crate) fn results(
+    value: Value,
+    at: &At<'_>,
+) -> Result<Vec<(String, bytes::Bytes)>, BackendError> {
+    let pairs = pairs(value, at)?;
+    let mut results = Vec::with_capacity(pairs.len() + 1);
+    for (task, output) in pairs {
+        let task = String::from_utf8(task)
+            .map_err(|_| error::corrupt(at, "a stored task id is not UTF-8"))?;
+        results.push((task, bytes::Bytes::from(output)));
+    }
+    Ok(results)
+}
+
 /// The reply `ok` of a script on one workflow: `Ok`, or `NotFound` for `not_found`.
 pub(crate) fn found(value: Value, at: &At<'_>, instance_id: &str) -> Result<(), BackendError> {
     match word(value, at)?.as_str() {

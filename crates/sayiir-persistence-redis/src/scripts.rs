@@ -62,6 +62,7 @@ pub(crate) struct Scripts {
     pub(crate) poll: Lua,
     pub(crate) prune: Lua,
     pub(crate) relist: Lua,
+    pub(crate) import: Lua,
 }
 
 /// A per-workflow script that changes the workflow.
@@ -98,6 +99,12 @@ impl Scripts {
             poll: Lua::new(include_str!("../lua/poll.lua").to_string()),
             prune: workflow(include_str!("../lua/prune.lua")),
             relist: workflow(include_str!("../lua/relist.lua")),
+            // save.lua as a function, so the import runs the very same save.
+            import: workflow(&format!(
+                "local function save_body()\n{}\nend\n{}",
+                include_str!("../lua/save.lua"),
+                include_str!("../lua/import.lua")
+            )),
         }
     }
 }

@@ -20,19 +20,22 @@ use crate::snapshot::Loaded;
 use crate::{RedisBackend, Retry, scripts};
 use sayiir_persistence::operation::Call;
 
-fn kind_name(kind: SignalKind) -> &'static str {
+pub(crate) fn kind_name(kind: SignalKind) -> &'static str {
     match kind {
         SignalKind::Cancel => "Cancel",
         SignalKind::Pause => "Pause",
     }
 }
 
-fn encode_request(at: &At<'_>, request: &SignalRequest) -> Result<Vec<u8>, BackendError> {
+pub(crate) fn encode_request(
+    at: &At<'_>,
+    request: &SignalRequest,
+) -> Result<Vec<u8>, BackendError> {
     rmp_serde::to_vec_named(request)
         .map_err(|e| at.serialization(format_args!("cannot encode the request: {e}")))
 }
 
-fn decode_request(at: &At<'_>, raw: &[u8]) -> Result<SignalRequest, BackendError> {
+pub(crate) fn decode_request(at: &At<'_>, raw: &[u8]) -> Result<SignalRequest, BackendError> {
     rmp_serde::from_slice(raw).map_err(|e| error::corrupt(at, &format!("signal request: {e}")))
 }
 

@@ -167,23 +167,7 @@ impl Loaded {
             applied_at_us: packed.int()?,
             interrupted_at_task: packed.text()?,
         };
-        // Flat task/output pairs (RESP2), or a map (an `HGETALL` over RESP3).
-        let pairs: Vec<(Value, Value)> = match results {
-            Value::Array(flat) => {
-                let mut flat = flat.into_iter();
-                std::iter::from_fn(|| Some((flat.next()?, flat.next()?))).collect()
-            }
-            Value::Map(pairs) => pairs,
-            _ => return Err(error::reply(&at, "results are neither an array nor a map")),
-        };
-        let mut results = Vec::with_capacity(pairs.len() + 1);
-        for (task, output) in pairs {
-            let task = reply::bytes(task, &at)?.unwrap_or_default();
-            let task = String::from_utf8(task)
-                .map_err(|_| error::corrupt(&at, "a stored task id is not UTF-8"))?;
-            let output = reply::bytes(output, &at)?.unwrap_or_default();
-            results.push((task, Bytes::from(output)));
-        }
+        let mut results = reply::results(results, &at)?;
         // A park a script completed: its output, which the replay needs, is in the archive.
         if let (Some(park), Some(output)) = (packed.text()?, packed.bytes()?) {
             results.push((park, output));
@@ -245,17 +229,25 @@ fn encode_meta(failed_worker: Option<&str>, tags: &[String]) -> Vec<u8> {
     out
 }
 
+/// The commands that store a snapshot: the native writes of its results into the staging
+/// hash (none when it holds no result), then the script, built up to the save arguments
+/// (`save.lua`, or a script that starts with them).
+#[derive(Debug)]
+pub(crate) struct SaveCommands {
+    pub(crate) staging: Vec<redis::Cmd>,
+    pub(crate) script: redis::Cmd,
+}
+
 impl RedisBackend {
-    /// Writes `snapshot` with `save.lua`.
-    async fn write_snapshot(
+    /// The commands of [`SaveCommands`] for `snapshot`, the script being `lua`.
+    pub(crate) fn save_commands(
         &self,
-        at: &At<'_>,
+        lua: &crate::scripts::Lua,
         snapshot: &WorkflowSnapshot,
-    ) -> Result<(), BackendError> {
+    ) -> Result<SaveCommands, BackendError> {
         let stored = Stored::new(snapshot)?;
         let keys = self.keys().workflow(&snapshot.instance_id);
-        let lua = &scripts().save;
-        let mut save = self.workflow_script_command(lua, &keys, &snapshot.instance_id);
+        let mut script = self.workflow_script_command(lua, &keys, &snapshot.instance_id);
         // The snapshot's own results replace the stored ones: written natively into the
         // staging hash in the same transaction, which `save.lua` renames. A state without
         // results (Completed, Failed) moves the stored ones to the archive (§ Results survive
@@ -266,31 +258,57 @@ impl RedisBackend {
             Some(_) => "none",
             None => "archive",
         };
-        save.arg(mode).arg(&stored.meta).arg(&stored.blob).arg(stored.fields.len());
+        script.arg(mode).arg(&stored.meta).arg(&stored.blob).arg(stored.fields.len());
         for (name, value) in &stored.fields {
-            save.arg(*name).arg(value.as_ref());
+            script.arg(*name).arg(value.as_ref());
         }
-        let reply = match held {
-            Some(held) if !held.is_empty() => {
-                let staging = keys.staging();
-                let mut clear = redis::cmd("DEL");
-                clear.arg(&staging);
-                let size = held.iter().map(|(task, r)| task.len() + r.output.len()).sum::<usize>();
-                let mut stage =
-                    redis::Cmd::with_capacity(2 + 2 * held.len(), staging.len() + size + 16);
-                stage.arg("HSET").arg(&staging);
-                for (task, result) in held {
-                    stage.arg(task.as_str()).arg(&result.output[..]);
-                }
-                // An overwrite with the whole state: sent again after a lost connection, it
-                // leaves the same state.
-                let transaction = vec![clear, stage, save];
-                let replies =
-                    self.run_transaction(at, lua, transaction, 2, Retry::OnReconnect).await?;
-                replies.into_iter().nth(2).unwrap_or(Value::Nil)
+        let mut staging = Vec::new();
+        if let Some(held) = held.filter(|held| !held.is_empty()) {
+            let staging_key = keys.staging();
+            let mut clear = redis::cmd("DEL");
+            clear.arg(&staging_key);
+            let size = held.iter().map(|(task, r)| task.len() + r.output.len()).sum::<usize>();
+            let mut stage =
+                redis::Cmd::with_capacity(2 + 2 * held.len(), staging_key.len() + size + 16);
+            stage.arg("HSET").arg(&staging_key);
+            for (task, result) in held {
+                stage.arg(task.as_str()).arg(&result.output[..]);
             }
-            _ => self.run_script(at, lua, &save, Retry::OnReconnect).await?,
-        };
+            staging = vec![clear, stage];
+        }
+        Ok(SaveCommands { staging, script })
+    }
+
+    /// Sends [`SaveCommands`]: the script alone, or the staging writes and the script in one
+    /// transaction. Gives the script's reply.
+    pub(crate) async fn send_save(
+        &self,
+        at: &At<'_>,
+        lua: &crate::scripts::Lua,
+        commands: SaveCommands,
+        retry: Retry,
+    ) -> Result<Value, BackendError> {
+        let SaveCommands { mut staging, script } = commands;
+        if staging.is_empty() {
+            return self.run_script(at, lua, &script, retry).await;
+        }
+        let index = staging.len();
+        staging.push(script);
+        let replies = self.run_transaction(at, lua, staging, index, retry).await?;
+        Ok(replies.into_iter().nth(index).unwrap_or(Value::Nil))
+    }
+
+    /// Writes `snapshot` with `save.lua`.
+    async fn write_snapshot(
+        &self,
+        at: &At<'_>,
+        snapshot: &WorkflowSnapshot,
+    ) -> Result<(), BackendError> {
+        let lua = &scripts().save;
+        let commands = self.save_commands(lua, snapshot)?;
+        // An overwrite with the whole state: sent again after a lost connection, it leaves
+        // the same state.
+        let reply = self.send_save(at, lua, commands, Retry::OnReconnect).await?;
         match reply::word(reply, at)?.as_str() {
             "ok" => Ok(()),
             other => Err(error::reply(at, &format!("save returned {other:?}"))),

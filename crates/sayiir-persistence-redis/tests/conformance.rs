@@ -47,7 +47,7 @@ impl RuntimeHarness for RedisHarness {
 }
 
 sayiir_persistence_conformance::conformance_suite!(RedisHarness);
-sayiir_persistence_conformance::conformance_suite!(RedisHarness; retention);
+sayiir_persistence_conformance::conformance_suite!(RedisHarness; retention, transfer);
 
 /// Every call shows up in a metrics recorder, labelled with this backend (feature `metrics`).
 #[test]

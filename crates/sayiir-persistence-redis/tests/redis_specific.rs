@@ -611,6 +611,27 @@ async fn resp3_connections_work() {
         assert_eq!(found.len(), 1);
         assert!(backend.claim_task(&id, "c", "w", None).await.unwrap().is_some());
         assert_eq!(backend.list_snapshots().await.unwrap(), vec![id.clone()]);
+        // The transfer reads: hashes of results, requests, events and claims as maps.
+        use sayiir_persistence_redis::WorkflowTransfer;
+        let request = sayiir_persistence_conformance::fixtures::request("hold");
+        backend.store_signal(&id, SignalKind::Pause, request).await.unwrap();
+        backend.send_event(&id, "go", Bytes::from_static(b"e1")).await.unwrap();
+        let record = backend.export_workflow(&id).await.unwrap().unwrap();
+        assert_eq!(record.pause_request.and_then(|r| r.reason).as_deref(), Some("hold"));
+        assert_eq!(record.events.get("go"), Some(&vec![Bytes::from_static(b"e1")]));
+        let claims = backend.task_claims(&id).await.unwrap();
+        assert_eq!(claims.iter().map(|c| c.worker_id.as_str()).collect::<Vec<_>>(), ["w"]);
+        backend.send_event("early", "go", Bytes::from_static(b"e")).await.unwrap();
+        let (mut listed, mut cursor) = (Vec::new(), None::<String>);
+        loop {
+            let page = backend.list_unstarted_queues(cursor.as_deref(), 1000).await.unwrap();
+            listed.extend(page.instance_ids);
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(listed, ["early"], "SCAN pages over RESP3");
     })
     .await;
 }
