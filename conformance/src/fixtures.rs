@@ -8,12 +8,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
 use sayiir_persistence::sayiir_core::snapshot::{
-    ExecutionPosition, PauseRequest, SignalRequest, TaskDeadline, TaskRetryState, WorkflowSnapshot,
-    WorkflowSnapshotState,
+    ExecutionPosition, PauseRequest, SignalKind, SignalRequest, TaskDeadline, TaskRetryState,
+    WorkflowSnapshot, WorkflowSnapshotState,
 };
 use sayiir_persistence::sayiir_core::task::RetryPolicy;
 use sayiir_persistence::sayiir_core::task_claim::AvailableTask;
-use sayiir_persistence::{BackendError, TaskClaimStore};
+use sayiir_persistence::transfer::WorkflowRecord;
+use sayiir_persistence::{BackendError, SignalStore, TaskClaimStore};
 
 /// An id no other case, run or process uses: `prefix`, the process id, a counter and the
 /// clock in nanoseconds.
@@ -403,5 +404,81 @@ pub fn assert_bytes(actual: &[u8], expected: &[u8], what: &str) {
     assert_eq!(actual.len(), expected.len(), "{what}: length differs");
     if let Some(i) = actual.iter().zip(expected).position(|(a, b)| a != b) {
         panic!("{what}: first difference at byte {i}");
+    }
+}
+
+/// Asserts that two records hold the same data, field by field.
+///
+/// # Panics
+/// When they differ.
+#[track_caller]
+pub fn assert_same_record(actual: &WorkflowRecord, expected: &WorkflowRecord) {
+    assert_eq!(actual.instance_id, expected.instance_id, "instance id");
+    match (&actual.snapshot, &expected.snapshot) {
+        (Some(a), Some(e)) => assert_same(a, e),
+        (None, None) => {}
+        (a, e) => panic!("snapshot: {:?} against {:?}", a.is_some(), e.is_some()),
+    }
+    assert_eq!(actual.archived_results, expected.archived_results, "archived results");
+    for (what, a, e) in [
+        ("cancel request", &actual.cancel_request, &expected.cancel_request),
+        ("pause request", &actual.pause_request, &expected.pause_request),
+    ] {
+        let fields = |r: &Option<SignalRequest>| {
+            r.as_ref().map(|r| (r.reason.clone(), r.requested_by.clone(), r.requested_at))
+        };
+        assert_eq!(fields(a), fields(e), "{what}");
+    }
+    assert_eq!(actual.events, expected.events, "buffered events");
+}
+
+/// Saves a workflow in each state through the 0.4.0 methods, with an archive where the state
+/// has one (Completed, Failed), pending requests and buffered events, and returns their ids
+/// (each starts with what it shows: `populated`, `done`, `failed`, `cancelled`, `paused`,
+/// `waiting`, `running`).
+///
+/// # Panics
+/// When a write fails.
+#[allow(clippy::manual_async_fn)] // a plain `fn`: `pub async fn` marks the cases of groups
+pub fn seed_every_state<B: SignalStore>(b: &B) -> impl Future<Output = Vec<String>> + Send + '_ {
+    async move {
+        let mut ids = Vec::new();
+        let mut put = |snapshot: WorkflowSnapshot| {
+            ids.push(snapshot.instance_id.clone());
+            snapshot
+        };
+        b.save_snapshot(&put(fully_populated(&unique_id("populated")))).await.unwrap();
+        for finished in
+            [completed_snapshot(&unique_id("done")), failed_snapshot(&unique_id("failed"))]
+        {
+            // The archive comes from the results the previous save held.
+            b.save_snapshot(&in_progress(&finished.instance_id)).await.unwrap();
+            b.save_task_result(&finished.instance_id, "z", binary_payload()).await.unwrap();
+            b.save_snapshot(&put(finished)).await.unwrap();
+        }
+        b.save_snapshot(&put(cancelled_snapshot(&unique_id("cancelled")))).await.unwrap();
+        let paused = put(paused_snapshot(&unique_id("paused")));
+        b.save_snapshot(&paused).await.unwrap();
+        b.store_signal(&paused.instance_id, SignalKind::Cancel, request("later")).await.unwrap();
+        let waiting = put(at_signal(
+            &unique_id("waiting"),
+            "s1",
+            "approve",
+            Some(Duration::hours(1)),
+            Some("next"),
+        ));
+        b.save_snapshot(&waiting).await.unwrap();
+        for payload in [&b"first"[..], b"", b"\x00\xff"] {
+            b.send_event(&waiting.instance_id, "approve", Bytes::copy_from_slice(payload))
+                .await
+                .unwrap();
+        }
+        b.send_event(&waiting.instance_id, "other", Bytes::from_static(b"x")).await.unwrap();
+        let running = put(in_progress(&unique_id("running")));
+        b.save_snapshot(&running).await.unwrap();
+        b.save_task_result(&running.instance_id, "b", Bytes::from_static(b"out-b")).await.unwrap();
+        b.store_signal(&running.instance_id, SignalKind::Pause, request("hold")).await.unwrap();
+        b.store_signal(&running.instance_id, SignalKind::Cancel, request("stop")).await.unwrap();
+        ids
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::Duration;
-use sayiir_persistence::sayiir_core::snapshot::{SignalKind, SignalRequest, WorkflowSnapshot};
+use sayiir_persistence::sayiir_core::snapshot::SignalKind;
 use sayiir_persistence::transfer::{ImportOutcome, WorkflowRecord, WorkflowTransfer};
 use sayiir_persistence::{
     BackendError, SignalStore, SnapshotStore, TaskClaimStore, TaskResultStore,
@@ -18,32 +18,9 @@ use sayiir_persistence::{
 
 use crate::Harness;
 use crate::fixtures::{
-    assert_backend_error, assert_same, at_signal, at_task, binary_payload, cancelled_snapshot,
-    completed_snapshot, failed_snapshot, find_all, fully_populated, in_progress, paused_snapshot,
-    request, task_of, unique_id, worker,
+    assert_backend_error, assert_same, assert_same_record, at_signal, at_task, completed_snapshot,
+    find_all, request, seed_every_state, task_of, unique_id, worker,
 };
-
-/// Asserts that two records hold the same data, field by field.
-#[track_caller]
-fn assert_same_record(actual: &WorkflowRecord, expected: &WorkflowRecord) {
-    assert_eq!(actual.instance_id, expected.instance_id, "instance id");
-    match (&actual.snapshot, &expected.snapshot) {
-        (Some(a), Some(e)) => assert_same(a, e),
-        (None, None) => {}
-        (a, e) => panic!("snapshot: {:?} against {:?}", a.is_some(), e.is_some()),
-    }
-    assert_eq!(actual.archived_results, expected.archived_results, "archived results");
-    for (what, a, e) in [
-        ("cancel request", &actual.cancel_request, &expected.cancel_request),
-        ("pause request", &actual.pause_request, &expected.pause_request),
-    ] {
-        let fields = |r: &Option<SignalRequest>| {
-            r.as_ref().map(|r| (r.reason.clone(), r.requested_by.clone(), r.requested_at))
-        };
-        assert_eq!(fields(a), fields(e), "{what}");
-    }
-    assert_eq!(actual.events, expected.events, "buffered events");
-}
 
 /// Exports `id`, which must be stored.
 async fn export<H: Harness>(h: &H, id: &str) -> WorkflowRecord
@@ -53,49 +30,6 @@ where
     h.backend().export_workflow(id).await.unwrap().unwrap_or_else(|| panic!("{id} not exported"))
 }
 
-/// A workflow in each state, built through the 0.4.0 methods, with an archive where the state
-/// has one, pending requests and buffered events.
-async fn every_state<H: Harness>(h: &H) -> Vec<String> {
-    let b = h.backend();
-    let mut ids = Vec::new();
-    let mut put = |snapshot: WorkflowSnapshot| {
-        ids.push(snapshot.instance_id.clone());
-        snapshot
-    };
-    b.save_snapshot(&put(fully_populated(&unique_id("populated")))).await.unwrap();
-    for finished in [completed_snapshot(&unique_id("done")), failed_snapshot(&unique_id("failed"))]
-    {
-        // The archive comes from the results the previous save held.
-        b.save_snapshot(&in_progress(&finished.instance_id)).await.unwrap();
-        b.save_task_result(&finished.instance_id, "z", binary_payload()).await.unwrap();
-        b.save_snapshot(&put(finished)).await.unwrap();
-    }
-    b.save_snapshot(&put(cancelled_snapshot(&unique_id("cancelled")))).await.unwrap();
-    let paused = put(paused_snapshot(&unique_id("paused")));
-    b.save_snapshot(&paused).await.unwrap();
-    b.store_signal(&paused.instance_id, SignalKind::Cancel, request("later")).await.unwrap();
-    let waiting = put(at_signal(
-        &unique_id("waiting"),
-        "s1",
-        "approve",
-        Some(Duration::hours(1)),
-        Some("next"),
-    ));
-    b.save_snapshot(&waiting).await.unwrap();
-    for payload in [&b"first"[..], b"", b"\x00\xff"] {
-        b.send_event(&waiting.instance_id, "approve", Bytes::copy_from_slice(payload))
-            .await
-            .unwrap();
-    }
-    b.send_event(&waiting.instance_id, "other", Bytes::from_static(b"x")).await.unwrap();
-    let running = put(in_progress(&unique_id("running")));
-    b.save_snapshot(&running).await.unwrap();
-    b.save_task_result(&running.instance_id, "b", Bytes::from_static(b"out-b")).await.unwrap();
-    b.store_signal(&running.instance_id, SignalKind::Pause, request("hold")).await.unwrap();
-    b.store_signal(&running.instance_id, SignalKind::Cancel, request("stop")).await.unwrap();
-    ids
-}
-
 /// A workflow in every state (with archive, requests and events) exported, deleted and
 /// imported again exports the same record, and the 0.4.0 reads give what they gave before.
 pub async fn every_state_survives_export_and_import<H: Harness>(h: Arc<H>)
@@ -103,7 +37,7 @@ where
     H::Backend: WorkflowTransfer,
 {
     let b = h.backend();
-    for id in every_state(&*h).await {
+    for id in seed_every_state(h.backend()).await {
         let before = export(&*h, &id).await;
         let loaded = b.load_snapshot(&id).await.unwrap();
         assert_same(before.snapshot.as_ref().unwrap(), &loaded);
@@ -142,7 +76,7 @@ where
     H::Backend: WorkflowTransfer,
 {
     let b = h.backend();
-    let ids = every_state(&*h).await;
+    let ids = seed_every_state(h.backend()).await;
     for id in &ids {
         let first = export(&*h, id).await;
         let second = export(&*h, id).await;

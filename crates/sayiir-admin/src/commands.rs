@@ -7,26 +7,16 @@ use clap::Args;
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use indicatif::{ProgressBar, ProgressStyle};
 use sayiir_persistence::listing::{DEFAULT_PAGE, MAX_PAGE};
-use sayiir_persistence::results::held_results;
+use sayiir_persistence::results::{held_results, reads_archive};
 use sayiir_persistence::retention::DEFAULT_PRUNE_BATCH;
-use sayiir_persistence::sayiir_core::snapshot::{
-    SignalKind, SignalRequest, WorkflowSnapshot, WorkflowSnapshotState,
-};
-use sayiir_persistence::{BackendError, ListCursor, ListRequest, PruneRequest};
+use sayiir_persistence::sayiir_core::snapshot::{SignalKind, SignalRequest, WorkflowSnapshotState};
+use sayiir_persistence::sayiir_core::task_claim::TaskClaim;
+use sayiir_persistence::{BackendError, ListCursor, ListRequest, PruneRequest, WorkflowRecord};
 use serde_json::{Value, json};
 
 use crate::Command;
 use crate::store::{Store, Target};
 use crate::when;
-
-/// Prints a line on stdout. A closed stdout (`sayiir-admin list | head`) is not an error of
-/// the command: the line is dropped instead of panicking as `println!` would.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
-    }};
-}
 
 /// Who the requests this tool stores say they come from.
 const REQUESTED_BY: &str = "sayiir-admin";
@@ -40,6 +30,8 @@ pub enum Failure {
     Usage(String),
     /// The store refused the call or could not be reached.
     Store(BackendError),
+    /// A file could not be read or written, or is not a complete export.
+    File(String),
 }
 
 impl From<BackendError> for Failure {
@@ -118,6 +110,8 @@ pub async fn run(target: &Target, command: Command) -> Result<(), Failure> {
     match &command {
         Command::List(args) => drop(list_request(args)?),
         Command::Prune(args) => drop(prune_request(args)?),
+        Command::Export(args) => crate::transfer::check_export(args)?,
+        Command::Import(args) => crate::transfer::check_import(args)?,
         _ => {}
     }
     let store = Store::open(target, matches!(command, Command::Migrate)).await?;
@@ -128,6 +122,8 @@ pub async fn run(target: &Target, command: Command) -> Result<(), Failure> {
         Command::Pause(args) => request(&store, SignalKind::Pause, args).await,
         Command::Resume(args) => resume(&store, args).await,
         Command::Prune(args) => prune(&store, args).await,
+        Command::Export(args) => crate::transfer::export(&store, args).await,
+        Command::Import(args) => crate::transfer::import(&store, args).await,
         Command::Migrate => store.migrate().await.map_err(Failure::from).map(|()| {
             say!("the {} store is up to date", store.backend_name());
         }),
@@ -216,20 +212,27 @@ async fn list(store: &Store, args: ListArgs) -> Result<(), Failure> {
 
 async fn show(store: &Store, args: ShowArgs) -> Result<(), Failure> {
     let id = args.instance_id.as_str();
-    let snapshot = store.load(id).await.map_err(not_found(id))?;
-    let cancel = store.pending(id, SignalKind::Cancel).await?;
-    let pause = store.pending(id, SignalKind::Pause).await?;
-    let described = describe(&snapshot, cancel.as_ref(), pause.as_ref());
+    let record = store.export(id).await?;
+    let Some(record) = record else {
+        return Err(Failure::NotFound(format!("no workflow {id:?}")));
+    };
+    let claims = store.claims(id).await?;
+    let described = describe(&record, &claims);
     if args.json {
         say!("{described}");
         return Ok(());
     }
     let text = |key: &str| described[key].as_str().map(str::to_string);
     say!("instance    {id}");
-    say!("status      {}", text("status").unwrap_or_default());
-    say!("definition  {}", snapshot.definition_hash);
-    say!("created     {}", when::rfc3339(snapshot.created_at));
-    say!("updated     {}", when::rfc3339(snapshot.updated_at));
+    match &record.snapshot {
+        Some(snapshot) => {
+            say!("status      {}", text("status").unwrap_or_default());
+            say!("definition  {}", snapshot.definition_hash);
+            say!("created     {}", when::rfc3339(snapshot.created_at));
+            say!("updated     {}", when::rfc3339(snapshot.updated_at));
+        }
+        None => say!("status      not started: only buffered events are stored for it"),
+    }
     if let Some(position) = text("position") {
         let task = text("current_task").map(|t| format!(" ({t})")).unwrap_or_default();
         say!("position    {position}{task}");
@@ -237,13 +240,16 @@ async fn show(store: &Store, args: ShowArgs) -> Result<(), Failure> {
     if let Some(error) = text("error") {
         say!("error       {error}");
     }
-    if let Some(results) = described["results"].as_array() {
-        say!("results     {} task(s)", results.len());
-        for result in results {
-            say!("  {:<30} {} bytes", result["task_id"].as_str().unwrap_or(""), result["bytes"]);
+    for (key, label) in [("results", "results "), ("archived_results", "archived")] {
+        if let Some(results) = described[key].as_array() {
+            say!("{label}    {} task(s)", results.len());
+            for result in results {
+                let task = result["task_id"].as_str().unwrap_or("");
+                say!("  {task:<30} {} bytes", result["bytes"]);
+            }
         }
     }
-    for (kind, request) in [("cancel", &cancel), ("pause", &pause)] {
+    for (kind, request) in [("cancel", &record.cancel_request), ("pause", &record.pause_request)] {
         if let Some(request) = request {
             say!(
                 "pending     {kind} requested by {} ({})",
@@ -252,28 +258,73 @@ async fn show(store: &Store, args: ShowArgs) -> Result<(), Failure> {
             );
         }
     }
+    for (name, queue) in &record.events {
+        let bytes: usize = queue.iter().map(|payload| payload.len()).sum();
+        say!("events      {name}: {} buffered ({bytes} bytes)", queue.len());
+    }
+    for claim in &claims {
+        let expires = claim
+            .expires_at
+            .map_or("never expires".to_string(), |at| format!("expires {}", when::rfc3339(at)));
+        say!(
+            "claim       {} held by {} since {}, {expires}",
+            claim.task_id,
+            claim.worker_id,
+            when::rfc3339(claim.claimed_at)
+        );
+    }
     Ok(())
 }
 
-/// The snapshot as `show --json` prints it.
-fn describe(
-    snapshot: &WorkflowSnapshot,
-    cancel: Option<&SignalRequest>,
-    pause: Option<&SignalRequest>,
-) -> Value {
-    let mut results: Vec<(&String, usize)> = held_results(&snapshot.state)
-        .map(|held| held.iter().map(|(task, r)| (task, r.output.len())).collect())
-        .unwrap_or_default();
-    results.sort();
+/// Task id and size of each output, by task id.
+fn sizes<'a>(outputs: impl Iterator<Item = (&'a String, usize)>) -> Vec<Value> {
+    let mut sizes: Vec<(&String, usize)> = outputs.collect();
+    sizes.sort();
+    sizes.iter().map(|(task, bytes)| json!({ "task_id": task, "bytes": bytes })).collect()
+}
+
+/// The workflow as `show --json` prints it.
+fn describe(record: &WorkflowRecord, claims: &[TaskClaim]) -> Value {
     let request = |r: Option<&SignalRequest>| {
         r.map(|r| json!({ "reason": r.reason, "requested_by": r.requested_by }))
     };
+    let events: serde_json::Map<String, Value> = record
+        .events
+        .iter()
+        .map(|(name, queue)| {
+            let bytes: usize = queue.iter().map(|payload| payload.len()).sum();
+            (name.clone(), json!({ "count": queue.len(), "bytes": bytes }))
+        })
+        .collect();
+    let claims: Vec<Value> = claims
+        .iter()
+        .map(|c| {
+            json!({
+                "task_id": c.task_id,
+                "worker_id": c.worker_id,
+                "claimed_at": c.claimed_at,
+                "expires_at": c.expires_at,
+            })
+        })
+        .collect();
+    let mut described = json!({
+        "instance_id": record.instance_id,
+        "status": Value::Null,
+        "pending_cancel": request(record.cancel_request.as_ref()),
+        "pending_pause": request(record.pause_request.as_ref()),
+        "events": events,
+        "claims": claims,
+    });
+    let Some(snapshot) = &record.snapshot else { return described };
     let final_output = match &snapshot.state {
         WorkflowSnapshotState::Completed { final_output } => Some(final_output.len()),
         _ => None,
     };
-    json!({
-        "instance_id": snapshot.instance_id,
+    let results = held_results(&snapshot.state)
+        .map(|held| sizes(held.iter().map(|(task, r)| (task, r.output.len()))));
+    let archived = reads_archive(&snapshot.state)
+        .then(|| sizes(record.archived_results.iter().map(|(task, out)| (task, out.len()))));
+    let fields = json!({
         "status": snapshot.state.as_ref(),
         "definition_hash": snapshot.definition_hash,
         "created_at": snapshot.created_at,
@@ -282,12 +333,13 @@ fn describe(
         "current_task": snapshot.current_task_id(),
         "error": snapshot.error_message(),
         "final_output_bytes": final_output,
-        "results": held_results(&snapshot.state).map(|_| {
-            results.iter().map(|(task, bytes)| json!({ "task_id": task, "bytes": bytes })).collect::<Vec<_>>()
-        }),
-        "pending_cancel": request(cancel),
-        "pending_pause": request(pause),
-    })
+        "results": results,
+        "archived_results": archived,
+    });
+    if let (Some(all), Value::Object(fields)) = (described.as_object_mut(), fields) {
+        all.extend(fields);
+    }
+    described
 }
 
 async fn request(store: &Store, kind: SignalKind, args: RequestArgs) -> Result<(), Failure> {

@@ -2,8 +2,18 @@
 //! `sayiir-admin`: look into a sayiir-persistence store and keep it healthy from the command
 //! line. See the README for a walk-through.
 
+/// Prints a line on stdout. A closed stdout (`sayiir-admin list | head`) is not an error of
+/// the command: the line is dropped instead of panicking as `println!` would.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 mod commands;
 mod store;
+mod transfer;
 mod when;
 
 use std::process::ExitCode;
@@ -18,7 +28,8 @@ const FAILED: u8 = 1;
 const NOT_FOUND: u8 = 3;
 
 /// Operate a sayiir-persistence store: list, inspect, cancel, pause, resume and prune
-/// workflows, and bring a schema up to date.
+/// workflows, export a store and import it into another backend, and bring a schema up to
+/// date.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None, after_help = EXAMPLES)]
 struct Cli {
@@ -40,6 +51,8 @@ const EXAMPLES: &str = "Examples:
   sayiir-admin --url postgres://app@db/prod --schema jobs show order-42
   sayiir-admin --url redis://127.0.0.1:6379 cancel order-42 --reason \"customer left\"
   sayiir-admin --url sqlite:./workflows.db prune --before 30d
+  sayiir-admin --url sqlite:./workflows.db export store.jsonl
+  sayiir-admin --url postgres://app@db/prod import store.jsonl
   SAYIIR_STORE_URL=postgres://app@db/prod sayiir-admin migrate
 
 Exit status: 0 done, 1 the store refused or could not be reached, 2 bad arguments,
@@ -59,6 +72,12 @@ enum Command {
     Resume(commands::ResumeArgs),
     /// Remove finished workflows (Completed, Failed, Cancelled) older than a cut-off.
     Prune(commands::PruneArgs),
+    /// Write every workflow (snapshot, results, pending requests, buffered events) into a
+    /// portable file; stop the workers first for a complete copy.
+    Export(transfer::ExportArgs),
+    /// Load an export file into this store (of any backend); instances it already holds are
+    /// skipped, so an interrupted import can be run again.
+    Import(transfer::ImportArgs),
     /// Bring the store's schema up to date without starting workers.
     Migrate,
 }
@@ -89,6 +108,10 @@ fn main() -> ExitCode {
         }
         Err(commands::Failure::Store(error)) => {
             eprintln!("error: {error}");
+            ExitCode::from(FAILED)
+        }
+        Err(commands::Failure::File(message)) => {
+            eprintln!("error: {message}");
             ExitCode::from(FAILED)
         }
     }

@@ -2,9 +2,10 @@
 //! libraries.
 
 use sayiir_persistence::sayiir_core::snapshot::{SignalKind, SignalRequest, WorkflowSnapshot};
+use sayiir_persistence::sayiir_core::task_claim::TaskClaim;
 use sayiir_persistence::{
-    BackendError, ListRequest, PruneRequest, RetentionStore, SignalStore, SnapshotStore,
-    WorkflowListing, WorkflowPage,
+    BackendError, ImportOutcome, ListRequest, PruneRequest, QueuePage, RetentionStore, SignalStore,
+    WorkflowListing, WorkflowPage, WorkflowRecord, WorkflowTransfer,
 };
 use sayiir_persistence_postgres::{PostgresBackend, PostgresOptions};
 use sayiir_persistence_redis::{RedisBackend, RedisOptions};
@@ -154,23 +155,42 @@ impl Store {
         }
     }
 
+    /// The backend's `db.system.name`, as export files record their source.
+    pub fn system_name(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgresql",
+            Self::Redis(_) => "redis",
+        }
+    }
+
+    /// `WorkflowTransfer::export_workflow`.
+    pub async fn export(&self, instance_id: &str) -> Result<Option<WorkflowRecord>, BackendError> {
+        on_backend!(self, |backend| backend.export_workflow(instance_id).await)
+    }
+
+    /// `WorkflowTransfer::import_workflow`.
+    pub async fn import(&self, record: &WorkflowRecord) -> Result<ImportOutcome, BackendError> {
+        on_backend!(self, |backend| backend.import_workflow(record).await)
+    }
+
+    /// `WorkflowTransfer::list_unstarted_queues`.
+    pub async fn unstarted(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<QueuePage, BackendError> {
+        on_backend!(self, |backend| backend.list_unstarted_queues(cursor, limit).await)
+    }
+
+    /// `WorkflowTransfer::task_claims`.
+    pub async fn claims(&self, instance_id: &str) -> Result<Vec<TaskClaim>, BackendError> {
+        on_backend!(self, |backend| backend.task_claims(instance_id).await)
+    }
+
     /// `WorkflowListing::list_workflows`.
     pub async fn list(&self, request: &ListRequest) -> Result<WorkflowPage, BackendError> {
         on_backend!(self, |backend| backend.list_workflows(request).await)
-    }
-
-    /// `SnapshotStore::load_snapshot`.
-    pub async fn load(&self, instance_id: &str) -> Result<WorkflowSnapshot, BackendError> {
-        on_backend!(self, |backend| backend.load_snapshot(instance_id).await)
-    }
-
-    /// `SignalStore::get_signal`.
-    pub async fn pending(
-        &self,
-        instance_id: &str,
-        kind: SignalKind,
-    ) -> Result<Option<SignalRequest>, BackendError> {
-        on_backend!(self, |backend| backend.get_signal(instance_id, kind).await)
     }
 
     /// `SignalStore::store_signal`.

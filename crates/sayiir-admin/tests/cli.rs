@@ -3,40 +3,16 @@
 //! its output and exit status checked, and the store checked through the libraries again.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::process::{Command, Output};
-
 use sayiir_persistence::sayiir_core::snapshot::SignalKind;
-use sayiir_persistence::{SignalStore, SnapshotStore};
+use sayiir_persistence::{SignalStore, SnapshotStore, TaskClaimStore};
 use sayiir_persistence_conformance::fixtures::{
     completed_snapshot, failed_snapshot, in_progress, unique_id,
 };
 use sayiir_persistence_conformance::servers::{postgres_url, redis_url};
 use serde_json::Value;
 
-/// Runs the binary with `args` (the store's arguments first).
-fn admin(store: &[String], args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sayiir-admin"))
-        .args(store)
-        .args(args)
-        .env_remove("SAYIIR_STORE_URL")
-        .output()
-        .expect("the sayiir-admin binary runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// Runs and expects success; returns stdout.
-fn ok(store: &[String], args: &[&str]) -> String {
-    let output = admin(store, args);
-    assert!(output.status.success(), "{args:?} failed: {}", stderr(&output));
-    stdout(&output)
-}
+mod common;
+use common::{admin, ok, stderr, stdout};
 
 /// `list --json` and the instance ids it printed, with the next cursor.
 fn listed(store: &[String], args: &[&str]) -> (Vec<String>, Option<String>) {
@@ -54,7 +30,10 @@ fn listed(store: &[String], args: &[&str]) -> (Vec<String>, Option<String>) {
 
 /// The walk-through every backend must pass; `store` is the store's arguments, `backend` the
 /// same store through the library.
-async fn walk_through<B: SnapshotStore + SignalStore>(store: &[String], backend: &B) {
+async fn walk_through<B: SnapshotStore + SignalStore + TaskClaimStore>(
+    store: &[String],
+    backend: &B,
+) {
     let (old_done, old_failed) = (unique_id("done"), unique_id("failed"));
     let (running, to_pause) = (unique_id("running"), unique_id("pause"));
     let mut done = completed_snapshot(&old_done);
@@ -88,6 +67,19 @@ async fn walk_through<B: SnapshotStore + SignalStore>(store: &[String], backend:
     let json: Value = serde_json::from_str(&ok(store, &["show", &running, "--json"])).unwrap();
     assert_eq!(json["status"], "InProgress");
     assert_eq!(json["results"][0]["task_id"], "a");
+    // show: who holds a claim, and the events waiting to be consumed.
+    backend.claim_task(&running, "b", "worker-7", None).await.unwrap().unwrap();
+    backend.send_event(&running, "approve", bytes::Bytes::from_static(b"yes")).await.unwrap();
+    let shown = ok(store, &["show", &running]);
+    assert!(shown.contains("claim       b held by worker-7"), "{shown}");
+    assert!(shown.contains("never expires"), "{shown}");
+    assert!(shown.contains("events      approve: 1 buffered (3 bytes)"), "{shown}");
+    let json: Value = serde_json::from_str(&ok(store, &["show", &running, "--json"])).unwrap();
+    assert_eq!(json["claims"][0]["worker_id"], "worker-7");
+    assert_eq!(json["events"]["approve"]["count"], 1);
+    let json: Value = serde_json::from_str(&ok(store, &["show", &old_done, "--json"])).unwrap();
+    assert_eq!(json["status"], "Completed");
+    assert!(json["archived_results"].is_array(), "{json}");
     let missing = admin(store, &["show", "no-such-workflow"]);
     assert_eq!(missing.status.code(), Some(3), "{}", stderr(&missing));
     assert!(stderr(&missing).contains("no-such-workflow"));
