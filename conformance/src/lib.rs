@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod retention;
 pub mod signals;
 pub mod snapshots;
+pub mod statistics;
 pub mod task_results;
 pub mod transfer;
 
@@ -37,8 +38,9 @@ pub mod __private {
 ///
 /// `conformance_suite!(H)` runs every group of the 0.4.0 traits; `conformance_suite!(H;
 /// group, ...)` only those named. The groups of the extension traits run only when named:
-/// `retention` (`RetentionStore`, `WorkflowListing`) and `transfer` (`WorkflowTransfer`), as
-/// in `conformance_suite!(H; retention, transfer)`. Each test builds a multi-threaded tokio runtime, as `#[tokio::test(flavor =
+/// `retention` (`RetentionStore`, `WorkflowListing`), `transfer` (`WorkflowTransfer`) and
+/// `statistics` (`StoreStatistics`), as in `conformance_suite!(H; retention, transfer,
+/// statistics)`. Each test builds a multi-threaded tokio runtime, as `#[tokio::test(flavor =
 /// "multi_thread")]` would, without requiring the caller to depend on tokio.
 #[macro_export]
 macro_rules! conformance_suite {
@@ -471,6 +473,11 @@ macro_rules! __conformance_group {
             );
         }
     };
+    (statistics, $h:ty) => {
+        mod statistics {
+            $crate::__conformance_tests!($h, statistics, [counts_follow_the_store]);
+        }
+    };
     (runtime, $h:ty) => {
         mod runtime {
             $crate::__conformance_tests!(
@@ -523,6 +530,7 @@ mod tests {
             ("concurrency", include_str!("concurrency.rs")),
             ("retention", include_str!("retention.rs")),
             ("transfer", include_str!("transfer.rs")),
+            ("statistics", include_str!("statistics.rs")),
             ("runtime", include_str!("runtime/runner.rs")),
             ("runtime", include_str!("runtime/workers.rs")),
         ];

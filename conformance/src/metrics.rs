@@ -79,3 +79,64 @@ pub fn calls_are_measured<H: Harness>(system: &str) {
     assert_eq!(samples("load_snapshot", Some("NotFound")), 1, "failed load_snapshot durations");
     assert_eq!(samples("save_snapshot", None), 1, "save_snapshot durations");
 }
+
+/// On a fresh backend of `H`, saves one runnable workflow and claims nothing, calls
+/// `store_counts`, and asserts that the recorder saw the gauges `sayiir.workflows` (1 for
+/// `InProgress`, 0 for the others), `sayiir.tasks.ready` (1) and `sayiir.claims.live` (0),
+/// labelled `db.system.name = system`.
+///
+/// # Panics
+/// When a gauge is missing or wrong, or a call fails.
+#[allow(clippy::expect_used)]
+pub fn counts_are_gauged<H: Harness>(system: &str)
+where
+    H::Backend: sayiir_persistence::StoreStatistics,
+{
+    use sayiir_persistence::StoreStatistics as _;
+    use sayiir_persistence::metrics::{LIVE_CLAIMS, READY_TASKS, WORKFLOWS};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("cannot build the tokio runtime for the metrics check");
+    let outcome = metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            let harness = H::setup().await;
+            let calls = AssertUnwindSafe(async {
+                let id = unique_id("gauged");
+                harness.backend().save_snapshot(&at_task(&id, "t")).await.unwrap();
+                harness.backend().store_counts().await.unwrap();
+            })
+            .catch_unwind()
+            .await;
+            harness.teardown().await;
+            calls
+        })
+    });
+    if let Err(panic) = outcome {
+        resume_unwind(panic);
+    }
+    let metrics = snapshotter.snapshot().into_vec();
+    let gauge = |name: &str, status: Option<&str>| {
+        let found = metrics.iter().find_map(|(key, _, _, value)| {
+            let key = key.key();
+            let label = |wanted: &str| {
+                key.labels().find(|l| l.key() == wanted).map(|l| l.value().to_string())
+            };
+            (key.name() == name
+                && label("db.system.name").as_deref() == Some(system)
+                && label("sayiir.workflow.status").as_deref() == status)
+                .then_some(value)
+        });
+        match found {
+            Some(DebugValue::Gauge(value)) => value.into_inner(),
+            other => panic!("{name} ({status:?}): {other:?} in {metrics:#?}"),
+        }
+    };
+    assert!((gauge(WORKFLOWS, Some("InProgress")) - 1.0).abs() < f64::EPSILON);
+    assert!(gauge(WORKFLOWS, Some("Completed")).abs() < f64::EPSILON);
+    assert!((gauge(READY_TASKS, None) - 1.0).abs() < f64::EPSILON);
+    assert!(gauge(LIVE_CLAIMS, None).abs() < f64::EPSILON);
+}

@@ -34,10 +34,16 @@ impl RuntimeHarness for MemoryHarness {
 }
 
 sayiir_persistence_conformance::conformance_suite!(MemoryHarness);
-sayiir_persistence_conformance::conformance_suite!(MemoryHarness; retention, transfer);
+sayiir_persistence_conformance::conformance_suite!(MemoryHarness; retention, transfer, statistics);
 
 /// Every call shows up in a metrics recorder, labelled with this backend (feature `metrics`).
 #[test]
 fn calls_are_measured() {
     sayiir_persistence_conformance::metrics::calls_are_measured::<MemoryHarness>("memory");
+}
+
+/// `store_counts` sets the store gauges, labelled with this backend (feature `metrics`).
+#[test]
+fn counts_are_gauged() {
+    sayiir_persistence_conformance::metrics::counts_are_gauged::<MemoryHarness>("memory");
 }

@@ -67,6 +67,7 @@ pub(crate) use retry_read;
 mod advance;
 mod catalog;
 mod claim;
+mod counts;
 mod error;
 mod explain;
 mod find;

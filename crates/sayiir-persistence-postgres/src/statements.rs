@@ -88,6 +88,8 @@ pub(crate) struct Statements {
     pub(crate) unstarted: SqlStr,
     /// `records::TASK_CLAIMS`.
     pub(crate) task_claims: SqlStr,
+    /// `counts::COUNTS`.
+    pub(crate) store_counts: SqlStr,
 }
 
 impl Statements {
@@ -139,6 +141,7 @@ impl Statements {
             import_signal: render(crate::records::IMPORT_SIGNAL),
             unstarted: render(crate::records::UNSTARTED),
             task_claims: render(crate::records::TASK_CLAIMS),
+            store_counts: render(crate::counts::COUNTS),
         }
     }
 }

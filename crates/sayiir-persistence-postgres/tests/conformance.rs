@@ -48,10 +48,16 @@ impl RuntimeHarness for PgHarness {
 }
 
 sayiir_persistence_conformance::conformance_suite!(PgHarness);
-sayiir_persistence_conformance::conformance_suite!(PgHarness; retention, transfer);
+sayiir_persistence_conformance::conformance_suite!(PgHarness; retention, transfer, statistics);
 
 /// Every call shows up in a metrics recorder, labelled with this backend (feature `metrics`).
 #[test]
 fn calls_are_measured() {
     sayiir_persistence_conformance::metrics::calls_are_measured::<PgHarness>("postgresql");
+}
+
+/// `store_counts` sets the store gauges, labelled with this backend (feature `metrics`).
+#[test]
+fn counts_are_gauged() {
+    sayiir_persistence_conformance::metrics::counts_are_gauged::<PgHarness>("postgresql");
 }

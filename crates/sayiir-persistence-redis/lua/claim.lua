@@ -31,7 +31,8 @@ if expires then
   redis.call('ZADD', K_CEXP, fmt(expires), member)
 else
   redis.call('HSET', K_CLM, task, fmt(now) .. ' - ' .. ARGV[4])
-  redis.call('ZREM', K_CEXP, member)
+  -- At +inf: never purged, and counted as live by counts.lua.
+  redis.call('ZADD', K_CEXP, '+inf', member)
 end
 if st and redis.call('HGET', K_SNAP, 'cur') == task then
   refresh()

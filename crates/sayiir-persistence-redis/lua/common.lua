@@ -16,7 +16,8 @@
 --  10 parked   global zset: workflows waiting for a time (delay, signal timeout, backoff)
 --  11 meta     global hash: instance -> tags and last failed worker of the current task
 --  12 inst     global set: every stored instance id
---  13 cexp     global zset: "<len(instance)>:<instance><task>" -> claim expiry (server ms)
+--  13 cexp     global zset: "<len(instance)>:<instance><task>" -> claim expiry (server ms;
+--              +inf for a claim that never expires)
 --  14 seq      global counter: source of blob revisions (`rev` in snap, bumped by save.lua)
 --  15 listed   global hash: instance -> its listing entry (see `relist` in lua/index.lua); the
 --              listing sorted sets are named after it: `<listed>:<status>` and

@@ -19,7 +19,7 @@ local member = claim_member(task)
 local extended = expires + tonumber(ARGV[5])
 if extended >= 9007199254740992 then
   redis.call('HSET', K_CLM, task, fmt(claimed) .. ' - ' .. owner)
-  redis.call('ZREM', K_CEXP, member)
+  redis.call('ZADD', K_CEXP, '+inf', member)
 else
   redis.call('HSET', K_CLM, task, fmt(claimed) .. ' ' .. fmt(extended) .. ' ' .. owner)
   redis.call('ZADD', K_CEXP, fmt(extended), member)

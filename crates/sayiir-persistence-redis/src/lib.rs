@@ -4,6 +4,7 @@
 mod catalog;
 mod claim;
 mod command;
+mod counts;
 mod error;
 mod find;
 mod keys;
@@ -30,8 +31,9 @@ pub use deadpool_redis;
 pub use redis;
 pub use sayiir_persistence::{
     self, BackendError, ImportOutcome, ListCursor, ListRequest, PersistentBackend, PruneRequest,
-    QueuePage, RetentionStore, SignalStore, SnapshotStore, TaskClaimStore, TaskResultStore,
-    WorkflowListing, WorkflowPage, WorkflowRecord, WorkflowSummary, WorkflowTransfer, sayiir_core,
+    QueuePage, RetentionStore, SignalStore, SnapshotStore, StoreCounts, StoreStatistics,
+    TaskClaimStore, TaskResultStore, WorkflowListing, WorkflowPage, WorkflowRecord,
+    WorkflowSummary, WorkflowTransfer, sayiir_core,
 };
 
 use sayiir_persistence::operation::Instrumentation;

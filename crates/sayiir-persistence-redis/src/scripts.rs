@@ -63,6 +63,7 @@ pub(crate) struct Scripts {
     pub(crate) prune: Lua,
     pub(crate) relist: Lua,
     pub(crate) import: Lua,
+    pub(crate) counts: Lua,
 }
 
 /// A per-workflow script that changes the workflow.
@@ -97,6 +98,7 @@ impl Scripts {
             take: reader(include_str!("../lua/take.lua")),
             unindex: reader(include_str!("../lua/unindex.lua")),
             poll: Lua::new(include_str!("../lua/poll.lua").to_string()),
+            counts: Lua::new(include_str!("../lua/counts.lua").to_string()),
             prune: workflow(include_str!("../lua/prune.lua")),
             relist: workflow(include_str!("../lua/relist.lua")),
             // save.lua as a function, so the import runs the very same save.

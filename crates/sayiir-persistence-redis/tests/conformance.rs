@@ -47,10 +47,16 @@ impl RuntimeHarness for RedisHarness {
 }
 
 sayiir_persistence_conformance::conformance_suite!(RedisHarness);
-sayiir_persistence_conformance::conformance_suite!(RedisHarness; retention, transfer);
+sayiir_persistence_conformance::conformance_suite!(RedisHarness; retention, transfer, statistics);
 
 /// Every call shows up in a metrics recorder, labelled with this backend (feature `metrics`).
 #[test]
 fn calls_are_measured() {
     sayiir_persistence_conformance::metrics::calls_are_measured::<RedisHarness>("redis");
+}
+
+/// `store_counts` sets the store gauges, labelled with this backend (feature `metrics`).
+#[test]
+fn counts_are_gauged() {
+    sayiir_persistence_conformance::metrics::counts_are_gauged::<RedisHarness>("redis");
 }

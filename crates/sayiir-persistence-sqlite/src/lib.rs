@@ -9,6 +9,7 @@ pub struct RepositoryReadme;
 mod catalog;
 mod claim;
 mod conn;
+mod counts;
 mod error;
 mod find;
 mod migrate;

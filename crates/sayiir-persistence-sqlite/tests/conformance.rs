@@ -45,10 +45,16 @@ impl RuntimeHarness for SqliteHarness {
 }
 
 sayiir_persistence_conformance::conformance_suite!(SqliteHarness);
-sayiir_persistence_conformance::conformance_suite!(SqliteHarness; retention, transfer);
+sayiir_persistence_conformance::conformance_suite!(SqliteHarness; retention, transfer, statistics);
 
 /// Every call shows up in a metrics recorder, labelled with this backend (feature `metrics`).
 #[test]
 fn calls_are_measured() {
     sayiir_persistence_conformance::metrics::calls_are_measured::<SqliteHarness>("sqlite");
+}
+
+/// `store_counts` sets the store gauges, labelled with this backend (feature `metrics`).
+#[test]
+fn counts_are_gauged() {
+    sayiir_persistence_conformance::metrics::counts_are_gauged::<SqliteHarness>("sqlite");
 }

@@ -22,6 +22,7 @@ pub mod requests;
 pub mod results;
 pub mod retention;
 pub mod schedule;
+pub mod statistics;
 pub mod status;
 pub mod transfer;
 pub mod validation;
@@ -36,6 +37,7 @@ pub use listing::{ListCursor, ListRequest, WorkflowListing, WorkflowPage, Workfl
 #[cfg(feature = "in-memory")]
 pub use memory::InMemoryBackend;
 pub use retention::{PruneRequest, RetentionStore};
+pub use statistics::{StoreCounts, StoreStatistics};
 pub use traits::{PersistentBackend, SignalStore, SnapshotStore, TaskClaimStore, TaskResultStore};
 pub use transfer::{ImportOutcome, QueuePage, WorkflowRecord, WorkflowTransfer};
 

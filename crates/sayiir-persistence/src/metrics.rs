@@ -11,6 +11,15 @@
 //!
 //! The histogram is OpenTelemetry's database client metric, with its attribute names; the two
 //! counters, under this project's namespace, count calls and failed calls per operation.
+//!
+//! Gauges, set by each `StoreStatistics::store_counts` call (see
+//! [`statistics`](crate::statistics); call it on a timer):
+//!
+//! | metric | kind | unit | labels |
+//! |---|---|---|---|
+//! | `sayiir.workflows` | gauge | workflows | `db.system.name`, `db.namespace`, `sayiir.workflow.status` |
+//! | `sayiir.tasks.ready` | gauge | tasks | `db.system.name`, `db.namespace` |
+//! | `sayiir.claims.live` | gauge | claims | `db.system.name`, `db.namespace` |
 
 use std::time::Duration;
 
@@ -22,6 +31,30 @@ pub const OPERATION_DURATION: &str = "db.client.operation.duration";
 pub const OPERATIONS: &str = "sayiir.db.client.operations";
 /// `sayiir.db.client.errors`: failed calls.
 pub const ERRORS: &str = "sayiir.db.client.errors";
+
+/// `sayiir.workflows`: stored workflows, per `sayiir.workflow.status`.
+pub const WORKFLOWS: &str = "sayiir.workflows";
+/// `sayiir.tasks.ready`: tasks a worker could take now.
+pub const READY_TASKS: &str = "sayiir.tasks.ready";
+/// `sayiir.claims.live`: claims that have not expired.
+pub const LIVE_CLAIMS: &str = "sayiir.claims.live";
+
+/// Sets the store gauges.
+#[allow(clippy::cast_precision_loss)] // gauges are f64; counts past 2^53 are not a concern
+pub(crate) fn record_counts(
+    system: &'static str,
+    namespace: &str,
+    counts: &crate::statistics::StoreCounts,
+) {
+    let labels = [("db.system.name", system.to_string()), ("db.namespace", namespace.to_string())];
+    for (status, count) in &counts.workflows {
+        let [a, b] = labels.clone();
+        let labels = [a, b, ("sayiir.workflow.status", status.clone())];
+        metrics::gauge!(WORKFLOWS, &labels).set(*count as f64);
+    }
+    metrics::gauge!(READY_TASKS, &labels).set(counts.ready_tasks as f64);
+    metrics::gauge!(LIVE_CLAIMS, &labels).set(counts.live_claims as f64);
+}
 
 /// Records one finished call.
 pub(crate) fn record(

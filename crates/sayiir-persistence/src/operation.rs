@@ -122,6 +122,8 @@ pub enum Call<'a> {
     ListUnstartedQueues(usize),
     /// `WorkflowTransfer::task_claims`.
     TaskClaims(&'a str),
+    /// `StoreStatistics::store_counts`.
+    StoreCounts,
     /// A backend operation outside the storage traits; nothing is checked.
     Maintenance {
         /// The operation's name (`db.operation.name`), e.g. `migrate`.
@@ -184,6 +186,7 @@ impl<'a> Call<'a> {
             Self::ImportWorkflow(_) => "import_workflow",
             Self::ListUnstartedQueues(_) => "list_unstarted_queues",
             Self::TaskClaims(_) => "task_claims",
+            Self::StoreCounts => "store_counts",
             Self::Maintenance { operation, .. } => operation,
         }
     }
@@ -216,7 +219,8 @@ impl<'a> Call<'a> {
             | Self::FindAvailableTasks(_)
             | Self::PruneFinished(_)
             | Self::ListWorkflows(_)
-            | Self::ListUnstartedQueues(_) => "",
+            | Self::ListUnstartedQueues(_)
+            | Self::StoreCounts => "",
         }
     }
 
@@ -258,7 +262,7 @@ impl<'a> Call<'a> {
             Self::ListWorkflows(request) => request.check(),
             Self::ImportWorkflow(record) => record.check(),
             Self::ListUnstartedQueues(limit) => crate::transfer::check_queue_limit(limit),
-            Self::ListSnapshots | Self::Maintenance { .. } => Ok(()),
+            Self::ListSnapshots | Self::StoreCounts | Self::Maintenance { .. } => Ok(()),
         }
     }
 }
@@ -343,6 +347,16 @@ impl Instrumentation {
         })
     }
 
+    /// Sets the gauges of [`metrics`](crate::metrics) to `counts`, labelled with this
+    /// backend's system and namespace (cargo feature `metrics`; without it, nothing).
+    /// Backends call it from `StoreStatistics::store_counts`.
+    pub fn record_store_counts(&self, counts: &crate::statistics::StoreCounts) {
+        #[cfg(feature = "metrics")]
+        crate::metrics::record_counts(self.system, self.namespace(), counts);
+        #[cfg(not(feature = "metrics"))]
+        let _ = counts;
+    }
+
     /// The span of `call`. Span names are static in `tracing`, hence one arm per method.
     fn span(&self, call: &Call<'_>) -> tracing::Span {
         macro_rules! span {
@@ -385,6 +399,7 @@ impl Instrumentation {
             Call::ImportWorkflow(_) => span!("import_workflow"),
             Call::ListUnstartedQueues(_) => span!("list_unstarted_queues"),
             Call::TaskClaims(_) => span!("task_claims"),
+            Call::StoreCounts => span!("store_counts"),
             // A maintenance operation's own name is in `db.operation.name`.
             Call::Maintenance { .. } => span!("sayiir_persistence"),
         }

@@ -12,6 +12,7 @@
 
 mod catalog;
 mod claim;
+mod counts;
 mod find;
 mod records;
 mod result;
