@@ -71,6 +71,14 @@ pub struct ShowArgs {
     json: bool,
 }
 
+/// `stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Print JSON for scripts instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
 /// `cancel` and `pause`.
 #[derive(Debug, Args)]
 pub struct RequestArgs {
@@ -122,6 +130,7 @@ pub async fn run(target: &Target, command: Command) -> Result<(), Failure> {
         Command::Pause(args) => request(&store, SignalKind::Pause, args).await,
         Command::Resume(args) => resume(&store, args).await,
         Command::Prune(args) => prune(&store, args).await,
+        Command::Stats(args) => stats(&store, args).await,
         Command::Export(args) => crate::transfer::export(&store, args).await,
         Command::Import(args) => crate::transfer::import(&store, args).await,
         Command::Migrate => store.migrate().await.map_err(Failure::from).map(|()| {
@@ -340,6 +349,30 @@ fn describe(record: &WorkflowRecord, claims: &[TaskClaim]) -> Value {
         all.extend(fields);
     }
     described
+}
+
+async fn stats(store: &Store, args: StatsArgs) -> Result<(), Failure> {
+    let counts = store.counts().await?;
+    if args.json {
+        say!(
+            "{}",
+            json!({
+                "workflows": counts.workflows,
+                "ready_tasks": counts.ready_tasks,
+                "live_claims": counts.live_claims,
+            })
+        );
+        return Ok(());
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_BORDERS_ONLY).set_header(["", "count"]);
+    for (status, count) in &counts.workflows {
+        table.add_row([status.clone(), count.to_string()]);
+    }
+    table.add_row(["ready tasks".to_string(), counts.ready_tasks.to_string()]);
+    table.add_row(["live claims".to_string(), counts.live_claims.to_string()]);
+    say!("{table}");
+    Ok(())
 }
 
 async fn request(store: &Store, kind: SignalKind, args: RequestArgs) -> Result<(), Failure> {

@@ -70,6 +70,8 @@ enum Command {
     Pause(commands::RequestArgs),
     /// Resume a paused workflow.
     Resume(commands::ResumeArgs),
+    /// Count workflows per status, tasks ready for a worker and live claims.
+    Stats(commands::StatsArgs),
     /// Remove finished workflows (Completed, Failed, Cancelled) older than a cut-off.
     Prune(commands::PruneArgs),
     /// Write every workflow (snapshot, results, pending requests, buffered events) into a

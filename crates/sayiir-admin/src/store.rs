@@ -5,7 +5,7 @@ use sayiir_persistence::sayiir_core::snapshot::{SignalKind, SignalRequest, Workf
 use sayiir_persistence::sayiir_core::task_claim::TaskClaim;
 use sayiir_persistence::{
     BackendError, ImportOutcome, ListRequest, PruneRequest, QueuePage, RetentionStore, SignalStore,
-    WorkflowListing, WorkflowPage, WorkflowRecord, WorkflowTransfer,
+    StoreCounts, StoreStatistics, WorkflowListing, WorkflowPage, WorkflowRecord, WorkflowTransfer,
 };
 use sayiir_persistence_postgres::{PostgresBackend, PostgresOptions};
 use sayiir_persistence_redis::{RedisBackend, RedisOptions};
@@ -162,6 +162,11 @@ impl Store {
             Self::Postgres(_) => "postgresql",
             Self::Redis(_) => "redis",
         }
+    }
+
+    /// `StoreStatistics::store_counts`.
+    pub async fn counts(&self) -> Result<StoreCounts, BackendError> {
+        on_backend!(self, |backend| backend.store_counts().await)
     }
 
     /// `WorkflowTransfer::export_workflow`.

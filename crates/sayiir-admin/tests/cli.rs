@@ -109,6 +109,13 @@ async fn walk_through<B: SnapshotStore + SignalStore + TaskClaimStore>(
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
     assert!(stderr(&bad).contains("30d"), "{}", stderr(&bad));
 
+    // stats: per status, ready tasks and live claims, as a table and as JSON.
+    let stats: Value = serde_json::from_str(&ok(store, &["stats", "--json"])).unwrap();
+    assert_eq!(stats["workflows"]["InProgress"], 2, "{stats}");
+    assert_eq!(stats["workflows"]["Completed"], 0, "{stats}");
+    assert_eq!(stats["live_claims"], 1, "{stats}");
+    assert!(ok(store, &["stats"]).contains("live claims"));
+
     assert!(ok(store, &["migrate"]).contains("up to date"));
 }
 
