@@ -55,8 +55,8 @@ const EXAMPLES: &str = "Examples:
   sayiir-admin --url postgres://app@db/prod import store.jsonl
   SAYIIR_STORE_URL=postgres://app@db/prod sayiir-admin migrate
 
-Exit status: 0 done, 1 the store refused or could not be reached, 2 bad arguments,
-3 no such workflow.";
+Exit status: 0 done, 1 the store refused or could not be reached or a file is not a complete
+export, 2 bad arguments, 3 no such workflow.";
 
 #[derive(Debug, Subcommand)]
 enum Command {

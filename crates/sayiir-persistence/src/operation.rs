@@ -347,7 +347,7 @@ impl Instrumentation {
         })
     }
 
-    /// Sets the gauges of [`metrics`](crate::metrics) to `counts`, labelled with this
+    /// Sets the gauges of the `metrics` module (`sayiir.workflows`, …) to `counts`, labelled with this
     /// backend's system and namespace (cargo feature `metrics`; without it, nothing).
     /// Backends call it from `StoreStatistics::store_counts`.
     pub fn record_store_counts(&self, counts: &crate::statistics::StoreCounts) {

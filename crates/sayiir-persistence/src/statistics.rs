@@ -3,7 +3,7 @@
 //!
 //! [`StoreStatistics`] is an extension beside the 0.4.0 traits (which stay as they were).
 //! With the cargo feature `metrics`, every [`StoreStatistics::store_counts`] call also sets
-//! the gauges of [`metrics`](crate::metrics): call it on a timer (every 15 to 60 s, say) to
+//! the gauges of the `metrics` module: call it on a timer (every 15 to 60 s, say) to
 //! feed a dashboard. Its behaviour is written down in [`behaviour`](crate::behaviour),
 //! § Statistics.
 
