@@ -131,15 +131,19 @@ where
     b.send_event(&drained, "go", Bytes::from_static(b"1")).await.unwrap();
     b.consume_event(&drained, "go").await.unwrap();
 
+    // Pages of 1, so paging is exercised, then the rest in pages of 1,000 (on Redis a page
+    // follows one SCAN call over the whole shared keyspace).
     let mut listed = BTreeSet::new();
     let mut cursor: Option<String> = None;
-    for _ in 0..1000 {
-        let page = b.list_unstarted_queues(cursor.as_deref(), 1).await.unwrap();
+    for page_number in 0.. {
+        let limit = if page_number < 3 { 1 } else { 1000 };
+        let page = b.list_unstarted_queues(cursor.as_deref(), limit).await.unwrap();
         listed.extend(page.instance_ids);
         match page.next {
             Some(next) => cursor = Some(next),
             None => break,
         }
+        assert!(page_number < 1_000_000, "the pages never ended");
     }
     for id in &early {
         assert!(listed.contains(id), "{id} has events and no snapshot: listed");

@@ -11,7 +11,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use sayiir_persistence::export_file::{self, Header, Line, Summary};
 use sayiir_persistence::listing::MAX_PAGE;
-use sayiir_persistence::{ImportOutcome, ListRequest, WorkflowRecord};
+use sayiir_persistence::{BackendError, ImportOutcome, ListRequest, WorkflowRecord};
 
 use crate::commands::Failure;
 use crate::store::Store;
@@ -28,6 +28,10 @@ pub struct ExportArgs {
     /// Replace FILE if it exists.
     #[arg(long)]
     force: bool,
+    /// Leave out the workflows whose stored snapshot cannot be decoded (they are listed on
+    /// stderr) instead of stopping at the first.
+    #[arg(long)]
+    skip_unreadable: bool,
 }
 
 /// `import`.
@@ -77,7 +81,27 @@ async fn write_all(
     store: &Store,
     out: &mut dyn Write,
     progress: &ProgressBar,
+    skip_unreadable: bool,
+    skipped: &mut Vec<String>,
 ) -> Result<Summary, Failure> {
+    // A snapshot that does not decode: left out and listed, or the end of the export.
+    let mut read = async |id: &str| -> Result<Option<WorkflowRecord>, Failure> {
+        match store.export(id).await {
+            Ok(record) => Ok(record),
+            Err(BackendError::Serialization(message)) if skip_unreadable => {
+                progress.println(format!("left out: {message}"));
+                skipped.push(id.to_string());
+                Ok(None)
+            }
+            Err(BackendError::Serialization(message)) => {
+                Err(Failure::Store(BackendError::Serialization(format!(
+                    "{message}; pass --skip-unreadable to export the other workflows and list \
+                     the ones left out"
+                ))))
+            }
+            Err(other) => Err(Failure::Store(other)),
+        }
+    };
     let write = |out: &mut dyn Write, line: String| {
         writeln!(out, "{line}").map_err(|e| file_error("write", "the export", &e))
     };
@@ -97,7 +121,7 @@ async fn write_all(
         let page = store.list(&request).await?;
         for listed in &page.workflows {
             // Deleted since the page was read: nothing to carry.
-            if let Some(record) = store.export(&listed.instance_id).await? {
+            if let Some(record) = read(&listed.instance_id).await? {
                 emit(out, &record)?;
             }
         }
@@ -112,7 +136,7 @@ async fn write_all(
         for id in &page.instance_ids {
             // Only records without a snapshot: a workflow started meanwhile was either
             // listed above or started after the export began.
-            if let Some(record) = store.export(id).await?.filter(|r| r.snapshot.is_none()) {
+            if let Some(record) = read(id).await?.filter(|r| r.snapshot.is_none()) {
                 emit(out, &record)?;
             }
         }
@@ -129,16 +153,18 @@ async fn write_all(
 /// `export`: the whole store into `args.file`.
 pub async fn export(store: &Store, args: ExportArgs) -> Result<(), Failure> {
     let progress = spinner();
+    let mut skipped = Vec::new();
     let outcome = if args.file == STDIO {
         let mut out = BufWriter::new(std::io::stdout().lock());
-        write_all(store, &mut out, &progress).await
+        write_all(store, &mut out, &progress, args.skip_unreadable, &mut skipped).await
     } else {
         let partial = PathBuf::from(format!("{}.partial", args.file));
         let written = async {
             let file = File::create(&partial)
                 .map_err(|e| file_error("create", &partial.display().to_string(), &e))?;
             let mut out = BufWriter::new(file);
-            let summary = write_all(store, &mut out, &progress).await?;
+            let summary =
+                write_all(store, &mut out, &progress, args.skip_unreadable, &mut skipped).await?;
             let file = out.into_inner().map_err(|e| file_error("write", &args.file, e.error()))?;
             file.sync_all().map_err(|e| file_error("write", &args.file, &e))?;
             std::fs::rename(&partial, &args.file)
@@ -168,6 +194,13 @@ pub async fn export(store: &Store, args: ExportArgs) -> Result<(), Failure> {
         eprintln!("{message}");
     } else {
         say!("{message}");
+    }
+    if !skipped.is_empty() {
+        eprintln!(
+            "left out {} workflow(s) whose snapshot cannot be decoded: {}",
+            skipped.len(),
+            skipped.join(", ")
+        );
     }
     Ok(())
 }
@@ -207,7 +240,18 @@ async fn read_all(
                 "line {number} follows the end line; the file is not one export"
             )));
         }
-        match export_file::decode_line(number, line)? {
+        let decoded = match export_file::decode_line(number, line) {
+            Ok(decoded) => decoded,
+            // The last line, without its newline: the writer stopped in the middle of it.
+            Err(_) if !text.ends_with('\n') => {
+                return Err(Failure::File(format!(
+                    "line {number} ends the file in the middle of a record: the export was cut \
+                     short"
+                )));
+            }
+            Err(error) => return Err(Failure::File(error.to_string())),
+        };
+        match decoded {
             Line::Header(_) if number == 1 => {}
             Line::Header(_) => {
                 return Err(Failure::File(format!("line {number} is a second header")));
@@ -218,6 +262,9 @@ async fn read_all(
                 ));
             }
             Line::Workflow(record) => {
+                // Checked here, so that a bad record reads as a problem of the file, not of
+                // the store.
+                record.check().map_err(|error| Failure::File(format!("line {number}: {error}")))?;
                 done.seen.count(&record);
                 match store.import(&record).await? {
                     ImportOutcome::Imported => done.imported += 1,
@@ -274,9 +321,13 @@ pub async fn import(store: &Store, args: ImportArgs) -> Result<(), Failure> {
     };
     progress.finish_and_clear();
     if let Err(failure) = outcome {
+        let advice = match failure {
+            Failure::File(_) => "import a complete export to finish",
+            _ => "run the same import again to continue",
+        };
         eprintln!(
-            "{} record(s) were imported before the failure; run the same import again to \
-             continue: records already stored are skipped",
+            "{} record(s) were imported before the failure; {advice}: records already stored \
+             are skipped",
             done.imported
         );
         return Err(failure);

@@ -181,6 +181,13 @@ async fn damaged_files_are_refused_and_interrupted_imports_resume() {
     let rest = ok(&target, &["import", &arg(&file("full.jsonl"))]);
     assert!(rest.contains("imported 4 record(s)") && rest.contains("3 already stored"), "{rest}");
 
+    std::fs::write(file("torn.jsonl"), format!("{}\n{}", lines[..3].join("\n"), &lines[3][..40]))
+        .unwrap();
+    let torn = admin(&target, &["import", &arg(&file("torn.jsonl"))]);
+    assert_eq!(torn.status.code(), Some(1));
+    assert!(stderr(&torn).contains("line 4 ends the file in the middle"), "{}", stderr(&torn));
+    assert!(stderr(&torn).contains("import a complete export"), "{}", stderr(&torn));
+
     let mut damaged = lines.clone();
     damaged[2] = "{\"workflow\": not json";
     std::fs::write(file("damaged.jsonl"), damaged.join("\n")).unwrap();
@@ -207,5 +214,18 @@ async fn damaged_files_are_refused_and_interrupted_imports_resume() {
     let failed = admin(&store, &["export", &arg(&file("broken.jsonl"))]);
     assert_eq!(failed.status.code(), Some(1));
     assert!(stderr(&failed).contains(&id), "{}", stderr(&failed));
+    assert!(stderr(&failed).contains("--skip-unreadable"), "{}", stderr(&failed));
     assert!(!file("broken.jsonl").exists() && !file("broken.jsonl.partial").exists());
+    // With --skip-unreadable the others are exported and the one left out is named.
+    let skipping = admin(&store, &["export", &arg(&file("rest.jsonl")), "--skip-unreadable"]);
+    assert!(skipping.status.success(), "{}", stderr(&skipping));
+    assert!(
+        stderr(&skipping)
+            .contains(&format!("left out 1 workflow(s) whose snapshot cannot be decoded: {id}")),
+        "{}",
+        stderr(&skipping)
+    );
+    let rest = std::fs::read_to_string(file("rest.jsonl")).unwrap();
+    let end = rest.lines().last().unwrap();
+    assert!(end.starts_with("{\"end\":{\"workflows\":7,"), "{end}");
 }

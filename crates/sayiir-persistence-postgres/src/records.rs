@@ -9,21 +9,25 @@ use sqlx::{Postgres, Transaction};
 
 use crate::error::{corrupt, db};
 use crate::row::{SnapshotRow, StoredRow, assemble};
-use crate::sayiir_core::snapshot::{SignalKind, SignalRequest};
+use crate::sayiir_core::snapshot::SignalKind;
 use crate::sayiir_core::task_claim::TaskClaim;
-use crate::signal::{SignalRow, request_of};
+use crate::signal::{SignalRow, request_of, request_time};
 use crate::{BackendError, PostgresBackend};
 use sayiir_persistence::claims::task_claim;
 use sayiir_persistence::operation::Call;
-use sayiir_persistence::results::reads_archive;
+use sayiir_persistence::results::{reads_archive, status_holds_results};
+use sayiir_persistence::status::ALL as ALL_STATUSES;
 use sayiir_persistence::transfer::{ImportOutcome, QueuePage, WorkflowRecord, WorkflowTransfer};
 
-/// What an export reads beside the snapshot, in one row: the result rows (the archive of a
-/// Completed or Failed workflow), the buffered events in queue order, the pending requests.
+/// What an export reads beside the snapshot, in one row: the archive (the result rows of a
+/// workflow whose state holds none of its own, `$2`: Completed, Failed; the snapshot read
+/// already carries the others' results) and the buffered events in queue order.
 pub(crate) const EXPORT_REST: &str = "SELECT
-    ARRAY(SELECT task_id FROM {schema}.task_results WHERE instance_id = $1 ORDER BY task_id)
+    ARRAY(SELECT r.task_id FROM {schema}.task_results r JOIN {schema}.workflows w USING (instance_id)
+          WHERE r.instance_id = $1 AND w.status = ANY ($2) ORDER BY r.task_id)
         AS result_ids,
-    ARRAY(SELECT output FROM {schema}.task_results WHERE instance_id = $1 ORDER BY task_id)
+    ARRAY(SELECT r.output FROM {schema}.task_results r JOIN {schema}.workflows w USING (instance_id)
+          WHERE r.instance_id = $1 AND w.status = ANY ($2) ORDER BY r.task_id)
         AS result_outputs,
     ARRAY(SELECT signal_name FROM {schema}.events WHERE instance_id = $1 ORDER BY id)
         AS event_names,
@@ -80,13 +84,6 @@ struct RestRow {
     event_payloads: Vec<Vec<u8>>,
 }
 
-/// The seconds and nanoseconds of a request's time, as the `signals` columns hold them.
-fn request_time(request: &SignalRequest) -> (i64, i32) {
-    let at = request.requested_at;
-    // Sub-second nanoseconds are below 2 × 10^9 (a leap second): they fit an i32.
-    (at.timestamp(), i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(i32::MAX))
-}
-
 impl PostgresBackend {
     /// The reads of [`WorkflowTransfer::export_workflow`], inside `tx`.
     async fn read_record(
@@ -100,8 +97,11 @@ impl PostgresBackend {
             .fetch_optional(&mut **tx)
             .await
             .map_err(db(OP, id))?;
+        let archived_statuses: Vec<&str> =
+            ALL_STATUSES.into_iter().filter(|status| !status_holds_results(status)).collect();
         let rest: RestRow = sqlx::query_as(self.statement(|s| &s.export_rest))
             .bind(id)
+            .bind(archived_statuses)
             .fetch_one(&mut **tx)
             .await
             .map_err(db(OP, id))?;
@@ -279,19 +279,15 @@ impl WorkflowTransfer for PostgresBackend {
     ) -> Result<QueuePage, BackendError> {
         self.calls()
             .run(Call::ListUnstartedQueues(limit), async {
-                // One more than asked: whether a next page exists.
-                let fetch = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
-                let mut ids: Vec<String> = crate::retry_read!(self, |conn| {
+                let fetch = i64::try_from(QueuePage::fetch_size(limit)).unwrap_or(i64::MAX);
+                let ids: Vec<String> = crate::retry_read!(self, |conn| {
                     sqlx::query_scalar(self.statement(|s| &s.unstarted))
                         .bind(cursor)
                         .bind(fetch)
                         .fetch_all(conn)
                 })
                 .map_err(crate::error::db_all("list_unstarted_queues"))?;
-                let more = ids.len() > limit;
-                ids.truncate(limit);
-                let next = if more { ids.last().cloned() } else { None };
-                Ok(QueuePage { instance_ids: ids, next })
+                Ok(QueuePage::from_fetched(ids, limit))
             })
             .await
     }
@@ -320,6 +316,7 @@ impl WorkflowTransfer for PostgresBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sayiir_core::snapshot::SignalRequest;
     use chrono::DateTime;
 
     #[test]

@@ -89,6 +89,13 @@ pub(crate) struct SignalRow {
     requested_nanos: i32,
 }
 
+/// A request's time as the `signals` columns hold it: whole Unix seconds and the nanoseconds
+/// within the second (below 2 × 10^9 even in a leap second, so they fit an `INTEGER`).
+pub(crate) fn request_time(request: &SignalRequest) -> (i64, i32) {
+    let at = request.requested_at;
+    (at.timestamp(), i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0))
+}
+
 pub(crate) fn request_of(instance_id: &str, row: SignalRow) -> Result<SignalRequest, BackendError> {
     let SignalRow { reason, requested_by, requested_secs: secs, requested_nanos: nanos } = row;
     let requested_at = u32::try_from(nanos)
@@ -236,15 +243,14 @@ impl SignalStore for PostgresBackend {
                         !matches!(signal_decision(status, kind), Ok(SignalDecision::Store))
                     })
                     .collect();
-                let nanos =
-                    i32::try_from(request.requested_at.timestamp_subsec_nanos()).unwrap_or(0);
+                let (secs, nanos) = request_time(&request);
                 let status: Option<String> = crate::on_held!(self, |conn| {
                     sqlx::query_scalar(self.statement(|s| &s.store_signal))
                         .bind(instance_id)
                         .bind(kind.as_ref())
                         .bind(&request.reason)
                         .bind(&request.requested_by)
-                        .bind(request.requested_at.timestamp())
+                        .bind(secs)
                         .bind(nanos)
                         .bind(refused)
                         .fetch_optional(conn)

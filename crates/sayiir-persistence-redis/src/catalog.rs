@@ -17,6 +17,7 @@ use sayiir_persistence::status::TERMINAL;
 
 use crate::command::Retry;
 use crate::error::{At, at};
+use crate::keys::{Own, claim_member};
 use crate::{BackendError, RedisBackend, reply, scripts};
 
 /// Listing members read per `SSCAN` page by [`RedisBackend::build_listing_indexes`].
@@ -57,9 +58,11 @@ impl RedisBackend {
 
     /// Gives every workflow stored before the listing indexes existed its entry: the
     /// definition hash is decoded from its blob (an undecodable blob gets an empty one), a
-    /// page of 500 at a time, with a progress line per page. `connect` and
+    /// page of 500 at a time, with a progress line per page; and puts the never-expiring
+    /// claims of a store written before they were indexed into the claim-expiry index (once
+    /// per store: a marker key `{prefix}:claims-indexed` records it). `connect` and
     /// `connect_with` run it; a backend made with `from_pool` on a store written by an older
-    /// version calls it once. Cheap when there is nothing to do: two counts.
+    /// version calls it once. Cheap when there is nothing to do: an `EXISTS` and two counts.
     ///
     /// # Errors
     /// `Backend` if a command fails; the entries made so far stay, and calling it again
@@ -75,6 +78,7 @@ impl RedisBackend {
                 async move { count.query_async(&mut conn).await }
             })
             .await?;
+        self.index_lasting_claims(&at).await?;
         if stored == listed {
             return Ok(());
         }
@@ -103,6 +107,60 @@ impl RedisBackend {
             cursor = next;
         }
         self.drop_stale_listing_entries(&at).await
+    }
+
+    /// Puts the never-expiring claims of a store written by an older version into the
+    /// claim-expiry index at `+inf` (where `claim.lua` now puts them), so `store_counts` counts
+    /// them; once per store (a marker key records it). One `SCAN` of the claims hashes.
+    async fn index_lasting_claims(&self, at: &At<'_>) -> Result<(), BackendError> {
+        let keys = self.keys();
+        let marker = keys.lasting_claims_indexed();
+        let mut exists = redis::cmd("EXISTS");
+        exists.arg(&marker);
+        let done: bool = self.query(at, &exists, Retry::OnReconnect).await?;
+        if done {
+            return Ok(());
+        }
+        let (mut cursor, mut indexed) = (0_u64, 0_u64);
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(keys.workflow_key_pattern(Own::Claims))
+                .arg("COUNT")
+                .arg(BACKFILL_PAGE);
+            let (next, found): (u64, Vec<String>) =
+                self.query(at, &scan, Retry::OnReconnect).await?;
+            for key in found {
+                let Some(instance_id) = keys.instance_of_key(&key, Own::Claims) else { continue };
+                let mut read = redis::cmd("HGETALL");
+                read.arg(&key);
+                let claims = reply::pairs(self.query(at, &read, Retry::OnReconnect).await?, at)?;
+                for (task, value) in claims {
+                    // `<claimed ms> - <worker>`: never expires.
+                    let lasting = value.split(|b| *b == b' ').nth(1) == Some(b"-".as_slice());
+                    let Ok(task) = String::from_utf8(task) else { continue };
+                    if lasting {
+                        let mut add = redis::cmd("ZADD");
+                        add.arg(keys.claim_expiry())
+                            .arg("+inf")
+                            .arg(claim_member(&instance_id, &task));
+                        self.query::<()>(at, &add, Retry::OnReconnect).await?;
+                        indexed += 1;
+                    }
+                }
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        if indexed > 0 {
+            tracing::info!(indexed, "never-expiring claims of an older store indexed");
+        }
+        let mut mark = redis::cmd("SET");
+        mark.arg(&marker).arg(1);
+        self.query::<()>(at, &mark, Retry::OnReconnect).await
     }
 
     /// Removes the listing entries of instances no longer stored (left by an older version's

@@ -22,6 +22,15 @@ pub(crate) struct WorkflowKeys {
     tag: String,
 }
 
+/// A workflow key that is looked for across instances (its index in [`OWN`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Own {
+    /// The claims hash.
+    Claims = 4,
+    /// The event-queue hash.
+    Events = 5,
+}
+
 /// Suffixes of a workflow's keys, in the order scripts receive them.
 const OWN: [&str; 8] =
     ["snap", "blob", "results", "signals", "claims", "events", "archive", "staging"];
@@ -179,20 +188,26 @@ impl KeySpace {
         }
     }
 
-    /// A glob (for `SCAN MATCH`) that matches the event-queue hash of every instance.
-    pub(crate) fn events_pattern(&self) -> String {
+    /// A glob (for `SCAN MATCH`) that matches the `kind` key of every instance.
+    pub(crate) fn workflow_key_pattern(&self, kind: Own) -> String {
         let mut out = String::from("\\{");
         push_escaped(&mut out, &self.prefix);
         out.push_str(":*}:");
-        out.push_str(OWN[5]);
+        out.push_str(OWN[kind as usize]);
         out
     }
 
-    /// The instance id of an event-queue key this key space names, `None` for another key.
-    pub(crate) fn instance_of_events_key(&self, key: &str) -> Option<String> {
-        let inner = key.strip_prefix('{')?.strip_suffix(OWN[5])?.strip_suffix("}:")?;
+    /// The instance id of a `kind` key this key space names, `None` for another key.
+    pub(crate) fn instance_of_key(&self, key: &str, kind: Own) -> Option<String> {
+        let inner = key.strip_prefix('{')?.strip_suffix(OWN[kind as usize])?.strip_suffix("}:")?;
         let encoded = inner.strip_prefix(self.prefix.as_str())?.strip_prefix(':')?;
         decode(encoded)
+    }
+
+    /// The marker of a store whose never-expiring claims are in the claim-expiry index (set
+    /// once the claims of a store written by an older version have been indexed).
+    pub(crate) fn lasting_claims_indexed(&self) -> String {
+        format!("{{{}}}:claims-indexed", self.prefix)
     }
 
     /// A glob (for `SCAN MATCH`) that matches every key of this key space and no other.
@@ -261,8 +276,7 @@ fn encode_into(out: &mut String, id: &str) {
 /// The member of the claim-expiry index for one claim, as `claim_member` in `common.lua`
 /// builds it: the instance id length-prefixed, so the pair can be split again whatever
 /// characters the ids contain.
-#[cfg(test)]
-fn claim_member(instance_id: &str, task_id: &str) -> String {
+pub(crate) fn claim_member(instance_id: &str, task_id: &str) -> String {
     format!("{}:{instance_id}{task_id}", instance_id.len())
 }
 
@@ -292,13 +306,16 @@ mod tests {
         assert_ne!(claim_member("a:b", "c"), claim_member("a", "b:c"));
         assert_eq!(KeySpace::new("a*b").pattern(), "\\{a\\*b[:}]*");
         let space = KeySpace::new("p:*");
-        assert_eq!(space.events_pattern(), "\\{p%3A\\*:*}:events");
+        assert_eq!(space.workflow_key_pattern(Own::Events), "\\{p%3A\\*:*}:events");
+        assert_eq!(space.workflow_key_pattern(Own::Claims), "\\{p%3A\\*:*}:claims");
         for id in ["plain", "a:b}{%c", "%3A"] {
             let key = space.workflow(id).events();
-            assert_eq!(space.instance_of_events_key(&key).as_deref(), Some(id), "{key}");
+            assert_eq!(space.instance_of_key(&key, Own::Events).as_deref(), Some(id), "{key}");
+            let key = space.workflow(id).claims();
+            assert_eq!(space.instance_of_key(&key, Own::Claims).as_deref(), Some(id), "{key}");
         }
-        assert_eq!(space.instance_of_events_key("{p%3A*:x}:snap"), None);
-        assert_eq!(space.instance_of_events_key("{other:x}:events"), None);
+        assert_eq!(space.instance_of_key("{p%3A*:x}:snap", Own::Events), None);
+        assert_eq!(space.instance_of_key("{other:x}:events", Own::Events), None);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use sayiir_persistence::sayiir_core::task_claim::TaskClaim;
 use sayiir_persistence::transfer::{ImportOutcome, QueuePage, WorkflowRecord, WorkflowTransfer};
 
 use crate::error::{self, At, at};
+use crate::keys::Own;
 use crate::signal::{decode_request, encode_request, kind_name};
 use crate::snapshot::{Loaded, SaveCommands};
 use crate::{RedisBackend, Retry, reply, scripts};
@@ -185,13 +186,15 @@ impl WorkflowTransfer for RedisBackend {
                 let mut scan = redis::cmd("SCAN");
                 scan.arg(scan_cursor)
                     .arg("MATCH")
-                    .arg(self.keys().events_pattern())
+                    .arg(self.keys().workflow_key_pattern(Own::Events))
                     .arg("COUNT")
                     .arg(limit);
                 let (next, keys): (u64, Vec<String>) =
                     self.query(&at, &scan, Retry::OnReconnect).await?;
-                let ids: Vec<String> =
-                    keys.iter().filter_map(|key| self.keys().instance_of_events_key(key)).collect();
+                let ids: Vec<String> = keys
+                    .iter()
+                    .filter_map(|key| self.keys().instance_of_key(key, Own::Events))
+                    .collect();
                 // Which of them have no snapshot and a queue: one pipeline of reads.
                 let mut reads = redis::pipe();
                 for id in &ids {

@@ -642,6 +642,39 @@ fn key_prefix_of(backend: &RedisBackend) -> String {
     pattern.trim_start_matches("\\{").trim_end_matches("[:}]*").to_string()
 }
 
+/// Claims that never expire, made by a version that did not index them, are indexed once
+/// at connect (`build_listing_indexes`), so `store_counts` counts them as live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lasting_claims_of_an_older_store_are_counted() {
+    use sayiir_persistence_redis::StoreStatistics;
+    let prefix = common::fresh_prefix("lasting");
+    let backend = common::connect(&prefix).await;
+    guarded(&[&backend], async {
+        let id = unique_id("lasting");
+        backend.save_snapshot(&at_task(&id, "t")).await.unwrap();
+        backend.claim_task(&id, "t", "w", None).await.unwrap().unwrap();
+        backend.claim_task(&id, "u", "w", Some(chrono::Duration::hours(1))).await.unwrap();
+        assert_eq!(backend.store_counts().await.unwrap().live_claims, 2);
+        // As an older version left the store: the lasting claim outside the index, no marker.
+        let mut raw = common::raw().await;
+        for key in common::keys_of(&backend).await {
+            if key.ends_with("}:claim-expiry") {
+                let member = format!("{}:{id}t", id.len());
+                let _: () =
+                    redis::cmd("ZREM").arg(&key).arg(member).query_async(&mut raw).await.unwrap();
+            } else if key.ends_with("}:claims-indexed") {
+                let _: () = redis::cmd("DEL").arg(&key).query_async(&mut raw).await.unwrap();
+            }
+        }
+        assert_eq!(backend.store_counts().await.unwrap().live_claims, 1);
+        backend.build_listing_indexes().await.unwrap();
+        assert_eq!(backend.store_counts().await.unwrap().live_claims, 2);
+        backend.build_listing_indexes().await.unwrap();
+        assert_eq!(backend.store_counts().await.unwrap().live_claims, 2, "indexed once");
+    })
+    .await;
+}
+
 /// A corrupted field of the per-workflow hash is a `Serialization` error naming the
 /// instance, never a `Backend` error nor a wrong answer: `upd` that is not a number fails
 /// `load_snapshot`; a status none of the five fails `load_task_result` (where the result

@@ -172,8 +172,7 @@ impl WorkflowTransfer for SqliteBackend {
         const OP: &str = "list_unstarted_queues";
         let after = cursor.map(String::from);
         self.read(Call::ListUnstartedQueues(limit), move |tx| {
-            // One more than asked: whether a next page exists.
-            let fetch = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
+            let fetch = i64::try_from(QueuePage::fetch_size(limit)).unwrap_or(i64::MAX);
             let mut stmt = tx
                 .prepare_cached(
                     "SELECT DISTINCT e.instance_id FROM events e
@@ -186,11 +185,8 @@ impl WorkflowTransfer for SqliteBackend {
             let rows = stmt
                 .query_map(params![after, fetch], |row| row.get::<_, String>(0))
                 .during(OP, "read event queues")?;
-            let mut ids = rows.collect::<rusqlite::Result<Vec<_>>>().during(OP, "read")?;
-            let more = ids.len() > limit;
-            ids.truncate(limit);
-            let next = if more { ids.last().cloned() } else { None };
-            Ok(QueuePage { instance_ids: ids, next })
+            let ids = rows.collect::<rusqlite::Result<Vec<_>>>().during(OP, "read")?;
+            Ok(QueuePage::from_fetched(ids, limit))
         })
         .await
     }

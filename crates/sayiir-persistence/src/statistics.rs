@@ -48,8 +48,8 @@ impl StoreCounts {
 pub trait StoreStatistics: Send + Sync {
     /// The counts now. Each backend reads indexes it keeps anyway; the cost of one call is
     /// given per backend in its README (PostgreSQL and SQLite count index entries, O(rows);
-    /// Redis and memory read set sizes, O(statuses)). With the `metrics` feature, the counts
-    /// are also set as gauges.
+    /// Redis reads set sizes, O(statuses); memory walks its ready index and claims,
+    /// O(ready + claims)). With the `metrics` feature, the counts are also set as gauges.
     ///
     /// # Errors
     /// `Backend` on a storage failure.

@@ -165,6 +165,25 @@ pub struct QueuePage {
     pub next: Option<String>,
 }
 
+impl QueuePage {
+    /// How many ids a backend that pages by instance id reads for a page of `limit`: one
+    /// more, which only says whether a next page exists.
+    #[must_use]
+    pub fn fetch_size(limit: usize) -> usize {
+        limit.saturating_add(1)
+    }
+
+    /// The page of `limit` ids out of `fetched` (ids in ascending order, read with
+    /// [`QueuePage::fetch_size`]); `next` is the last id kept when more were read.
+    #[must_use]
+    pub fn from_fetched(mut fetched: Vec<String>, limit: usize) -> Self {
+        let more = fetched.len() > limit;
+        fetched.truncate(limit);
+        let next = if more { fetched.last().cloned() } else { None };
+        Self { instance_ids: fetched, next }
+    }
+}
+
 /// Non-destructive reads of everything stored for a workflow, and the write that puts it
 /// into another store. Implemented by every backend of this project.
 pub trait WorkflowTransfer: Send + Sync {
@@ -201,7 +220,8 @@ pub trait WorkflowTransfer: Send + Sync {
     /// id may come twice when the keyspace is resized meanwhile.
     ///
     /// # Errors
-    /// `Backend` for a `limit` of 0, a cursor this backend did not write, or a storage failure.
+    /// `Backend` for a `limit` outside 1 to 1,000, a cursor this backend did not write, or a
+    /// storage failure.
     fn list_unstarted_queues(
         &self,
         cursor: Option<&str>,

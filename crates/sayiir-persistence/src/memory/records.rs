@@ -122,10 +122,8 @@ impl WorkflowTransfer for InMemoryBackend {
                     .map(|(id, _)| id)
                     .collect();
                 ids.sort_unstable();
-                let more = ids.len() > limit;
-                ids.truncate(limit);
-                let next = if more { ids.last().map(|id| (*id).clone()) } else { None };
-                Ok(QueuePage { instance_ids: ids.into_iter().cloned().collect(), next })
+                ids.truncate(QueuePage::fetch_size(limit));
+                Ok(QueuePage::from_fetched(ids.into_iter().cloned().collect(), limit))
             })
             .await
     }
