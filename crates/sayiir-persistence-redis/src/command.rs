@@ -42,6 +42,44 @@ impl RedisBackend {
         }
     }
 
+    /// Refuses a server this backend cannot run on, before anything is written: a Redis
+    /// Cluster node (every script touches two hash slots, which a cluster refuses with
+    /// `CROSSSLOT`), a Sentinel (it stores nothing; its master is what to connect to) or a
+    /// read-only replica.
+    pub(crate) async fn refuse_unsupported_server(&self, at: &At<'_>) -> Result<(), BackendError> {
+        let mut cmd = redis::cmd("INFO");
+        cmd.arg("server").arg("cluster").arg("replication");
+        // Sentinel answers `INFO` with its own sections, so this never fails on one.
+        let info: String = self.query(at, &cmd, Retry::OnReconnect).await?;
+        let field = |name: &str| {
+            info.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(':')).map(str::trim)
+        };
+        let server = &self.inner.server;
+        if field("redis_mode") == Some("sentinel") {
+            return Err(at.backend(format_args!(
+                "{server} is a Redis Sentinel, which stores no data; connect to the master it \
+                 monitors (`SENTINEL GET-MASTER-ADDR-BY-NAME <name>` gives its address)"
+            )));
+        }
+        if field("cluster_enabled") == Some("1") || field("redis_mode") == Some("cluster") {
+            return Err(at.backend(format_args!(
+                "{server} is a Redis Cluster node; this backend runs on a single Redis server \
+                 (with replicas) only: its scripts touch keys of two hash slots, which a \
+                 cluster refuses. Use a standalone server"
+            )));
+        }
+        if field("role") == Some("slave") {
+            let master = match (field("master_host"), field("master_port")) {
+                (Some(host), Some(port)) => format!("its master, {host}:{port}"),
+                _ => "its master".to_string(),
+            };
+            return Err(
+                at.backend(format_args!("{server} is a read-only replica; connect to {master}"))
+            );
+        }
+        Ok(())
+    }
+
     /// Refuses, before anything is sent, a command with an argument larger than the server
     /// accepts: sent, it would make the server drop the connection it shares with other calls.
     pub(crate) fn check_sizes<'c>(

@@ -128,6 +128,7 @@ impl RedisBackend {
             .map_err(|e| at.backend(format_args!("cannot build the pool: {e}")))?;
         let backend = Self::with_pool(pool, options, server, Some(database));
         backend.ping(&at).await?;
+        backend.refuse_unsupported_server(&at).await?;
         backend.read_max_bulk_len(&at).await;
         backend.build_listing_indexes().await?;
         Ok(backend)
