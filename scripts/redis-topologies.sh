@@ -40,7 +40,7 @@ start_node() {
   mkdir -p "$node_dir"
   redis-server --port "$port" --bind 127.0.0.1 --daemonize yes --dir "$node_dir" \
     --pidfile "$node_dir/redis.pid" --logfile "$node_dir/redis.log" --save "" \
-    --appendonly yes --appendfsync everysec "$@"
+    --appendonly yes --appendfsync everysec --repl-diskless-sync-delay 0 "$@"
   wait_for "redis on port $port answering" answers "$port"
 }
 
@@ -65,6 +65,14 @@ start_cluster() {
   say "cluster: redis://127.0.0.1:$first (3 masters, 3 replicas, ports $first-$((first + 5)))"
 }
 
+# Whether the node on port $1 is a replica whose link to its master is up (its first sync
+# done), or a master with a replica (after a failover the two trade places).
+replica_in_sync() {
+  local info
+  info=$(redis-cli -p "$1" INFO replication 2>/dev/null)
+  grep -q 'master_link_status:up' <<<"$info" || grep -qE 'connected_slaves:[1-9]' <<<"$info"
+}
+
 # Whether the sentinel on port $1 knows the master, its replica and the two other sentinels.
 sentinel_ready() {
   redis-cli -p "$1" SENTINEL MASTER "$master_name" 2>/dev/null | awk '
@@ -78,6 +86,7 @@ start_sentinel() {
   local master=$((first + 10)) replica=$((first + 11))
   start_node "$master" "$dir/sentinel/$master"
   start_node "$replica" "$dir/sentinel/$replica" --replicaof 127.0.0.1 "$master"
+  wait_for "the replica on port $replica in sync with its master" replica_in_sync "$replica"
   for i in 0 1 2; do
     local port=$((first + 20 + i)) node_dir="$dir/sentinel/s$i"
     if answers "$port"; then continue; fi

@@ -42,6 +42,42 @@ pub fn redis_url() -> String {
     URL.get_or_init(|| resolve(REDIS_URL_VAR, COMPOSE_REDIS_URL, 6379, Service::Redis)).clone()
 }
 
+/// The variable that names the Redis sentinels to test against: comma-separated URLs.
+pub const REDIS_SENTINELS_VAR: &str = "SAYIIR_REDIS_SENTINELS";
+/// The variable that names the master the sentinels monitor (default `sayiir`).
+pub const REDIS_SENTINEL_MASTER_VAR: &str = "SAYIIR_REDIS_SENTINEL_MASTER";
+/// The first sentinel port `scripts/redis-topologies.sh` uses (then the next two).
+pub const TOPOLOGY_SENTINEL_PORT: u16 = 7020;
+
+/// The Redis sentinels to test against, and the master name they monitor: from
+/// `SAYIIR_REDIS_SENTINELS` (and `SAYIIR_REDIS_SENTINEL_MASTER`), else the three sentinels
+/// `scripts/redis-topologies.sh` starts (127.0.0.1:7020-7022, master `sayiir`) if they answer.
+///
+/// # Panics
+/// When no sentinel can be found, with a message that says how to start them.
+pub fn redis_sentinels() -> (Vec<String>, String) {
+    let master = std::env::var(REDIS_SENTINEL_MASTER_VAR)
+        .ok()
+        .filter(|name| !name.trim().is_empty())
+        .unwrap_or_else(|| "sayiir".to_string());
+    if let Ok(urls) = std::env::var(REDIS_SENTINELS_VAR)
+        && !urls.trim().is_empty()
+    {
+        return (urls.split(',').map(|url| url.trim().to_string()).collect(), master);
+    }
+    if answers(TOPOLOGY_SENTINEL_PORT) {
+        let urls =
+            (0..3).map(|i| format!("redis://127.0.0.1:{}", TOPOLOGY_SENTINEL_PORT + i)).collect();
+        return (urls, master);
+    }
+    panic!(
+        "no Redis sentinels for the tests: {REDIS_SENTINELS_VAR} is not set and nothing answers \
+         on 127.0.0.1:{TOPOLOGY_SENTINEL_PORT}. To fix: run `scripts/redis-topologies.sh start \
+         sentinel` (or `scripts/services.sh`) from the repository root, or point the variable at \
+         sentinels you have"
+    );
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Service {
     Postgres,

@@ -46,14 +46,25 @@ pub(crate) fn corrupt(at: &At<'_>, what: &str) -> BackendError {
     ))
 }
 
-/// Whether the connection that returned `error` should be replaced.
+/// Whether the connection that returned `error` should be replaced: it is broken, or leads
+/// to a server that became a read-only replica (a failover demoted it).
 pub(crate) fn breaks_connection(error: &RedisError) -> bool {
-    error.is_io_error() || error.is_connection_dropped() || error.is_unrecoverable_error()
+    error.is_io_error()
+        || error.is_connection_dropped()
+        || error.is_unrecoverable_error()
+        || read_only(error)
 }
 
 /// Whether a call that failed with `error` may succeed on a fresh connection: the
-/// connection was lost or refused (a server restart, a killed client), not a timeout.
+/// connection was lost or refused (a server restart, a killed client), not a timeout; or the
+/// server refused the write as a read-only replica, so nothing was applied.
 pub(crate) fn worth_reconnecting(error: &RedisError) -> bool {
-    (error.is_connection_dropped() || error.is_io_error() || error.is_connection_refusal())
-        && !error.is_timeout()
+    ((error.is_connection_dropped() || error.is_io_error() || error.is_connection_refusal())
+        && !error.is_timeout())
+        || read_only(error)
+}
+
+/// `READONLY`: the server is a replica now.
+fn read_only(error: &RedisError) -> bool {
+    matches!(error.kind(), redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly))
 }

@@ -3,7 +3,9 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
+use redis::sentinel::SentinelClient;
 use sayiir_persistence::BackendError;
 
 use crate::error::{self, At};
@@ -18,7 +20,7 @@ use crate::error::{self, At};
 /// next request (deadpool's recycle check then discards it), so the backend recovers by
 /// itself once the server is back.
 pub(crate) struct Lanes {
-    pool: deadpool_redis::Pool,
+    source: Source,
     slots: Vec<Mutex<Option<Held>>>,
     /// One per slot: only one request at a time fetches a connection for a slot, so
     /// requests never queue on the pool for connections the slots already hold.
@@ -34,10 +36,25 @@ impl std::fmt::Debug for Lanes {
     }
 }
 
-/// A pool connection kept checked out, and a handle on it.
+/// Where new connections come from.
+#[allow(clippy::large_enum_variant)] // one per backend, never moved after connect
+pub(crate) enum Source {
+    /// A deadpool pool of connections to one server.
+    Pool(deadpool_redis::Pool),
+    /// New connections to the master the sentinels name when each is made: after a
+    /// failover, the next connection goes to the promoted replica.
+    Sentinel {
+        /// Asks the sentinels for the master, and connects to it.
+        client: futures::lock::Mutex<SentinelClient>,
+        /// Timeouts of each connection.
+        config: AsyncConnectionConfig,
+    },
+}
+
+/// A connection kept for the backend's lifetime, and a handle on it.
 pub(crate) struct Held {
-    /// Returned to the pool when dropped.
-    _object: deadpool_redis::Connection,
+    /// The pool's object, for a pooled connection: returned to the pool when dropped.
+    object: Option<deadpool_redis::Connection>,
     conn: MultiplexedConnection,
     generation: u64,
 }
@@ -50,9 +67,9 @@ pub(crate) struct Lane {
 }
 
 impl Lanes {
-    pub(crate) fn new(pool: deadpool_redis::Pool, count: usize) -> Self {
+    pub(crate) fn new(source: Source, count: usize) -> Self {
         Self {
-            pool,
+            source,
             slots: (0..count).map(|_| Mutex::new(None)).collect(),
             filling: (0..count).map(|_| futures::lock::Mutex::new(())).collect(),
             next: AtomicUsize::new(0),
@@ -81,10 +98,24 @@ impl Lanes {
         if let Some(lane) = self.cached(index) {
             return Ok(lane);
         }
-        let object = self.pool.get().await.map_err(|e| error::pool(at, &e))?;
-        let conn = MultiplexedConnection::clone(&object);
+        let (object, conn) = match &self.source {
+            Source::Pool(pool) => {
+                let object = pool.get().await.map_err(|e| error::pool(at, &e))?;
+                let conn = MultiplexedConnection::clone(&object);
+                (Some(object), conn)
+            }
+            Source::Sentinel { client, config } => {
+                let conn = client
+                    .lock()
+                    .await
+                    .get_async_connection_with_config(config)
+                    .await
+                    .map_err(|e| error::redis(at, "the master the sentinels name", &e))?;
+                (None, conn)
+            }
+        };
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
-        *self.slot(index) = Some(Held { _object: object, conn: conn.clone(), generation });
+        *self.slot(index) = Some(Held { object, conn: conn.clone(), generation });
         Ok(Lane { index, generation, conn })
     }
 
@@ -96,13 +127,22 @@ impl Lanes {
         })
     }
 
-    /// Drops the lane's connection if `error` shows it is broken; unless the slot already
-    /// holds another connection (a concurrent request met the same error and refilled it).
+    /// Drops the lane's connection if `error` shows it is broken (or now leads to a
+    /// read-only replica); unless the slot already holds another connection (a concurrent
+    /// request met the same error and refilled it). A pooled connection is taken out of its
+    /// pool rather than handed back: a demoted master still answers the pool's `PING`.
     pub(crate) fn observe(&self, lane: &Lane, error: &redis::RedisError) {
         if error::breaks_connection(error) {
-            let mut slot = self.slot(lane.index);
-            if slot.as_ref().is_some_and(|held| held.generation == lane.generation) {
-                *slot = None;
+            let dropped = {
+                let mut slot = self.slot(lane.index);
+                if slot.as_ref().is_some_and(|held| held.generation == lane.generation) {
+                    slot.take()
+                } else {
+                    None
+                }
+            };
+            if let Some(object) = dropped.and_then(|held| held.object) {
+                drop(deadpool_redis::Connection::take(object));
             }
         }
     }
@@ -124,7 +164,7 @@ mod tests {
             .runtime(deadpool_redis::Runtime::Tokio1)
             .build();
         let Ok(pool) = pool else { panic!("cannot build the pool") };
-        let lanes = Lanes::new(pool, 1);
+        let lanes = Lanes::new(Source::Pool(pool), 1);
         let at = at("test");
         let broken = redis::RedisError::from(std::io::Error::new(
             std::io::ErrorKind::BrokenPipe,

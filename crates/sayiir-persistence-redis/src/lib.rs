@@ -44,7 +44,7 @@ pub(crate) use command::Retry;
 
 use crate::error::{At, at};
 use crate::keys::KeySpace;
-use crate::lanes::Lanes;
+use crate::lanes::{Lanes, Source};
 use crate::scripts::Scripts;
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(Scripts::new);
@@ -134,6 +134,48 @@ impl RedisBackend {
         Ok(backend)
     }
 
+    /// Connects through Redis Sentinel: `client` asks its sentinels for the master of the
+    /// name it was built with, and every connection the backend opens goes to the master
+    /// they name at that moment. After a failover, calls on connections to the old master
+    /// fail (the connection drops, or the demoted server answers `READONLY`, which this backend
+    /// treats the same) and the connection is replaced by one to the promoted replica; the
+    /// calls that are safe to send again are sent again once, as after a lost connection
+    /// (see the crate README, "Reliability"). The database, credentials and TLS of the master
+    /// connections are the client's (`SentinelClientBuilder::set_client_to_redis_*`). The
+    /// timeouts of `options` apply to every master connection.
+    ///
+    /// ```no_run
+    /// use sayiir_persistence_redis::redis::sentinel::{SentinelClient, SentinelServerType};
+    /// use sayiir_persistence_redis::{RedisBackend, RedisOptions};
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sentinels = vec!["redis://10.0.0.1:26379", "redis://10.0.0.2:26379", "redis://10.0.0.3:26379"];
+    /// let client = SentinelClient::build(sentinels, "mymaster", None, SentinelServerType::Master)?;
+    /// let backend = RedisBackend::connect_sentinel(client, RedisOptions::default()).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `Backend` if no sentinel names a master that answers, or the server named is not a
+    /// master.
+    pub async fn connect_sentinel(
+        client: redis::sentinel::SentinelClient,
+        options: RedisOptions,
+    ) -> Result<Self, BackendError> {
+        let at = at("connect");
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(options.connection_timeout))
+            .set_response_timeout(Some(options.response_timeout));
+        let source = Source::Sentinel { client: futures::lock::Mutex::new(client), config };
+        let lanes = options.pool_size.max(1);
+        let server = "the master the sentinels name".to_string();
+        let backend = Self::with_source(source, lanes, options, server, None);
+        backend.ping(&at).await?;
+        backend.refuse_unsupported_server(&at).await?;
+        backend.read_max_bulk_len(&at).await;
+        backend.build_listing_indexes().await?;
+        Ok(backend)
+    }
+
     /// Uses connections of `pool` (a `deadpool_redis::Pool` built by the caller, e.g. shared with
     /// the rest of the application). The backend keeps up to `options.pool_size` of them checked
     /// out for its lifetime and multiplexes every request over them; the timeouts of `options` do
@@ -150,6 +192,16 @@ impl RedisBackend {
         database: Option<String>,
     ) -> Self {
         let lanes = options.pool_size.min(pool.status().max_size).max(1);
+        Self::with_source(Source::Pool(pool), lanes, options, server, database)
+    }
+
+    fn with_source(
+        source: Source,
+        lanes: usize,
+        options: RedisOptions,
+        server: String,
+        database: Option<String>,
+    ) -> Self {
         let calls = Instrumentation::new("redis");
         let calls = match database {
             Some(database) => calls.with_namespace(database),
@@ -158,7 +210,7 @@ impl RedisBackend {
         Self {
             inner: Arc::new(Inner {
                 keys: KeySpace::new(&options.key_prefix),
-                lanes: Lanes::new(pool, lanes),
+                lanes: Lanes::new(source, lanes),
                 max_bulk_len: AtomicU64::new(DEFAULT_MAX_BULK_LEN),
                 patience: (options.response_timeout * 10).max(Duration::from_secs(30)),
                 server,
