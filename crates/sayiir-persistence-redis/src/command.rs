@@ -166,15 +166,49 @@ impl RedisBackend {
         retry: Retry,
     ) -> Result<Value, BackendError> {
         self.check_sizes(at, [evalsha])?;
-        self.on_connection(at, retry, |mut conn| async move {
-            match evalsha.query_async::<Value>(&mut conn).await {
-                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                    lua.eval_command(evalsha).query_async::<Value>(&mut conn).await
-                }
-                other => other,
-            }
-        })
-        .await
+        let wait = self.wait_after(lua);
+        let (reply, acknowledged) = self
+            .on_connection(at, retry, |mut conn| async move {
+                let reply = match evalsha.query_async::<Value>(&mut conn).await {
+                    Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                        lua.eval_command(evalsha).query_async::<Value>(&mut conn).await
+                    }
+                    other => other,
+                }?;
+                Ok((reply, replicas_acknowledged(&mut conn, wait).await?))
+            })
+            .await?;
+        self.check_acknowledged(at, wait, acknowledged)?;
+        Ok(reply)
+    }
+
+    /// The `WAIT` to send after `lua`, if the options ask for one and it writes.
+    fn wait_after(&self, lua: &Lua) -> Option<(u32, u64)> {
+        let (replicas, timeout) = self.inner.wait_for_replicas?;
+        let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+        lua.writes.then_some((replicas, millis))
+    }
+
+    /// `Backend` when fewer replicas than asked acknowledged the write in time.
+    fn check_acknowledged(
+        &self,
+        at: &At<'_>,
+        wait: Option<(u32, u64)>,
+        acknowledged: Option<i64>,
+    ) -> Result<(), BackendError> {
+        let (Some((replicas, millis)), Some(acknowledged)) = (wait, acknowledged) else {
+            return Ok(());
+        };
+        if acknowledged >= i64::from(replicas) {
+            return Ok(());
+        }
+        Err(at.backend(format_args!(
+            "the write was applied on the master at {}, but {acknowledged} of the {replicas} \
+             replicas asked for acknowledged it within {millis} ms, so a failover now could lose \
+             it; check the replicas (INFO replication) or ask for fewer \
+             (RedisOptions::wait_for_replicas)",
+            self.inner.server
+        )))
     }
 
     /// Sends `commands` in one transaction (`MULTI`/`EXEC`: one round trip, and nothing
@@ -196,7 +230,8 @@ impl RedisBackend {
         for cmd in commands {
             transaction.add_command(cmd);
         }
-        let replies = self
+        let wait = self.wait_after(lua);
+        let (replies, acknowledged) = self
             .on_connection(at, retry, |mut conn| {
                 let transaction = &transaction;
                 async move {
@@ -205,22 +240,25 @@ impl RedisBackend {
                         replies.get(script),
                         Some(Value::ServerError(e)) if e.kind() == Some(ServerErrorKind::NoScript)
                     );
-                    if !no_script {
-                        return Ok(replies);
-                    }
-                    let mut again = redis::Pipeline::with_capacity(count);
-                    again.atomic().ignore_errors();
-                    for (index, cmd) in transaction.cmd_iter().enumerate() {
-                        again.add_command(if index == script {
-                            lua.eval_command(cmd)
-                        } else {
-                            cmd.clone()
-                        });
-                    }
-                    again.query_async(&mut conn).await
+                    let replies = if no_script {
+                        let mut again = redis::Pipeline::with_capacity(count);
+                        again.atomic().ignore_errors();
+                        for (index, cmd) in transaction.cmd_iter().enumerate() {
+                            again.add_command(if index == script {
+                                lua.eval_command(cmd)
+                            } else {
+                                cmd.clone()
+                            });
+                        }
+                        again.query_async(&mut conn).await?
+                    } else {
+                        replies
+                    };
+                    Ok((replies, replicas_acknowledged(&mut conn, wait).await?))
                 }
             })
             .await?;
+        self.check_acknowledged(at, wait, acknowledged)?;
         if replies.len() != count {
             return Err(error::reply(
                 at,
@@ -333,6 +371,17 @@ impl RedisBackend {
             self.inner.server, self.inner.patience
         )))
     }
+}
+
+/// Sends `WAIT replicas millis` on `conn` when `wait` asks for it: the number of replicas that
+/// acknowledged every write sent on the connection so far.
+async fn replicas_acknowledged(
+    conn: &mut MultiplexedConnection,
+    wait: Option<(u32, u64)>,
+) -> RedisResult<Option<i64>> {
+    let Some((replicas, millis)) = wait else { return Ok(None) };
+    let acknowledged: i64 = redis::cmd("WAIT").arg(replicas).arg(millis).query_async(conn).await?;
+    Ok(Some(acknowledged))
 }
 
 /// Whether a call may be sent a second time after it met a broken connection: only for

@@ -69,6 +69,8 @@ struct Inner {
     server: String,
     /// The shell every call runs in.
     calls: Instrumentation,
+    /// [`RedisOptions::wait_for_replicas`].
+    wait_for_replicas: Option<(u32, Duration)>,
 }
 
 /// Redis's default `proto-max-bulk-len` (512 MiB), assumed until the server says otherwise.
@@ -215,6 +217,7 @@ impl RedisBackend {
                 patience: (options.response_timeout * 10).max(Duration::from_secs(30)),
                 server,
                 calls,
+                wait_for_replicas: options.wait_for_replicas,
             }),
         }
     }

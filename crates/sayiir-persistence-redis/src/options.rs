@@ -14,6 +14,9 @@ pub struct RedisOptions {
     pub connection_timeout: Duration,
     /// How long one request may wait for its reply (default 10 s).
     pub response_timeout: Duration,
+    /// After each write, wait until this many replicas acknowledged it, at most this long
+    /// (`WAIT`); `None` (the default) does not wait. See [`RedisOptions::wait_for_replicas`].
+    pub wait_for_replicas: Option<(u32, Duration)>,
 }
 
 impl Default for RedisOptions {
@@ -23,6 +26,7 @@ impl Default for RedisOptions {
             pool_size: 2,
             connection_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(10),
+            wait_for_replicas: None,
         }
     }
 }
@@ -56,6 +60,21 @@ impl RedisOptions {
     #[must_use]
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout;
+        self
+    }
+
+    /// After each call that writes, wait until `replicas` replicas have acknowledged the write,
+    /// at most `timeout` (Redis `WAIT replicas timeout`, on the same connection: one more
+    /// round trip per write). Redis replicates asynchronously, so without it a write the
+    /// master acknowledged just before it failed can be lost in a failover; with it, a call
+    /// returns `Ok` only once the write is on `replicas` replicas as well. When fewer
+    /// acknowledge in time, the call fails with `Backend` saying the write was applied on the
+    /// master but may be lost in a failover (sending it again is safe for saves). Off by
+    /// default. `timeout` is rounded to whole milliseconds, at least 1 ms (`WAIT` reads 0 as
+    /// "forever").
+    #[must_use]
+    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.wait_for_replicas = Some((replicas, timeout.max(Duration::from_millis(1))));
         self
     }
 }

@@ -15,11 +15,13 @@ use redis::{Arg, Cmd, Script};
 pub(crate) struct Lua {
     pub(crate) sha: String,
     pub(crate) source: String,
+    /// Whether the script may write (so `RedisOptions::wait_for_replicas` waits after it).
+    pub(crate) writes: bool,
 }
 
 impl Lua {
-    fn new(source: String) -> Self {
-        Self { sha: Script::new(&source).get_hash().to_string(), source }
+    fn new(source: String, writes: bool) -> Self {
+        Self { sha: Script::new(&source).get_hash().to_string(), source, writes }
     }
 
     /// `evalsha` (`EVALSHA <sha> <numkeys> ...`) as `EVAL <source> <numkeys> ...`.
@@ -68,21 +70,22 @@ pub(crate) struct Scripts {
 
 /// A per-workflow script that changes the workflow.
 fn workflow(body: &str) -> Lua {
-    Lua::new(format!("{COMMON}\n{INDEX}\n{body}"))
+    Lua::new(format!("{COMMON}\n{INDEX}\n{body}"), true)
 }
 
-/// A per-workflow script that only reads, or only takes a workflow out of the indexes.
-fn reader(body: &str) -> Lua {
-    Lua::new(format!("{COMMON}\n{body}"))
+/// A per-workflow script without the index rules: one that only reads, or (`writes`) one that
+/// only takes a workflow out of the indexes.
+fn reader(body: &str, writes: bool) -> Lua {
+    Lua::new(format!("{COMMON}\n{body}"), writes)
 }
 
 impl Scripts {
     pub(crate) fn new() -> Self {
         Self {
             save: workflow(include_str!("../lua/save.lua")),
-            load: reader(include_str!("../lua/load.lua")),
+            load: reader(include_str!("../lua/load.lua"), false),
             save_task_result: workflow(include_str!("../lua/save_task_result.lua")),
-            load_task_result: reader(include_str!("../lua/load_task_result.lua")),
+            load_task_result: reader(include_str!("../lua/load_task_result.lua"), false),
             delete: workflow(include_str!("../lua/delete.lua")),
             store_signal: workflow(include_str!("../lua/store_signal.lua")),
             apply_signal: workflow(include_str!("../lua/apply_signal.lua")),
@@ -95,10 +98,10 @@ impl Scripts {
             extend: workflow(include_str!("../lua/extend.lua")),
             purge_claim: workflow(include_str!("../lua/purge_claim.lua")),
             advance: workflow(include_str!("../lua/advance.lua")),
-            take: reader(include_str!("../lua/take.lua")),
-            unindex: reader(include_str!("../lua/unindex.lua")),
-            poll: Lua::new(include_str!("../lua/poll.lua").to_string()),
-            counts: Lua::new(include_str!("../lua/counts.lua").to_string()),
+            take: reader(include_str!("../lua/take.lua"), false),
+            unindex: reader(include_str!("../lua/unindex.lua"), true),
+            poll: Lua::new(include_str!("../lua/poll.lua").to_string(), true),
+            counts: Lua::new(include_str!("../lua/counts.lua").to_string(), false),
             prune: workflow(include_str!("../lua/prune.lua")),
             relist: workflow(include_str!("../lua/relist.lua")),
             // save.lua as a function, so the import runs the very same save.

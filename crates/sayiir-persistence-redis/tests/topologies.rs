@@ -10,12 +10,15 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sayiir_persistence_conformance::fixtures::{at_task, unique_id};
 use sayiir_persistence_redis::redis::sentinel::{SentinelClient, SentinelServerType};
-use sayiir_persistence_redis::{BackendError, RedisBackend, RedisOptions, SnapshotStore};
+use sayiir_persistence_redis::{
+    BackendError, RedisBackend, RedisOptions, SnapshotStore, TaskClaimStore,
+};
 
 /// The topologies of `scripts/redis-topologies.sh`, on ports of their own; stopped when
 /// dropped.
@@ -70,6 +73,17 @@ impl Topologies {
     fn url(&self, offset: u16) -> String {
         format!("redis://127.0.0.1:{}", self.first + offset)
     }
+
+    /// The port of the master the sentinels name now.
+    fn master_port(&self) -> u16 {
+        let output = Command::new("redis-cli")
+            .args(["-p", &(self.first + 20).to_string()])
+            .args(["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "sayiir"])
+            .output()
+            .expect("redis-cli runs");
+        let text = String::from_utf8_lossy(&output.stdout);
+        text.lines().nth(1).and_then(|port| port.trim().parse().ok()).expect("the master's port")
+    }
 }
 
 impl Drop for Topologies {
@@ -115,67 +129,138 @@ async fn only_a_master_is_accepted() {
     assert_eq!(backend.load_snapshot(&id).await.unwrap().instance_id, id);
 }
 
-/// Under a steady stream of saves, the master is killed (`SIGKILL`); the sentinels promote
-/// the replica, and the same backend, connected through them, carries on by itself: the saves
-/// that fail meanwhile fail with an error naming the call, and succeed once sent again. How
-/// many acknowledged saves the failover lost is printed (Redis replicates asynchronously);
-/// every save acknowledged after it is there.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failover_through_sentinel_needs_no_rebuild() {
+/// What a run of failovers under load saw.
+#[derive(Debug, Default)]
+struct Outcome {
+    acknowledged: usize,
+    lost: usize,
+    errors: Vec<String>,
+}
+
+/// Four writers save workflows and claim their tasks, without pause; meanwhile the master is
+/// killed (`SIGKILL`) three times, each time after the writes have resumed on the promoted
+/// replica and the killed server is back as a replica. Then every save that was acknowledged
+/// is looked for.
+async fn three_failovers_under_load(options: RedisOptions) -> Outcome {
     let topologies = Topologies::start("sentinel");
     let sentinels: Vec<String> = (20..23).map(|offset| topologies.url(offset)).collect();
     let client =
         SentinelClient::build(sentinels, "sayiir", None, SentinelServerType::Master).unwrap();
-    let options = RedisOptions::default()
-        .key_prefix(unique_id("failover"))
-        .response_timeout(Duration::from_secs(2));
     let backend = RedisBackend::connect_sentinel(client, options).await.unwrap();
-    let master_pid = std::fs::read_to_string(
-        topologies.dir.path().join(format!("sentinel/{}/redis.pid", topologies.first + 10)),
-    )
-    .unwrap();
-
-    let (mut before, mut after, mut errors) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..300 {
-        if i == 100 {
-            let killed = Command::new("kill").args(["-9", master_pid.trim()]).status().unwrap();
-            assert!(killed.success(), "the master was killed");
-        }
-        let id = format!("saved-{i}");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            match backend.save_snapshot(&at_task(&id, "t")).await {
-                Ok(()) => break,
-                Err(error) => {
-                    let message = error.to_string();
-                    assert!(
-                        message.contains("save_snapshot"),
-                        "the error names the call: {message}"
-                    );
-                    assert!(Instant::now() < deadline, "no new master within 60 s: {message}");
-                    errors.push(message);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let (backend, acknowledged, errors, stop) =
+                (backend.clone(), acknowledged.clone(), errors.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let id = format!("w{writer}-{n}");
+                    match backend.save_snapshot(&at_task(&id, "t")).await {
+                        Ok(()) => {
+                            acknowledged.lock().unwrap().push(id.clone());
+                            n += 1;
+                            if let Err(error) = backend.claim_task(&id, "t", "w", None).await {
+                                errors.lock().unwrap().push(error.to_string());
+                            }
+                        }
+                        Err(error) => {
+                            errors.lock().unwrap().push(error.to_string());
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
                 }
-            }
+            })
+        })
+        .collect();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let master = topologies.master_port();
+        let pid = std::fs::read_to_string(
+            topologies.dir.path().join(format!("sentinel/{master}/redis.pid")),
+        )
+        .unwrap();
+        let killed = Command::new("kill").args(["-9", pid.trim()]).status().unwrap();
+        assert!(killed.success(), "the master on {master} was killed");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while topologies.master_port() == master {
+            assert!(Instant::now() < deadline, "the sentinels promoted no replica within 60 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        if i < 100 { before.push(id) } else { after.push(id) }
+        // The killed server comes back, and the sentinels make it a replica of the new master
+        // (the script waits for its first sync).
+        tokio::task::block_in_place(|| topologies.run(&["start", "sentinel"]));
+        // The writes resume on the promoted replica, by themselves.
+        let before = acknowledged.lock().unwrap().len();
+        while acknowledged.lock().unwrap().len() < before + 50 {
+            assert!(Instant::now() < deadline, "no write succeeded within 60 s of the kill");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
-    assert!(!errors.is_empty(), "the saves met the failover");
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let acknowledged = std::mem::take(&mut *acknowledged.lock().unwrap());
     let mut lost = 0;
-    for id in &before {
+    for id in &acknowledged {
         match backend.load_snapshot(id).await {
             Ok(_) => {}
             Err(BackendError::NotFound(_)) => lost += 1,
             Err(other) => panic!("{id}: {other}"),
         }
     }
-    for id in &after {
-        backend.load_snapshot(id).await.unwrap_or_else(|e| panic!("{id}, saved after: {e}"));
+    let errors = std::mem::take(&mut *errors.lock().unwrap());
+    Outcome { acknowledged: acknowledged.len(), lost, errors }
+}
+
+/// Three failovers through Sentinel under a load of saves and claims: the same backend carries
+/// on by itself each time, and the calls that fail meanwhile name the call. Without waiting
+/// for replicas, how many acknowledged saves were lost is printed (Redis replicates
+/// asynchronously; on loopback it is usually none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failovers_through_sentinel_need_no_rebuild() {
+    let options = RedisOptions::default()
+        .key_prefix(unique_id("failover"))
+        .response_timeout(Duration::from_secs(2));
+    let outcome = three_failovers_under_load(options).await;
+    assert!(!outcome.errors.is_empty(), "the calls met the failovers");
+    for message in &outcome.errors {
+        assert!(
+            message.contains("save_snapshot") || message.contains("claim_task"),
+            "an error names its call: {message}"
+        );
     }
     eprintln!(
-        "failover through Sentinel: {lost} of {} saves acknowledged before the kill were lost; \
-         {} calls failed during the switch",
-        before.len(),
-        errors.len()
+        "3 failovers without waiting for replicas: {} of {} acknowledged saves lost; {} calls \
+         failed during the switches",
+        outcome.lost,
+        outcome.acknowledged,
+        outcome.errors.len()
+    );
+}
+
+/// With `wait_for_replicas(1, …)`, no save acknowledged before a failover is lost, over three
+/// failovers under load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_a_replica_loses_no_acknowledged_write() {
+    let options = RedisOptions::default()
+        .key_prefix(unique_id("failover-wait"))
+        .response_timeout(Duration::from_secs(2))
+        .wait_for_replicas(1, Duration::from_secs(1));
+    let outcome = three_failovers_under_load(options).await;
+    assert!(outcome.acknowledged > 150, "{outcome:?}");
+    assert_eq!(
+        outcome.lost, 0,
+        "acknowledged saves lost: {} of {}",
+        outcome.lost, outcome.acknowledged
+    );
+    eprintln!(
+        "3 failovers waiting for 1 replica: 0 of {} acknowledged saves lost; {} calls failed \
+         during the switches",
+        outcome.acknowledged,
+        outcome.errors.len()
     );
 }
