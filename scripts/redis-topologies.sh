@@ -33,10 +33,20 @@ wait_for() { # wait_for <what> <command…>: up to 30 s
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null \
   || die "redis-server and redis-cli are needed (scripts/services.sh installs them)"
 
+# Whether the server answering on port $1 is the one whose pid file is in directory $2.
+ours() {
+  local pid
+  pid=$(cat "$2/redis.pid" 2>/dev/null) || return 1
+  redis-cli -p "$1" INFO server 2>/dev/null | tr -d '\r' | grep -qx "process_id:$pid"
+}
+
 # start_node <port> <role dir> <extra redis-server arguments…>
 start_node() {
   local port=$1 node_dir=$2; shift 2
-  if answers "$port"; then return 0; fi
+  if answers "$port"; then
+    ours "$port" "$node_dir" && return 0
+    die "port $port answers but not with a server this script started; stop it or choose other ports (SAYIIR_TOPOLOGY_PORT)"
+  fi
   mkdir -p "$node_dir"
   redis-server --port "$port" --bind 127.0.0.1 --daemonize yes --dir "$node_dir" \
     --pidfile "$node_dir/redis.pid" --logfile "$node_dir/redis.log" --save "" \
@@ -89,7 +99,10 @@ start_sentinel() {
   wait_for "the replica on port $replica in sync with its master" replica_in_sync "$replica"
   for i in 0 1 2; do
     local port=$((first + 20 + i)) node_dir="$dir/sentinel/s$i"
-    if answers "$port"; then continue; fi
+    if answers "$port"; then
+      ours "$port" "$node_dir" && continue
+      die "port $port answers but not with a sentinel this script started; stop it or choose other ports (SAYIIR_TOPOLOGY_PORT)"
+    fi
     mkdir -p "$node_dir"
     # Sentinels rewrite their configuration file: each gets one of its own.
     cat >"$node_dir/sentinel.conf" <<EOF
@@ -118,7 +131,8 @@ stop_dir() {
   while IFS= read -r pidfile; do
     local pid
     pid=$(cat "$pidfile" 2>/dev/null || true)
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    # A pid file left by a server killed meanwhile may name another process by now.
+    if [ -n "$pid" ] && grep -q redis-server "/proc/$pid/cmdline" 2>/dev/null; then
       kill "$pid" 2>/dev/null || true
       for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
       kill -9 "$pid" 2>/dev/null || true

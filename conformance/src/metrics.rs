@@ -5,6 +5,7 @@
 use std::panic::{AssertUnwindSafe, resume_unwind};
 
 use futures::FutureExt;
+use metrics_util::CompositeKey;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use sayiir_persistence::SnapshotStore;
 use sayiir_persistence::metrics::{ERRORS, OPERATION_DURATION, OPERATIONS};
@@ -12,15 +13,9 @@ use sayiir_persistence::metrics::{ERRORS, OPERATION_DURATION, OPERATIONS};
 use crate::Harness;
 use crate::fixtures::{at_task, unique_id};
 
-/// On a fresh backend of `H` (set up and torn down inside the check), one `save_snapshot`,
-/// one `load_snapshot` that finds it and one that does not; then asserts that the recorder
-/// saw two `load_snapshot` calls, one `NotFound` error, and durations for both operations,
-/// all labelled `db.system.name = system`.
-///
-/// # Panics
-/// When a metric is missing or wrong, or a call fails.
-#[allow(clippy::expect_used)]
-pub fn calls_are_measured<H: Harness>(system: &str) {
+/// Runs `calls` on a fresh backend of `H` (set up and torn down here) with a recorder of
+/// its own installed, and returns what the recorder saw.
+fn recorded<H: Harness>(calls: impl AsyncFnOnce(&H)) -> Vec<(CompositeKey, DebugValue)> {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     // One thread, so that every call runs where the local recorder is installed.
@@ -31,26 +26,34 @@ pub fn calls_are_measured<H: Harness>(system: &str) {
     let outcome = metrics::with_local_recorder(&recorder, || {
         runtime.block_on(async {
             let harness = H::setup().await;
-            let calls = AssertUnwindSafe(async {
-                let id = unique_id("metrics");
-                harness.backend().save_snapshot(&at_task(&id, "t")).await.unwrap();
-                harness.backend().load_snapshot(&id).await.unwrap();
-                let missing = harness.backend().load_snapshot(&unique_id("missing")).await;
-                assert!(missing.is_err(), "a missing instance is not found");
-            })
-            .catch_unwind()
-            .await;
+            let outcome = AssertUnwindSafe(calls(&harness)).catch_unwind().await;
             harness.teardown().await;
-            calls
+            outcome
         })
     });
     if let Err(panic) = outcome {
         resume_unwind(panic);
     }
+    snapshotter.snapshot().into_vec().into_iter().map(|(key, _, _, value)| (key, value)).collect()
+}
 
-    let metrics = snapshotter.snapshot().into_vec();
+/// On a fresh backend of `H` (set up and torn down inside the check), one `save_snapshot`,
+/// one `load_snapshot` that finds it and one that does not; then asserts that the recorder
+/// saw two `load_snapshot` calls, one `NotFound` error, and durations for both operations,
+/// all labelled `db.system.name = system`.
+///
+/// # Panics
+/// When a metric is missing or wrong, or a call fails.
+pub fn calls_are_measured<H: Harness>(system: &str) {
+    let metrics = recorded::<H>(async |harness| {
+        let id = unique_id("metrics");
+        harness.backend().save_snapshot(&at_task(&id, "t")).await.unwrap();
+        harness.backend().load_snapshot(&id).await.unwrap();
+        let missing = harness.backend().load_snapshot(&unique_id("missing")).await;
+        assert!(missing.is_err(), "a missing instance is not found");
+    });
     let find = |name: &str, operation: &str, error: Option<&str>| {
-        metrics.iter().find_map(|(key, _, _, value)| {
+        metrics.iter().find_map(|(key, value)| {
             let key = key.key();
             let label = |wanted: &str| {
                 key.labels().find(|l| l.key() == wanted).map(|l| l.value().to_string())
@@ -87,7 +90,6 @@ pub fn calls_are_measured<H: Harness>(system: &str) {
 ///
 /// # Panics
 /// When a gauge is missing or wrong, or a call fails.
-#[allow(clippy::expect_used)]
 pub fn counts_are_gauged<H: Harness>(system: &str)
 where
     H::Backend: sayiir_persistence::StoreStatistics,
@@ -95,32 +97,13 @@ where
     use sayiir_persistence::StoreStatistics as _;
     use sayiir_persistence::metrics::{LIVE_CLAIMS, READY_TASKS, WORKFLOWS};
 
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("cannot build the tokio runtime for the metrics check");
-    let outcome = metrics::with_local_recorder(&recorder, || {
-        runtime.block_on(async {
-            let harness = H::setup().await;
-            let calls = AssertUnwindSafe(async {
-                let id = unique_id("gauged");
-                harness.backend().save_snapshot(&at_task(&id, "t")).await.unwrap();
-                harness.backend().store_counts().await.unwrap();
-            })
-            .catch_unwind()
-            .await;
-            harness.teardown().await;
-            calls
-        })
+    let metrics = recorded::<H>(async |harness| {
+        let id = unique_id("gauged");
+        harness.backend().save_snapshot(&at_task(&id, "t")).await.unwrap();
+        harness.backend().store_counts().await.unwrap();
     });
-    if let Err(panic) = outcome {
-        resume_unwind(panic);
-    }
-    let metrics = snapshotter.snapshot().into_vec();
     let gauge = |name: &str, status: Option<&str>| {
-        let found = metrics.iter().find_map(|(key, _, _, value)| {
+        let found = metrics.iter().find_map(|(key, value)| {
             let key = key.key();
             let label = |wanted: &str| {
                 key.labels().find(|l| l.key() == wanted).map(|l| l.value().to_string())

@@ -115,8 +115,7 @@ impl PostgresBackend {
             events.entry(name).or_default().push(Bytes::from(payload));
         }
         let Some(row) = row else {
-            let record = WorkflowRecord::of_events(id, events);
-            return Ok((!record.is_empty()).then_some(record));
+            return Ok(WorkflowRecord::unstarted(id, events));
         };
         let snapshot = assemble(id, row)?;
         let archived = reads_archive(&snapshot.state);
@@ -186,21 +185,7 @@ impl PostgresBackend {
             return Ok(ImportOutcome::Imported);
         };
         let row = StoredRow::of(snapshot)?;
-        let (task_ids, outputs): (Vec<&str>, Vec<&[u8]>) = row
-            .results
-            .iter()
-            .flatten()
-            .map(|(task, output)| (task.as_str(), output.as_ref()))
-            .unzip();
-        let query = sqlx::query(self.statement(|s| &s.save_snapshot)).bind(id);
-        row.bind_columns(query)
-            .bind(row.results.is_some())
-            .bind(task_ids)
-            .bind(outputs)
-            .bind(&snapshot.definition_hash)
-            .execute(&mut **tx)
-            .await
-            .map_err(db(OP, id))?;
+        self.save_query(&row, snapshot).execute(&mut **tx).await.map_err(db(OP, id))?;
         if !record.archived_results.is_empty() {
             let (tasks, outputs): (Vec<&str>, Vec<&[u8]>) = record
                 .archived_results

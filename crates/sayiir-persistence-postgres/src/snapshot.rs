@@ -11,6 +11,9 @@ use crate::sayiir_core::snapshot::WorkflowSnapshot;
 use crate::schedule::seconds_to_column;
 use crate::{BackendError, PostgresBackend, SnapshotStore};
 use sayiir_persistence::operation::Call;
+use sqlx::Postgres;
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
 
 /// Calls the `save_snapshot` function (migration 0006): upsert of the row, definition hash
 /// included (`$20`), then, for states that hold results, replacement of the result rows.
@@ -67,6 +70,27 @@ pub(crate) const DELETE: &str = "WITH gone AS (
 pub(crate) const LIST: &str = "SELECT instance_id FROM {schema}.workflows";
 
 impl PostgresBackend {
+    /// The `save_snapshot` call that stores `row`, the stored form of `snapshot`: its columns,
+    /// its results (for a state that holds them) and its definition hash.
+    pub(crate) fn save_query<'q>(
+        &self,
+        row: &'q StoredRow,
+        snapshot: &'q WorkflowSnapshot,
+    ) -> Query<'q, Postgres, PgArguments> {
+        let (task_ids, outputs): (Vec<&str>, Vec<&[u8]>) = row
+            .results
+            .iter()
+            .flatten()
+            .map(|(task, output)| (task.as_str(), output.as_ref()))
+            .unzip();
+        let query = sqlx::query(self.statement(|s| &s.save_snapshot)).bind(&snapshot.instance_id);
+        row.bind_columns(query)
+            .bind(row.results.is_some())
+            .bind(task_ids)
+            .bind(outputs)
+            .bind(&snapshot.definition_hash)
+    }
+
     /// The statement of [`LOAD_SQL`].
     pub(crate) fn load_statement(&self) -> sqlx::SqlStr {
         self.statement(|s| &s.load_snapshot)
@@ -79,24 +103,10 @@ impl SnapshotStore for PostgresBackend {
         self.calls()
             .run(Call::SaveSnapshot(snapshot), async {
                 let row = StoredRow::of(snapshot)?;
-                let (task_ids, outputs): (Vec<&str>, Vec<&[u8]>) = row
-                    .results
-                    .iter()
-                    .flatten()
-                    .map(|(task, output)| (task.as_str(), output.as_ref()))
-                    .unzip();
                 // An overwrite with the whole state: sent again on a fresh connection after a lost
                 // one, it leaves the same state.
-                crate::retry_read!(self, |conn| {
-                    let query = sqlx::query(self.statement(|s| &s.save_snapshot)).bind(id);
-                    row.bind_columns(query)
-                        .bind(row.results.is_some())
-                        .bind(task_ids.clone())
-                        .bind(outputs.clone())
-                        .bind(&snapshot.definition_hash)
-                        .execute(conn)
-                })
-                .map_err(db("save_snapshot", id))?;
+                crate::retry_read!(self, |conn| self.save_query(&row, snapshot).execute(conn))
+                    .map_err(db("save_snapshot", id))?;
                 Ok(())
             })
             .await

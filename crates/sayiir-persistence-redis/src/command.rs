@@ -47,10 +47,17 @@ impl RedisBackend {
     /// `CROSSSLOT`), a Sentinel (it stores nothing; its master is what to connect to) or a
     /// read-only replica.
     pub(crate) async fn refuse_unsupported_server(&self, at: &At<'_>) -> Result<(), BackendError> {
-        let mut cmd = redis::cmd("INFO");
-        cmd.arg("server").arg("cluster").arg("replication");
-        // Sentinel answers `INFO` with its own sections, so this never fails on one.
-        let info: String = self.query(at, &cmd, Retry::OnReconnect).await?;
+        // Plain `INFO`: naming several sections needs Redis 7. Sentinel answers it too.
+        let cmd = redis::cmd("INFO");
+        let info: String = match self.query(at, &cmd, Retry::OnReconnect).await {
+            Ok(info) => info,
+            // A user without the right to run INFO (an ACL without @dangerous): the check is a
+            // courtesy, so go on without it.
+            Err(error) => {
+                tracing::debug!(%error, "INFO refused; the kind of server is not checked");
+                return Ok(());
+            }
+        };
         let field = |name: &str| {
             info.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(':')).map(str::trim)
         };
@@ -175,7 +182,7 @@ impl RedisBackend {
                     }
                     other => other,
                 }?;
-                Ok((reply, replicas_acknowledged(&mut conn, wait).await?))
+                Ok((reply, replicas_acknowledged(&mut conn, wait).await))
             })
             .await?;
         self.check_acknowledged(at, wait, acknowledged)?;
@@ -189,24 +196,29 @@ impl RedisBackend {
         lua.writes.then_some((replicas, millis))
     }
 
-    /// `Backend` when fewer replicas than asked acknowledged the write in time.
+    /// `Backend` when fewer replicas than asked acknowledged the call's writes in time, or
+    /// `WAIT` failed.
     fn check_acknowledged(
         &self,
         at: &At<'_>,
         wait: Option<(u32, u64)>,
-        acknowledged: Option<i64>,
+        acknowledged: Option<RedisResult<i64>>,
     ) -> Result<(), BackendError> {
         let (Some((replicas, millis)), Some(acknowledged)) = (wait, acknowledged) else {
             return Ok(());
         };
-        if acknowledged >= i64::from(replicas) {
-            return Ok(());
-        }
+        let what = match acknowledged {
+            Ok(count) if count >= i64::from(replicas) => return Ok(()),
+            Ok(count) => format!(
+                "{count} of the {replicas} replicas asked for acknowledged its writes within \
+                 {millis} ms"
+            ),
+            Err(error) => format!("WAIT for {replicas} replicas failed ({error})"),
+        };
         Err(at.backend(format_args!(
-            "the write was applied on the master at {}, but {acknowledged} of the {replicas} \
-             replicas asked for acknowledged it within {millis} ms, so a failover now could lose \
-             it; check the replicas (INFO replication) or ask for fewer \
-             (RedisOptions::wait_for_replicas)",
+            "the call ran on the master at {}, but {what}: whatever it wrote (a claim it \
+             granted included) is on the master and could be lost if it fails over now. Check \
+             the replicas (INFO replication) or ask for fewer (RedisOptions::wait_for_replicas)",
             self.inner.server
         )))
     }
@@ -254,7 +266,7 @@ impl RedisBackend {
                     } else {
                         replies
                     };
-                    Ok((replies, replicas_acknowledged(&mut conn, wait).await?))
+                    Ok((replies, replicas_acknowledged(&mut conn, wait).await))
                 }
             })
             .await?;
@@ -374,14 +386,14 @@ impl RedisBackend {
 }
 
 /// Sends `WAIT replicas millis` on `conn` when `wait` asks for it: the number of replicas that
-/// acknowledged every write sent on the connection so far.
+/// acknowledged every write sent on the connection so far, or why `WAIT` failed. Never an
+/// error of the call itself: the call has run by then, and sending it again is not the answer.
 async fn replicas_acknowledged(
     conn: &mut MultiplexedConnection,
     wait: Option<(u32, u64)>,
-) -> RedisResult<Option<i64>> {
-    let Some((replicas, millis)) = wait else { return Ok(None) };
-    let acknowledged: i64 = redis::cmd("WAIT").arg(replicas).arg(millis).query_async(conn).await?;
-    Ok(Some(acknowledged))
+) -> Option<RedisResult<i64>> {
+    let (replicas, millis) = wait?;
+    Some(redis::cmd("WAIT").arg(replicas).arg(millis).query_async(conn).await)
 }
 
 /// Whether a call may be sent a second time after it met a broken connection: only for

@@ -64,7 +64,10 @@ pub(crate) fn worth_reconnecting(error: &RedisError) -> bool {
         || read_only(error)
 }
 
-/// `READONLY`: the server is a replica now.
-fn read_only(error: &RedisError) -> bool {
+/// `READONLY`: the server is a replica now. Also found inside the error of a transaction the
+/// server aborted (`EXECABORT` after a refused `MULTI` command) and of a script whose write
+/// was refused (Redis before 7 wraps it in `ERR Error running script`).
+pub(crate) fn read_only(error: &RedisError) -> bool {
     matches!(error.kind(), redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly))
+        || error.to_string().contains("READONLY")
 }

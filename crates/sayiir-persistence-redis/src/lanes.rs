@@ -127,23 +127,25 @@ impl Lanes {
         })
     }
 
-    /// Drops the lane's connection if `error` shows it is broken (or now leads to a
-    /// read-only replica); unless the slot already holds another connection (a concurrent
-    /// request met the same error and refilled it). A pooled connection is taken out of its
-    /// pool rather than handed back: a demoted master still answers the pool's `PING`.
+    /// Drops the lane's connection if `error` shows it is broken; unless the slot already
+    /// holds another connection (a concurrent request met the same error and refilled it).
+    /// After `READONLY` (a failover demoted the server) every connection is dropped: the
+    /// others lead to the same server, where reads would be stale. A pooled connection is
+    /// taken out of its pool rather than handed back: a demoted master still answers the
+    /// pool's `PING`.
     pub(crate) fn observe(&self, lane: &Lane, error: &redis::RedisError) {
-        if error::breaks_connection(error) {
-            let dropped = {
-                let mut slot = self.slot(lane.index);
-                if slot.as_ref().is_some_and(|held| held.generation == lane.generation) {
-                    slot.take()
-                } else {
-                    None
-                }
-            };
-            if let Some(object) = dropped.and_then(|held| held.object) {
-                drop(deadpool_redis::Connection::take(object));
-            }
+        if !error::breaks_connection(error) {
+            return;
+        }
+        let dropped: Vec<Held> = if error::read_only(error) {
+            (0..self.slots.len()).filter_map(|index| self.slot(index).take()).collect()
+        } else {
+            let mut slot = self.slot(lane.index);
+            let same = slot.as_ref().is_some_and(|held| held.generation == lane.generation);
+            if same { slot.take().into_iter().collect() } else { Vec::new() }
+        };
+        for object in dropped.into_iter().filter_map(|held| held.object) {
+            drop(deadpool_redis::Connection::take(object));
         }
     }
 }

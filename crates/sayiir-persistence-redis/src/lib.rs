@@ -114,6 +114,7 @@ impl RedisBackend {
         options: RedisOptions,
     ) -> Result<Self, BackendError> {
         let at = at("connect");
+        options.check().map_err(|problem| at.backend(format_args!("{problem}")))?;
         let server = info.addr().to_string();
         let database = info.redis_settings().db().to_string();
         let config = AsyncConnectionConfig::new()
@@ -164,6 +165,7 @@ impl RedisBackend {
         options: RedisOptions,
     ) -> Result<Self, BackendError> {
         let at = at("connect");
+        options.check().map_err(|problem| at.backend(format_args!("{problem}")))?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(options.connection_timeout))
             .set_response_timeout(Some(options.response_timeout));

@@ -71,10 +71,25 @@ impl RedisOptions {
     /// acknowledge in time, the call fails with `Backend` saying the write was applied on the
     /// master but may be lost in a failover (sending it again is safe for saves). Off by
     /// default. `timeout` is rounded to whole milliseconds, at least 1 ms (`WAIT` reads 0 as
-    /// "forever").
+    /// "forever"), and must be shorter than [`RedisOptions::response_timeout`] (connecting
+    /// fails otherwise). While a `WAIT` blocks, the server answers nothing else on that
+    /// connection, so with slow replicas the calls sharing it (reads included) wait too: keep
+    /// `timeout` short.
     #[must_use]
     pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
         self.wait_for_replicas = Some((replicas, timeout.max(Duration::from_millis(1))));
         self
+    }
+
+    /// Checks the settings together, when a backend connects.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        match self.wait_for_replicas {
+            Some((_, wait)) if wait >= self.response_timeout => Err(format!(
+                "wait_for_replicas waits up to {wait:?}, not shorter than response_timeout \
+                 ({:?}): every write would time out first; wait less or raise response_timeout",
+                self.response_timeout
+            )),
+            _ => Ok(()),
+        }
     }
 }

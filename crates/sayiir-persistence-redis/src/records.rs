@@ -85,8 +85,7 @@ impl WorkflowTransfer for RedisBackend {
                     .map_err(|_| error::reply(&at, "export: 5 replies expected"))?;
                 let events = read_events(reply::pairs(events, &at)?, &at)?;
                 if packed == Value::Nil {
-                    let record = WorkflowRecord::of_events(instance_id, events);
-                    return Ok((!record.is_empty()).then_some(record));
+                    return Ok(WorkflowRecord::unstarted(instance_id, events));
                 }
                 let snapshot = Loaded::read(packed, results, at)?.assemble(&at, instance_id)?;
                 let archived = reads_archive(&snapshot.state);

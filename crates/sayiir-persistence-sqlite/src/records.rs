@@ -114,8 +114,7 @@ impl WorkflowTransfer for SqliteBackend {
         self.read(Call::ExportWorkflow(instance_id), move |tx| {
             let events = read_events(tx, OP, &id)?;
             let Some(snapshot) = read_snapshot(tx, OP, &id)? else {
-                let record = WorkflowRecord::of_events(id, events);
-                return Ok((!record.is_empty()).then_some(record));
+                return Ok(WorkflowRecord::unstarted(id, events));
             };
             let archived = reads_archive(&snapshot.state);
             let mut record = WorkflowRecord::of_snapshot(snapshot);

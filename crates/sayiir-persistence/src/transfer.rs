@@ -72,6 +72,16 @@ impl WorkflowRecord {
         }
     }
 
+    /// What an export returns for an instance without a snapshot: its buffered events, or
+    /// `None` when it has none either (nothing is stored for it).
+    #[must_use]
+    pub fn unstarted(
+        instance_id: impl Into<String>,
+        events: BTreeMap<String, Vec<Bytes>>,
+    ) -> Option<Self> {
+        (!events.is_empty()).then(|| Self::of_events(instance_id, events))
+    }
+
     /// Whether the record holds nothing at all (no snapshot and no event): such an instance
     /// is not stored.
     #[must_use]

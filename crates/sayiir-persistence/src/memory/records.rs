@@ -39,8 +39,7 @@ impl WorkflowTransfer for InMemoryBackend {
                 let state = self.lock()?;
                 let events = state.queues(instance_id);
                 let Some(workflow) = state.workflows.get(instance_id) else {
-                    let record = WorkflowRecord::of_events(instance_id, events);
-                    return Ok((!record.is_empty()).then_some(record));
+                    return Ok(WorkflowRecord::unstarted(instance_id, events));
                 };
                 let snapshot = workflow.snapshot(instance_id)?.clone();
                 let mut record = WorkflowRecord::of_snapshot(snapshot);
