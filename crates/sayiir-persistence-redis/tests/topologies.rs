@@ -60,7 +60,7 @@ impl Topologies {
         // Each start in this process from a range of its own: tests run in parallel, and
         // another start's servers may not answer yet when the ports are checked.
         static STARTS: AtomicU32 = AtomicU32::new(0);
-        let offset = std::process::id() % 2_700 + STARTS.fetch_add(1, Ordering::Relaxed) * 900;
+        let offset = std::process::id() % 2_700 + STARTS.fetch_add(1, Ordering::Relaxed) * 600;
         let first = (0..73)
             .map(|attempt| 20_000 + u16::try_from((offset + attempt * 37) % 2_700).unwrap_or(0))
             .find(|first| (0..23).all(|i| bindable(first + i)))
@@ -263,4 +263,54 @@ async fn waiting_for_a_replica_loses_no_acknowledged_write() {
         outcome.acknowledged,
         outcome.errors.len()
     );
+}
+
+/// A manual failover (`SENTINEL FAILOVER`): the old master stays up and becomes a replica, so
+/// calls may meet `READONLY` (inside a transaction too) rather than a dropped connection. The
+/// same backend follows the promoted master: a save with results (a transaction) and a read
+/// after it see the new master, never the demoted one's stale data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_failover_is_followed() {
+    use sayiir_persistence_conformance::fixtures::with_results;
+    let topologies = Topologies::start("sentinel");
+    let sentinels: Vec<String> = (20..23).map(|offset| topologies.url(offset)).collect();
+    let client =
+        SentinelClient::build(sentinels, "sayiir", None, SentinelServerType::Master).unwrap();
+    let options = RedisOptions::default().key_prefix(unique_id("manual"));
+    let backend = RedisBackend::connect_sentinel(client, options).await.unwrap();
+    let id = unique_id("followed");
+    backend.save_snapshot(&with_results(&id, &[("a", b"1")], "b")).await.unwrap();
+
+    let master = topologies.master_port();
+    let output = Command::new("redis-cli")
+        .args(["-p", &(topologies.first + 20).to_string(), "SENTINEL", "FAILOVER", "sayiir"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&output.stdout).contains("OK"), "{output:?}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while topologies.master_port() == master {
+        assert!(Instant::now() < deadline, "the sentinels promoted no replica within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Saves with results go through a transaction; each is retried until the backend has
+    // found the new master.
+    for round in 0..20 {
+        let snapshot = with_results(&id, &[("a", b"1"), ("b", format!("{round}").as_bytes())], "c");
+        loop {
+            match backend.save_snapshot(&snapshot).await {
+                Ok(()) => break,
+                Err(error) => {
+                    assert!(Instant::now() < deadline, "no save succeeded within 60 s: {error}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        let loaded = backend.load_snapshot(&id).await.unwrap();
+        let b = loaded.get_task_result_bytes("b");
+        assert_eq!(
+            b.as_deref(),
+            Some(format!("{round}").as_bytes()),
+            "a read after the save sees it"
+        );
+    }
 }
