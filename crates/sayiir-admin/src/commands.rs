@@ -402,15 +402,20 @@ fn prune_request(args: &PruneArgs) -> Result<PruneRequest, Failure> {
     Ok(request)
 }
 
-async fn prune(store: &Store, args: PruneArgs) -> Result<(), Failure> {
-    let request = prune_request(&args)?;
-    let before = request.finished_before;
-    // On stderr, and only drawn on a terminal.
+/// A spinner with a message and the time elapsed, on stderr and drawn only on a terminal.
+pub(crate) fn spinner() -> ProgressBar {
     let progress = ProgressBar::new_spinner();
     if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
         progress.set_style(style);
     }
     progress.enable_steady_tick(Duration::from_millis(200));
+    progress
+}
+
+async fn prune(store: &Store, args: PruneArgs) -> Result<(), Failure> {
+    let request = prune_request(&args)?;
+    let before = request.finished_before;
+    let progress = spinner();
     let mut total = 0_u64;
     loop {
         progress.set_message(format!("{total} finished workflows removed"));

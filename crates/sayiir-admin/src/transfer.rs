@@ -5,7 +5,6 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -13,7 +12,7 @@ use sayiir_persistence::export_file::{self, Header, Line, Summary};
 use sayiir_persistence::listing::MAX_PAGE;
 use sayiir_persistence::{BackendError, ImportOutcome, ListRequest, WorkflowRecord};
 
-use crate::commands::Failure;
+use crate::commands::{Failure, spinner};
 use crate::store::Store;
 
 /// Standard input or output instead of a file.
@@ -44,16 +43,6 @@ pub struct ImportArgs {
 /// A failure to read or write `path`.
 fn file_error(what: &str, path: &str, error: &std::io::Error) -> Failure {
     Failure::File(format!("cannot {what} {path}: {error}"))
-}
-
-/// A spinner on stderr (drawn only on a terminal) with `message`.
-fn spinner() -> ProgressBar {
-    let progress = ProgressBar::new_spinner();
-    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
-        progress.set_style(style);
-    }
-    progress.enable_steady_tick(Duration::from_millis(200));
-    progress
 }
 
 /// Checks the export arguments before the store is opened.

@@ -44,10 +44,7 @@ if mode ~= 'absent' then
   end
 end
 for i = 0, events - 1 do
-  local name, payload = ARGV[events_at + 2 * i], ARGV[events_at + 2 * i + 1]
-  local tail = redis.call('HINCRBY', K_EV, ev_tail_field(name), 1)
-  redis.call('HSET', K_EV, ev_msg_field(fmt(tail), name), payload)
-  redis.call('HSETNX', K_EV, ev_head_field(name), fmt(tail))
+  ev_push(ARGV[events_at + 2 * i], ARGV[events_at + 2 * i + 1])
 end
 for i = 0, archived - 1 do
   redis.call('HSET', K_ARCH, ARGV[archive_at + 2 * i], ARGV[archive_at + 2 * i + 1])

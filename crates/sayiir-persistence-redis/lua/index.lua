@@ -54,6 +54,13 @@ local function ev_head(name)
   return redis.call('HGET', K_EV, ev_msg_field(head, name))
 end
 
+-- Appends `payload` to the queue `name`.
+local function ev_push(name, payload)
+  local tail = redis.call('HINCRBY', K_EV, ev_tail_field(name), 1)
+  redis.call('HSET', K_EV, ev_msg_field(fmt(tail), name), payload)
+  redis.call('HSETNX', K_EV, ev_head_field(name), fmt(tail))
+end
+
 local function ev_pop(name)
   local head = redis.call('HGET', K_EV, ev_head_field(name))
   if not head then

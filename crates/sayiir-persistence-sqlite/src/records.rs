@@ -16,7 +16,7 @@ use sayiir_persistence::transfer::{ImportOutcome, QueuePage, WorkflowRecord, Wor
 use crate::SqliteBackend;
 use crate::error::SqlResultExt;
 use crate::row::{REFRESH_WOKEN, read_snapshot, write_snapshot};
-use crate::signal::{read_signal, time_to_text};
+use crate::signal::{read_signal, write_signal};
 
 /// Rows of `sql` (one `?1` parameter, the instance id) as pairs.
 fn pairs<A, B>(
@@ -70,24 +70,9 @@ fn write_rest(
     let requests =
         [(SignalKind::Cancel, &record.cancel_request), (SignalKind::Pause, &record.pause_request)];
     for (kind, request) in requests {
-        let Some(request) = request else { continue };
-        tx.prepare_cached(
-            "INSERT INTO signals (instance_id, kind, reason, requested_by, requested_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                id,
-                kind.as_ref(),
-                request.reason,
-                request.requested_by,
-                time_to_text(request.requested_at),
-            ])
-        })
-        .during(operation, "write pending request")?;
-        tx.prepare_cached("UPDATE workflows SET signal_pending = 1 WHERE instance_id = ?1")
-            .and_then(|mut s| s.execute([id]))
-            .during(operation, "mark pending signals")?;
+        if let Some(request) = request {
+            write_signal(tx, operation, id, kind, request)?;
+        }
     }
     for (name, queue) in &record.events {
         for payload in queue {

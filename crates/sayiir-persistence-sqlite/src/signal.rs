@@ -46,7 +46,7 @@ pub(crate) fn read_signal(
 /// years 0 to 9999, which RFC 3339 can write; `@<seconds>.<nanoseconds>` since the Unix epoch
 /// for the rest of `DateTime<Utc>`'s range, so every instant `store_signal` accepts reads back
 /// exactly.
-pub(crate) fn time_to_text(time: DateTime<Utc>) -> String {
+fn time_to_text(time: DateTime<Utc>) -> String {
     if (0..=9999).contains(&time.year()) {
         time.to_rfc3339_opts(SecondsFormat::Nanos, true)
     } else {
@@ -82,6 +82,38 @@ fn delete_signal(
     .and_then(|mut s| s.execute([id]))
     .during(operation, "mark pending signals")
     .map(drop)
+}
+
+/// Stores `request` as the pending request of `kind` (replacing one already there), and takes
+/// the workflow out of the scheduling indexes while it is pending.
+pub(crate) fn write_signal(
+    tx: &Transaction<'_>,
+    operation: &str,
+    id: &str,
+    kind: SignalKind,
+    request: &SignalRequest,
+) -> Result<(), BackendError> {
+    tx.prepare_cached(
+        "INSERT INTO signals (instance_id, kind, reason, requested_by, requested_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (instance_id, kind) DO UPDATE SET reason = excluded.reason,
+             requested_by = excluded.requested_by, requested_at = excluded.requested_at",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            id,
+            kind.as_ref(),
+            request.reason,
+            request.requested_by,
+            time_to_text(request.requested_at),
+        ])
+    })
+    .during(operation, "write signal")?;
+    // Out of the scheduling indexes while a request is pending.
+    tx.prepare_cached("UPDATE workflows SET signal_pending = 1 WHERE instance_id = ?1")
+        .and_then(|mut s| s.execute([id]))
+        .during(operation, "mark pending signals")
+        .map(drop)
 }
 
 impl SqliteBackend {
@@ -150,39 +182,18 @@ impl SignalStore for SqliteBackend {
         let id = instance_id.to_string();
         // The request moves into the transaction; the checks look at a copy.
         let checked = request.clone();
-        self
-            .write(Call::StoreSignal { instance_id, request: &checked }, move |tx| {
-                let status: String = tx
-                    .prepare_cached("SELECT status FROM workflows WHERE instance_id = ?1")
-                    .and_then(|mut s| s.query_row([&id], |r| r.get(0)).optional())
-                    .during("store_signal", "read status")?
-                    .ok_or_else(|| not_found(&id))?;
-                if signal_decision(&status, kind)? == SignalDecision::AlreadyApplied {
-                    return Ok(());
-                }
-                tx.prepare_cached(
-                    "INSERT INTO signals (instance_id, kind, reason, requested_by, requested_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (instance_id, kind) DO UPDATE SET reason = excluded.reason,
-                         requested_by = excluded.requested_by, requested_at = excluded.requested_at",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        id,
-                        kind.as_ref(),
-                        request.reason,
-                        request.requested_by,
-                        time_to_text(request.requested_at),
-                    ])
-                })
-                .during("store_signal", "write signal")?;
-                // Out of the scheduling indexes while a request is pending.
-                tx.prepare_cached("UPDATE workflows SET signal_pending = 1 WHERE instance_id = ?1")
-                    .and_then(|mut s| s.execute([&id]))
-                    .during("store_signal", "mark pending signals")
-                    .map(drop)
-            })
-            .await
+        self.write(Call::StoreSignal { instance_id, request: &checked }, move |tx| {
+            let status: String = tx
+                .prepare_cached("SELECT status FROM workflows WHERE instance_id = ?1")
+                .and_then(|mut s| s.query_row([&id], |r| r.get(0)).optional())
+                .during("store_signal", "read status")?
+                .ok_or_else(|| not_found(&id))?;
+            if signal_decision(&status, kind)? == SignalDecision::AlreadyApplied {
+                return Ok(());
+            }
+            write_signal(tx, "store_signal", &id, kind, &request)
+        })
+        .await
     }
 
     async fn get_signal(

@@ -77,7 +77,9 @@ impl WorkflowTransfer for InMemoryBackend {
                     .iter()
                     .map(|(name, queue)| (name.clone(), queue.iter().cloned().collect()))
                     .collect();
-                state.events.insert(id.to_string(), queues);
+                if !record.events.is_empty() {
+                    state.events.insert(id.to_string(), queues);
+                }
                 let Some(snapshot) = &record.snapshot else {
                     return Ok(ImportOutcome::Imported);
                 };
