@@ -78,6 +78,34 @@ pub fn redis_sentinels() -> (Vec<String>, String) {
     );
 }
 
+/// The variable that names the Redis Cluster to test against: comma-separated URLs of some of
+/// its nodes (`?protocol=resp3` on each for RESP3).
+pub const REDIS_CLUSTER_VAR: &str = "SAYIIR_REDIS_CLUSTER";
+/// The first port of the cluster `scripts/redis-topologies.sh` starts (then the next five).
+pub const TOPOLOGY_CLUSTER_PORT: u16 = 7000;
+
+/// URLs of the nodes of the Redis Cluster to test against: from `SAYIIR_REDIS_CLUSTER`, else the
+/// six nodes `scripts/redis-topologies.sh` starts (127.0.0.1:7000-7005) if they answer.
+///
+/// # Panics
+/// When no cluster can be found, with a message that says how to start one.
+pub fn redis_cluster() -> Vec<String> {
+    if let Ok(urls) = std::env::var(REDIS_CLUSTER_VAR)
+        && !urls.trim().is_empty()
+    {
+        return urls.split(',').map(|url| url.trim().to_string()).collect();
+    }
+    if answers(TOPOLOGY_CLUSTER_PORT) {
+        return (0..6).map(|i| format!("redis://127.0.0.1:{}", TOPOLOGY_CLUSTER_PORT + i)).collect();
+    }
+    panic!(
+        "no Redis Cluster for the tests: {REDIS_CLUSTER_VAR} is not set and nothing answers on \
+         127.0.0.1:{TOPOLOGY_CLUSTER_PORT}. To fix: run `scripts/redis-topologies.sh start \
+         cluster` (or `scripts/services.sh`) from the repository root, or point the variable at \
+         nodes of a cluster you have"
+    );
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Service {
     Postgres,

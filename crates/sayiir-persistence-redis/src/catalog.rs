@@ -56,6 +56,25 @@ impl RedisBackend {
         .await
     }
 
+    /// [`Self::pipelined`] on every index shard, concurrently (a pipeline may only touch one
+    /// hash slot on a cluster): `commands` gives the commands of one shard. The replies of all
+    /// shards, shard after shard.
+    async fn pipelined_per_shard<T: redis::FromRedisValue>(
+        &self,
+        at: &At<'_>,
+        commands: impl Fn(usize) -> Vec<redis::Cmd>,
+    ) -> Result<Vec<T>, BackendError> {
+        let pages = futures::future::join_all(
+            self.keys().shard_numbers().map(|shard| self.pipelined::<T>(at, commands(shard))),
+        )
+        .await;
+        let mut all = Vec::new();
+        for page in pages {
+            all.extend(page?);
+        }
+        Ok(all)
+    }
+
     /// Gives every workflow stored before the listing indexes existed its entry: the
     /// definition hash is decoded from its blob (an undecodable blob gets an empty one), a
     /// page of 500 at a time, with a progress line per page; and puts the never-expiring
@@ -69,33 +88,44 @@ impl RedisBackend {
     /// finishes the work.
     pub async fn build_listing_indexes(&self) -> Result<(), BackendError> {
         let at = at("build_listing_indexes");
+        if !self.keys().sharded() {
+            // A sharded store is written by this version: it indexed these claims itself.
+            self.index_lasting_claims(&at).await?;
+        }
+        for shard in self.keys().shard_numbers() {
+            self.build_shard_listing(&at, shard).await?;
+        }
+        Ok(())
+    }
+
+    /// [`Self::build_listing_indexes`] for the workflows of one index shard.
+    async fn build_shard_listing(&self, at: &At<'_>, shard: usize) -> Result<(), BackendError> {
         let keys = self.keys();
         let mut count = redis::pipe();
-        count.cmd("SCARD").arg(keys.instances()).cmd("HLEN").arg(keys.listed());
+        count.cmd("SCARD").arg(keys.instances(shard)).cmd("HLEN").arg(keys.listed(shard));
         let (stored, listed): (u64, u64) = self
-            .on_connection(&at, Retry::OnReconnect, |mut conn| {
+            .on_connection(at, Retry::OnReconnect, |mut conn| {
                 let count = &count;
                 async move { count.query_async(&mut conn).await }
             })
             .await?;
-        self.index_lasting_claims(&at).await?;
         if stored == listed {
             return Ok(());
         }
         let (mut cursor, mut built) = (0_u64, 0_u64);
         loop {
             let mut scan = redis::cmd("SSCAN");
-            scan.arg(keys.instances()).arg(cursor).arg("COUNT").arg(BACKFILL_PAGE);
+            scan.arg(keys.instances(shard)).arg(cursor).arg("COUNT").arg(BACKFILL_PAGE);
             let (next, ids): (u64, Vec<String>) =
-                self.query(&at, &scan, Retry::OnReconnect).await?;
+                self.query(at, &scan, Retry::OnReconnect).await?;
             if !ids.is_empty() {
                 let mut present = redis::cmd("HMGET");
-                present.arg(keys.listed()).arg(&ids);
+                present.arg(keys.listed(shard)).arg(&ids);
                 let entries: Vec<Option<Vec<u8>>> =
-                    self.query(&at, &present, Retry::OnReconnect).await?;
+                    self.query(at, &present, Retry::OnReconnect).await?;
                 for (id, entry) in ids.iter().zip(entries) {
                     if entry.is_none() {
-                        self.relist(&at, id).await?;
+                        self.relist(at, id).await?;
                         built += 1;
                     }
                 }
@@ -106,7 +136,7 @@ impl RedisBackend {
             }
             cursor = next;
         }
-        self.drop_stale_listing_entries(&at).await
+        self.drop_stale_listing_entries(at, shard).await
     }
 
     /// Puts the never-expiring claims of a store written by an older version into the
@@ -126,7 +156,7 @@ impl RedisBackend {
             let mut scan = redis::cmd("SCAN");
             scan.arg(cursor)
                 .arg("MATCH")
-                .arg(keys.workflow_key_pattern(Own::Claims))
+                .arg(keys.workflow_key_pattern(0, Own::Claims))
                 .arg("COUNT")
                 .arg(BACKFILL_PAGE);
             let (next, found): (u64, Vec<String>) =
@@ -142,7 +172,7 @@ impl RedisBackend {
                     let Ok(task) = String::from_utf8(task) else { continue };
                     if lasting {
                         let mut add = redis::cmd("ZADD");
-                        add.arg(keys.claim_expiry())
+                        add.arg(keys.claim_expiry(0))
                             .arg("+inf")
                             .arg(claim_member(&instance_id, &task));
                         self.query::<()>(at, &add, Retry::OnReconnect).await?;
@@ -166,13 +196,17 @@ impl RedisBackend {
     /// Removes the listing entries of instances no longer stored (left by an older version's
     /// delete, or by keys removed by hand), so that they neither show in listings nor stand in
     /// front of the workflows a prune can remove.
-    async fn drop_stale_listing_entries(&self, at: &At<'_>) -> Result<(), BackendError> {
+    async fn drop_stale_listing_entries(
+        &self,
+        at: &At<'_>,
+        shard: usize,
+    ) -> Result<(), BackendError> {
         let keys = self.keys();
         let mut cursor = 0_u64;
         loop {
             let mut scan = redis::cmd("HSCAN");
             // Fields and values alternate (`NOVALUES` needs Redis 7.4).
-            scan.arg(keys.listed()).arg(cursor).arg("COUNT").arg(BACKFILL_PAGE);
+            scan.arg(keys.listed(shard)).arg(cursor).arg("COUNT").arg(BACKFILL_PAGE);
             let (next, pairs): (u64, Vec<Vec<u8>>) =
                 self.query(at, &scan, Retry::OnReconnect).await?;
             let ids: Vec<String> = pairs
@@ -182,7 +216,7 @@ impl RedisBackend {
                 .collect();
             if !ids.is_empty() {
                 let mut stored = redis::cmd("SMISMEMBER");
-                stored.arg(keys.instances()).arg(&ids);
+                stored.arg(keys.instances(shard)).arg(&ids);
                 let stored: Vec<bool> = self.query(at, &stored, Retry::OnReconnect).await?;
                 for (id, stored) in ids.iter().zip(stored) {
                     if !stored {
@@ -247,22 +281,27 @@ impl RetentionStore for RedisBackend {
                 // removes nothing: read again, so that one batch does not end a prune while
                 // workflows it may remove are behind them.
                 for _ in 0..PRUNE_ROUNDS {
-                    let commands = TERMINAL
-                        .into_iter()
-                        .map(|status| {
-                            let key = keys.listing_of(status, request.definition_hash.as_deref());
-                            let mut cmd = redis::cmd("ZRANGEBYLEX");
-                            cmd.arg(key)
-                                .arg("-")
-                                .arg(&before)
-                                .arg("LIMIT")
-                                .arg(0)
-                                .arg(request.batch_size);
-                            cmd
-                        })
-                        .collect();
                     let mut oldest: Vec<String> = self
-                        .pipelined::<Vec<String>>(&at, commands)
+                        .pipelined_per_shard::<Vec<String>>(&at, |shard| {
+                            TERMINAL
+                                .into_iter()
+                                .map(|status| {
+                                    let key = keys.listing_of(
+                                        shard,
+                                        status,
+                                        request.definition_hash.as_deref(),
+                                    );
+                                    let mut cmd = redis::cmd("ZRANGEBYLEX");
+                                    cmd.arg(key)
+                                        .arg("-")
+                                        .arg(&before)
+                                        .arg("LIMIT")
+                                        .arg(0)
+                                        .arg(request.batch_size);
+                                    cmd
+                                })
+                                .collect()
+                        })
                         .await?
                         .into_iter()
                         .flatten()
@@ -313,18 +352,28 @@ impl WorkflowListing for RedisBackend {
                     None => "+".to_string(),
                 };
                 let statuses = request.wanted_statuses();
-                let commands = statuses
-                    .iter()
-                    .map(|status| {
-                        let key = keys.listing_of(status, request.definition_hash.as_deref());
-                        let mut cmd = redis::cmd("ZREVRANGEBYLEX");
-                        cmd.arg(key).arg(&upper).arg("-").arg("LIMIT").arg(0).arg(request.limit);
-                        cmd
+                let pages: Vec<Vec<String>> = self
+                    .pipelined_per_shard(&at, |shard| {
+                        statuses
+                            .iter()
+                            .map(|status| {
+                                let definition = request.definition_hash.as_deref();
+                                let key = keys.listing_of(shard, status, definition);
+                                let mut cmd = redis::cmd("ZREVRANGEBYLEX");
+                                cmd.arg(key)
+                                    .arg(&upper)
+                                    .arg("-")
+                                    .arg("LIMIT")
+                                    .arg(0)
+                                    .arg(request.limit);
+                                cmd
+                            })
+                            .collect()
                     })
-                    .collect();
-                let pages: Vec<Vec<String>> = self.pipelined(&at, commands).await?;
+                    .await?;
                 let mut candidates = Vec::new();
-                for (status, members) in statuses.iter().zip(pages) {
+                // Shard after shard, a page per status.
+                for (status, members) in statuses.iter().cycle().zip(pages) {
                     for member in members {
                         let Some((updated_at, instance_id)) = split_member(&member) else {
                             return Err(crate::error::reply(
@@ -342,25 +391,54 @@ impl WorkflowListing for RedisBackend {
                 }
                 let mut page = request.page(candidates);
                 if request.definition_hash.is_none() && !page.workflows.is_empty() {
-                    let ids: Vec<&str> =
-                        page.workflows.iter().map(|w| w.instance_id.as_str()).collect();
-                    let mut entries = redis::cmd("HMGET");
-                    entries.arg(keys.listed()).arg(&ids);
-                    let entries: Vec<Option<Vec<u8>>> =
-                        self.query(&at, &entries, Retry::OnReconnect).await?;
-                    for (summary, entry) in page.workflows.iter_mut().zip(entries) {
-                        // `<status>\0<member>\0<definition>`; an entry gone meanwhile (the
-                        // workflow was deleted) leaves the definition empty.
-                        if let Some(definition) =
-                            entry.as_deref().and_then(|e| e.splitn(3, |b| *b == 0).nth(2))
-                        {
-                            summary.definition_hash =
-                                String::from_utf8_lossy(definition).into_owned();
-                        }
-                    }
+                    self.fill_definitions(&at, &mut page.workflows).await?;
                 }
                 Ok(page)
             })
             .await
+    }
+}
+
+impl RedisBackend {
+    /// Fills in the definition of each summary from its listing entry: one `HMGET` per index
+    /// shard that holds some of them.
+    async fn fill_definitions(
+        &self,
+        at: &At<'_>,
+        workflows: &mut [WorkflowSummary],
+    ) -> Result<(), BackendError> {
+        let keys = self.keys();
+        let mut by_shard: Vec<Vec<usize>> = vec![Vec::new(); keys.shard_count()];
+        for (index, summary) in workflows.iter().enumerate() {
+            by_shard[keys.workflow(&summary.instance_id).shard()].push(index);
+        }
+        let reads = by_shard.iter().enumerate().filter(|(_, indexes)| !indexes.is_empty()).map(
+            |(shard, indexes)| {
+                let mut entries = redis::cmd("HMGET");
+                entries.arg(keys.listed(shard));
+                for index in indexes {
+                    entries.arg(&workflows[*index].instance_id);
+                }
+                async move {
+                    let entries: Vec<Option<Vec<u8>>> =
+                        self.query(at, &entries, Retry::OnReconnect).await?;
+                    Ok::<_, BackendError>((indexes, entries))
+                }
+            },
+        );
+        for read in futures::future::join_all(reads).await {
+            let (indexes, entries) = read?;
+            for (index, entry) in indexes.iter().zip(entries) {
+                // `<status>\0<member>\0<definition>`; an entry gone meanwhile (the workflow was
+                // deleted) leaves the definition empty.
+                if let Some(definition) =
+                    entry.as_deref().and_then(|e| e.splitn(3, |b| *b == 0).nth(2))
+                {
+                    workflows[*index].definition_hash =
+                        String::from_utf8_lossy(definition).into_owned();
+                }
+            }
+        }
+        Ok(())
     }
 }

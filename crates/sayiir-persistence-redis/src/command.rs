@@ -5,12 +5,12 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use redis::{ErrorKind, RedisResult, ServerErrorKind, Value};
 use sayiir_persistence::BackendError;
 
 use crate::error::{self, At};
 use crate::keys::WorkflowKeys;
+use crate::lanes::Conn;
 use crate::scripts::Lua;
 use crate::{RedisBackend, now_millis};
 
@@ -43,10 +43,13 @@ impl RedisBackend {
     }
 
     /// Refuses a server this backend cannot run on, before anything is written: a Redis
-    /// Cluster node (every script touches two hash slots, which a cluster refuses with
-    /// `CROSSSLOT`), a Sentinel (it stores nothing; its master is what to connect to) or a
-    /// read-only replica.
+    /// Cluster node reached by a single-server `connect` (it serves only its slots; the cluster
+    /// is what to connect to), a Sentinel (it stores nothing; its master is what to connect to)
+    /// or a read-only replica. A cluster connection is not checked: it only sends to masters.
     pub(crate) async fn refuse_unsupported_server(&self, at: &At<'_>) -> Result<(), BackendError> {
+        if self.inner.cluster {
+            return Ok(());
+        }
         // Plain `INFO`: naming several sections needs Redis 7. Sentinel answers it too.
         let cmd = redis::cmd("INFO");
         let info: String = match self.query(at, &cmd, Retry::OnReconnect).await {
@@ -70,9 +73,9 @@ impl RedisBackend {
         }
         if field("cluster_enabled") == Some("1") || field("redis_mode") == Some("cluster") {
             return Err(at.backend(format_args!(
-                "{server} is a Redis Cluster node; this backend runs on a single Redis server \
-                 (with replicas) only: its scripts touch keys of two hash slots, which a \
-                 cluster refuses. Use a standalone server"
+                "{server} is a Redis Cluster node, which serves only its own hash slots; \
+                 connect to the cluster with RedisBackend::connect_cluster and the URLs of \
+                 some of its nodes"
             )));
         }
         if field("role") == Some("slave") {
@@ -182,7 +185,7 @@ impl RedisBackend {
                     }
                     other => other,
                 }?;
-                Ok((reply, replicas_acknowledged(&mut conn, wait).await))
+                Ok((reply, replicas_acknowledged(&mut conn, wait, evalsha).await))
             })
             .await?;
         self.check_acknowledged(at, wait, acknowledged)?;
@@ -266,7 +269,12 @@ impl RedisBackend {
                     } else {
                         replies
                     };
-                    Ok((replies, replicas_acknowledged(&mut conn, wait).await))
+                    let written = transaction.cmd_iter().nth(script);
+                    let acknowledged = match written {
+                        Some(evalsha) => replicas_acknowledged(&mut conn, wait, evalsha).await,
+                        None => None,
+                    };
+                    Ok((replies, acknowledged))
                 }
             })
             .await?;
@@ -312,7 +320,7 @@ impl RedisBackend {
         call: F,
     ) -> Result<T, BackendError>
     where
-        F: Fn(MultiplexedConnection) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let lanes = &self.inner.lanes;
@@ -353,7 +361,7 @@ impl RedisBackend {
         mut error: redis::RedisError,
     ) -> Result<T, BackendError>
     where
-        F: Fn(MultiplexedConnection) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let lanes = &self.inner.lanes;
@@ -385,15 +393,25 @@ impl RedisBackend {
     }
 }
 
-/// Sends `WAIT replicas millis` on `conn` when `wait` asks for it: the number of replicas that
-/// acknowledged every write sent on the connection so far, or why `WAIT` failed. Never an
-/// error of the call itself: the call has run by then, and sending it again is not the answer.
+/// Sends `WAIT replicas millis` on `conn` when `wait` asks for it, to the server that ran
+/// `evalsha` (on a cluster, the master of its first key's slot, over the connection the script
+/// went on): the number of replicas that acknowledged every write sent on that connection so
+/// far, or why `WAIT` failed. Never an error of the call itself: the call has run by then, and
+/// sending it again is not the answer.
 async fn replicas_acknowledged(
-    conn: &mut MultiplexedConnection,
+    conn: &mut Conn,
     wait: Option<(u32, u64)>,
+    evalsha: &redis::Cmd,
 ) -> Option<RedisResult<i64>> {
     let (replicas, millis) = wait?;
-    Some(redis::cmd("WAIT").arg(replicas).arg(millis).query_async(conn).await)
+    let mut cmd = redis::cmd("WAIT");
+    cmd.arg(replicas).arg(millis);
+    // `EVALSHA <sha> <numkeys> <first key> ...`; a script without keys runs anywhere.
+    let key = match evalsha.args_iter().nth(3) {
+        Some(redis::Arg::Simple(key)) => key,
+        _ => b"".as_slice(),
+    };
+    Some(conn.query_at(&cmd, key).await)
 }
 
 /// Whether a call may be sent a second time after it met a broken connection: only for

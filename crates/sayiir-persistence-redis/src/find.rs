@@ -134,9 +134,35 @@ impl RedisBackend {
         Ok(tasks)
     }
 
+    /// Runs `poll.lua` on every index shard (concurrently, one script each) and puts the
+    /// replies together: each shard proposes its own best candidates by the same rule, so the
+    /// best `limit` overall are among them.
     async fn poll(
         &self,
         at: &At<'_>,
+        worker_id: &str,
+        limit: usize,
+        worker_tags: &[String],
+    ) -> Result<Poll, BackendError> {
+        let shards = self.keys().shard_numbers();
+        let polls =
+            join_all(shards.map(|shard| self.poll_shard(at, shard, worker_id, limit, worker_tags)))
+                .await;
+        let mut all = Poll { due: Vec::new(), expired: Vec::new(), candidates: Vec::new() };
+        for poll in polls {
+            let poll = poll?;
+            all.due.extend(poll.due);
+            all.expired.extend(poll.expired);
+            all.candidates.extend(poll.candidates);
+        }
+        Ok(all)
+    }
+
+    /// `poll.lua` on the indexes of one shard.
+    async fn poll_shard(
+        &self,
+        at: &At<'_>,
+        shard: usize,
         worker_id: &str,
         limit: usize,
         worker_tags: &[String],
@@ -148,7 +174,8 @@ impl RedisBackend {
         let mut args: Vec<&[u8]> =
             vec![now.as_bytes(), limit.as_bytes(), worker_id.as_bytes(), batch.as_bytes()];
         args.extend(worker_tags.iter().map(|tag| tag.as_bytes()));
-        let keys = [keys.ready(), keys.meta(), keys.parked(), keys.claim_expiry()];
+        let keys =
+            [keys.ready(shard), keys.meta(shard), keys.parked(shard), keys.claim_expiry(shard)];
         let reply = self.eval(at, &scripts().poll, &keys, &args, RETRY).await?;
         let mut packed = Packed::new(reply, *at)?;
         let due = texts(&mut packed)?;

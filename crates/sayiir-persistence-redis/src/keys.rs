@@ -1,8 +1,16 @@
 //! Key layout (see the crate README for the full table).
 //!
-//! Every key of one workflow shares the hash tag `{<prefix>:<instance>}`, and the global
-//! indexes share `{<prefix>}`. Prefix and instance id are percent-encoded (`%`, `:`, `{`,
-//! `}`), so a tag always ends at the right brace and distinct ids give distinct keys.
+//! Two layouts share the key names. In the single-node layout every key of one workflow shares
+//! the hash tag `{<prefix>:<instance>}`, and the global indexes share `{<prefix>}`: one script
+//! touches two hash slots, which only a single server accepts. In the sharded layout (for Redis
+//! Cluster, [`crate::RedisOptions::index_shards`]) the indexes are split into `n` shards, each
+//! under its own hash tag `{<prefix>:s:<k>}`, and every key of a workflow carries the tag of its
+//! shard (`{<prefix>:s:<k>}:w:<instance>:<kind>`), so each script's keys are in one slot. The
+//! shard of a workflow is the CRC16 of its encoded instance id (Redis Cluster's slot function),
+//! modulo `n`: it never changes for a store, which records `n` in `{<prefix>}:layout`.
+//!
+//! Prefix and instance id are percent-encoded (`%`, `:`, `{`, `}`), so a tag always ends at the
+//! right brace and distinct ids give distinct keys.
 
 use std::fmt::Write as _;
 
@@ -11,15 +19,26 @@ use std::fmt::Write as _;
 pub(crate) struct KeySpace {
     /// The encoded prefix.
     prefix: String,
-    /// Global keys, in the order scripts expect them after the per-workflow keys:
-    /// ready, parked, meta, instances, claim expiries, revision counter, listing entries.
+    /// The global keys of each index shard; one in the single-node layout.
+    shards: Vec<Shard>,
+    /// Whether this is the sharded layout (workflow keys carry their shard's tag).
+    sharded: bool,
+}
+
+/// The global keys of one index shard, in the order scripts expect them after the per-workflow
+/// keys: ready, parked, meta, instances, claim expiries, revision counter, listing entries.
+#[derive(Debug, Clone)]
+struct Shard {
     globals: [String; 7],
 }
 
-/// The keys of one workflow (all sharing its hash tag).
+/// The keys of one workflow (all in one hash slot).
 #[derive(Debug, Clone)]
 pub(crate) struct WorkflowKeys {
+    /// Every key is `<base>:<suffix>`.
     tag: String,
+    /// The index shard the workflow is in.
+    shard: usize,
 }
 
 /// A workflow key that is looked for across instances (its index in [`OWN`]).
@@ -37,6 +56,9 @@ const OWN: [&str; 8] =
 
 /// How many KEYS a per-workflow script receives: the workflow's own, then the globals.
 pub(crate) const SCRIPT_KEYS: usize = OWN.len() + 7;
+
+/// The most index shards a store may have.
+pub(crate) const MAX_SHARDS: u16 = 1024;
 
 impl WorkflowKeys {
     fn key(&self, suffix: &str) -> String {
@@ -87,10 +109,15 @@ impl WorkflowKeys {
         self.key(OWN[0])
     }
 
+    /// The index shard the workflow is in.
+    pub(crate) fn shard(&self) -> usize {
+        self.shard
+    }
+
     /// The total length of the KEYS [`Self::push_script_keys`] appends.
     pub(crate) fn script_keys_len(&self, space: &KeySpace) -> usize {
         OWN.iter().map(|suffix| self.tag.len() + 1 + suffix.len()).sum::<usize>()
-            + space.globals.iter().map(String::len).sum::<usize>()
+            + space.shards[self.shard].globals.iter().map(String::len).sum::<usize>()
     }
 
     /// Appends the KEYS of a per-workflow script to `cmd`: this workflow's keys, then the
@@ -105,102 +132,172 @@ impl WorkflowKeys {
             key.push_str(suffix);
             cmd.arg(key.as_bytes());
         }
-        for global in &space.globals {
+        for global in &space.shards[self.shard].globals {
             cmd.arg(global.as_bytes());
         }
     }
 }
 
 impl KeySpace {
-    pub(crate) fn new(prefix: &str) -> Self {
+    /// The key space of `prefix`: the single-node layout with `shards` `None`, else the
+    /// sharded layout with that many index shards (1 to [`MAX_SHARDS`]).
+    pub(crate) fn new(prefix: &str, shards: Option<u16>) -> Self {
         let prefix = encode(prefix);
-        let global = |name: &str| format!("{{{prefix}}}:{name}");
-        let globals = [
-            global("ready"),
-            global("parked"),
-            global("meta"),
-            global("instances"),
-            global("claim-expiry"),
-            global("revision"),
-            global("listed"),
-        ];
-        Self { prefix, globals }
+        let globals = |tag: &str| {
+            let global = |name: &str| format!("{tag}:{name}");
+            Shard {
+                globals: [
+                    global("ready"),
+                    global("parked"),
+                    global("meta"),
+                    global("instances"),
+                    global("claim-expiry"),
+                    global("revision"),
+                    global("listed"),
+                ],
+            }
+        };
+        match shards {
+            None => Self { shards: vec![globals(&format!("{{{prefix}}}"))], prefix, sharded: false },
+            Some(n) => Self {
+                shards: (0..n.clamp(1, MAX_SHARDS))
+                    .map(|k| globals(&format!("{{{prefix}:s:{k}}}")))
+                    .collect(),
+                prefix,
+                sharded: true,
+            },
+        }
     }
 
     /// Keys of `instance_id`.
     pub(crate) fn workflow(&self, instance_id: &str) -> WorkflowKeys {
-        let mut tag = String::with_capacity(self.prefix.len() + instance_id.len() + 3);
-        tag.push('{');
-        tag.push_str(&self.prefix);
-        tag.push(':');
+        let mut tag = String::with_capacity(self.prefix.len() + instance_id.len() + 16);
+        if !self.sharded {
+            tag.push('{');
+            tag.push_str(&self.prefix);
+            tag.push(':');
+            encode_into(&mut tag, instance_id);
+            tag.push('}');
+            return WorkflowKeys { tag, shard: 0 };
+        }
         encode_into(&mut tag, instance_id);
-        tag.push('}');
-        WorkflowKeys { tag }
+        let shard = usize::from(slot(tag.as_bytes())) % self.shards.len();
+        let encoded = std::mem::take(&mut tag);
+        let _ = write!(tag, "{{{}:s:{shard}}}:w:{encoded}", self.prefix);
+        WorkflowKeys { tag, shard }
     }
 
-    /// The ready index.
-    pub(crate) fn ready(&self) -> &str {
-        &self.globals[0]
+    /// The number of index shards (1 in the single-node layout).
+    pub(crate) fn shard_count(&self) -> usize {
+        self.shards.len()
     }
 
-    /// The parked index.
-    pub(crate) fn parked(&self) -> &str {
-        &self.globals[1]
+    /// Whether this is the sharded layout.
+    pub(crate) fn sharded(&self) -> bool {
+        self.sharded
     }
 
-    /// Tags and last failed worker of ready workflows.
-    pub(crate) fn meta(&self) -> &str {
-        &self.globals[2]
+    /// The shards' numbers, `0..shard_count()`.
+    pub(crate) fn shard_numbers(&self) -> std::ops::Range<usize> {
+        0..self.shards.len()
     }
 
-    /// The set of stored instance ids.
-    pub(crate) fn instances(&self) -> &str {
-        &self.globals[3]
+    /// The ready index of `shard`.
+    pub(crate) fn ready(&self, shard: usize) -> &str {
+        &self.shards[shard].globals[0]
     }
 
-    /// Claim expiries.
-    pub(crate) fn claim_expiry(&self) -> &str {
-        &self.globals[4]
+    /// The parked index of `shard`.
+    pub(crate) fn parked(&self, shard: usize) -> &str {
+        &self.shards[shard].globals[1]
     }
 
-    /// The listing entries: instance id -> `<status>\0<member>\0<definition>` (see
+    /// Tags and last failed worker of the ready workflows of `shard`.
+    pub(crate) fn meta(&self, shard: usize) -> &str {
+        &self.shards[shard].globals[2]
+    }
+
+    /// The set of the instance ids stored in `shard`.
+    pub(crate) fn instances(&self, shard: usize) -> &str {
+        &self.shards[shard].globals[3]
+    }
+
+    /// Claim expiries of `shard`.
+    pub(crate) fn claim_expiry(&self, shard: usize) -> &str {
+        &self.shards[shard].globals[4]
+    }
+
+    /// The listing entries of `shard`: instance id -> `<status>\0<member>\0<definition>` (see
     /// `lua/index.lua`, `relist`).
-    pub(crate) fn listed(&self) -> &str {
-        &self.globals[6]
+    pub(crate) fn listed(&self, shard: usize) -> &str {
+        &self.shards[shard].globals[6]
     }
 
-    /// The listing index of `status`: members `<updated_at, 20 digits>:<instance id>`, all
-    /// of score 0, so they sort by `updated_at`, then instance id.
-    pub(crate) fn listing(&self, status: &str) -> String {
-        format!("{}:{status}", self.listed())
+    /// The listing index of `status` in `shard`: members `<updated_at, 20 digits>:<instance
+    /// id>`, all of score 0, so they sort by `updated_at`, then instance id.
+    pub(crate) fn listing(&self, shard: usize, status: &str) -> String {
+        format!("{}:{status}", self.listed(shard))
     }
 
-    /// The listing index of `status` and `definition`, members as in [`Self::listing`].
-    pub(crate) fn listing_by_definition(&self, status: &str, definition: &str) -> String {
-        format!("{}:{status}:{definition}", self.listed())
+    /// The listing index of `status` and `definition` in `shard`, members as in
+    /// [`Self::listing`].
+    pub(crate) fn listing_by_definition(
+        &self,
+        shard: usize,
+        status: &str,
+        definition: &str,
+    ) -> String {
+        format!("{}:{status}:{definition}", self.listed(shard))
     }
 
-    /// The listing index of `status`, of one definition when given.
-    pub(crate) fn listing_of(&self, status: &str, definition: Option<&str>) -> String {
+    /// The listing index of `status` in `shard`, of one definition when given.
+    pub(crate) fn listing_of(
+        &self,
+        shard: usize,
+        status: &str,
+        definition: Option<&str>,
+    ) -> String {
         match definition {
-            Some(definition) => self.listing_by_definition(status, definition),
-            None => self.listing(status),
+            Some(definition) => self.listing_by_definition(shard, status, definition),
+            None => self.listing(shard, status),
         }
     }
 
-    /// A glob (for `SCAN MATCH`) that matches the `kind` key of every instance.
-    pub(crate) fn workflow_key_pattern(&self, kind: Own) -> String {
+    /// The key recording the layout of the store (`shards=<n>`), in the sharded layout.
+    pub(crate) fn layout(&self) -> String {
+        format!("{{{}}}:layout", self.prefix)
+    }
+
+    /// The set of stored instances of the single-node layout, whatever this key space's layout
+    /// (to tell a store written in it).
+    pub(crate) fn single_node_instances(&self) -> String {
+        format!("{{{}}}:instances", self.prefix)
+    }
+
+    /// A glob (for `SCAN MATCH`) that matches the `kind` key of every instance of `shard` (of
+    /// every instance, in the single-node layout).
+    pub(crate) fn workflow_key_pattern(&self, shard: usize, kind: Own) -> String {
         let mut out = String::from("\\{");
         push_escaped(&mut out, &self.prefix);
-        out.push_str(":*}:");
+        if self.sharded {
+            let _ = write!(out, ":s:{shard}}}:w:*:");
+        } else {
+            out.push_str(":*}:");
+        }
         out.push_str(OWN[kind as usize]);
         out
     }
 
     /// The instance id of a `kind` key this key space names, `None` for another key.
     pub(crate) fn instance_of_key(&self, key: &str, kind: Own) -> Option<String> {
-        let inner = key.strip_prefix('{')?.strip_suffix(OWN[kind as usize])?.strip_suffix("}:")?;
-        let encoded = inner.strip_prefix(self.prefix.as_str())?.strip_prefix(':')?;
+        let rest = key.strip_prefix('{')?.strip_suffix(OWN[kind as usize])?.strip_prefix(self.prefix.as_str())?;
+        let encoded = if self.sharded {
+            let (shard, rest) = rest.strip_prefix(":s:")?.split_once("}:w:")?;
+            shard.parse::<usize>().ok().filter(|k| *k < self.shards.len())?;
+            rest.strip_suffix(':')?
+        } else {
+            rest.strip_prefix(':')?.strip_suffix("}:")?
+        };
         decode(encoded)
     }
 
@@ -217,6 +314,11 @@ impl KeySpace {
         out.push_str("[:}]*");
         out
     }
+}
+
+/// The Redis Cluster hash slot of a key without a hash tag: CRC16 (XMODEM) modulo 16384.
+fn slot(key: &[u8]) -> u16 {
+    crc16::State::<crc16::XMODEM>::calculate(key) % 16384
 }
 
 /// Appends `text` to a glob, its special characters escaped.
@@ -296,7 +398,7 @@ mod tests {
 
     #[test]
     fn ids_never_collide_or_break_the_tag() {
-        let space = KeySpace::new("p");
+        let space = KeySpace::new("p", None);
         let a = space.workflow("a:b");
         let b = space.workflow("a%3Ab");
         assert_ne!(a.blob(), b.blob());
@@ -304,10 +406,10 @@ mod tests {
         assert_eq!(split_claim_member(&claim_member("a:b", "c")), Some(("a:b", "c")));
         assert_eq!(split_claim_member(&claim_member("a", "b:c")), Some(("a", "b:c")));
         assert_ne!(claim_member("a:b", "c"), claim_member("a", "b:c"));
-        assert_eq!(KeySpace::new("a*b").pattern(), "\\{a\\*b[:}]*");
-        let space = KeySpace::new("p:*");
-        assert_eq!(space.workflow_key_pattern(Own::Events), "\\{p%3A\\*:*}:events");
-        assert_eq!(space.workflow_key_pattern(Own::Claims), "\\{p%3A\\*:*}:claims");
+        assert_eq!(KeySpace::new("a*b", None).pattern(), "\\{a\\*b[:}]*");
+        let space = KeySpace::new("p:*", None);
+        assert_eq!(space.workflow_key_pattern(0, Own::Events), "\\{p%3A\\*:*}:events");
+        assert_eq!(space.workflow_key_pattern(0, Own::Claims), "\\{p%3A\\*:*}:claims");
         for id in ["plain", "a:b}{%c", "%3A"] {
             let key = space.workflow(id).events();
             assert_eq!(space.instance_of_key(&key, Own::Events).as_deref(), Some(id), "{key}");
@@ -320,7 +422,7 @@ mod tests {
 
     #[test]
     fn script_keys_are_the_workflow_keys_then_the_globals() {
-        let space = KeySpace::new("p:q");
+        let space = KeySpace::new("p:q", None);
         let keys = space.workflow("i:d");
         let mut cmd = redis::cmd("EVALSHA");
         keys.push_script_keys(&mut cmd, &space);
@@ -334,9 +436,55 @@ mod tests {
             .collect();
         let mut expected: Vec<String> =
             OWN.iter().map(|suffix| format!("{{p%3Aq:i%3Ad}}:{suffix}")).collect();
-        expected.extend(space.globals.iter().cloned());
+        expected.extend(space.shards[0].globals.iter().cloned());
         assert_eq!(args, expected);
         assert_eq!(args.len(), SCRIPT_KEYS);
         assert_eq!(keys.signals(), "{p%3Aq:i%3Ad}:signals");
+    }
+
+    /// In the sharded layout every key a script of one workflow receives is in one hash slot
+    /// (that of its shard's tag), the shards cover the workflows, and keys read back to ids.
+    #[test]
+    fn sharded_keys_share_their_shard_slot() {
+        let space = KeySpace::new("p:q", Some(4));
+        assert_eq!(space.shard_count(), 4);
+        let mut used = [false; 4];
+        for n in 0..200 {
+            let id = format!("order:{n}}}{{");
+            let keys = space.workflow(&id);
+            used[keys.shard()] = true;
+            let mut cmd = redis::cmd("EVALSHA");
+            keys.push_script_keys(&mut cmd, &space);
+            let tags: Vec<Vec<u8>> = cmd
+                .args_iter()
+                .skip(1)
+                .map(|arg| match arg {
+                    redis::Arg::Simple(bytes) => {
+                        let start = bytes.iter().position(|b| *b == b'{').unwrap_or(0);
+                        let end = bytes.iter().position(|b| *b == b'}').unwrap_or(0);
+                        bytes[start..=end].to_vec()
+                    }
+                    _ => Vec::new(),
+                })
+                .collect();
+            let expected = format!("{{p%3Aq:s:{}}}", keys.shard()).into_bytes();
+            assert!(tags.iter().all(|tag| *tag == expected), "{id}: {tags:?}");
+            for kind in [Own::Events, Own::Claims] {
+                let key = if matches!(kind, Own::Events) { keys.events() } else { keys.claims() };
+                assert_eq!(space.instance_of_key(&key, kind).as_deref(), Some(id.as_str()));
+            }
+        }
+        assert!(used.iter().all(|used| *used), "every shard holds some of 200 workflows");
+        let keys = space.workflow("a");
+        assert_eq!(
+            space.workflow_key_pattern(keys.shard(), Own::Events),
+            format!("\\{{p%3Aq:s:{}}}:w:*:events", keys.shard())
+        );
+        // A key of the single-node layout, or of a shard this space does not have, is not one.
+        assert_eq!(space.instance_of_key("{p%3Aq:a}:events", Own::Events), None);
+        assert_eq!(space.instance_of_key("{p%3Aq:s:9}:w:a:events", Own::Events), None);
+        // The shard of an id never changes: it is the slot function of the encoded id.
+        assert_eq!(slot(b"123456789"), 0x31C3, "CRC16/XMODEM check value");
+        assert_eq!(KeySpace::new("p", None).workflow("a").shard(), 0);
     }
 }

@@ -3,9 +3,12 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use redis::AsyncConnectionConfig;
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::sentinel::SentinelClient;
+use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
 use sayiir_persistence::BackendError;
 
 use crate::error::{self, At};
@@ -41,6 +44,9 @@ impl std::fmt::Debug for Lanes {
 pub(crate) enum Source {
     /// A deadpool pool of connections to one server.
     Pool(deadpool_redis::Pool),
+    /// Cluster connections: each follows the cluster's slot map by itself (redirections,
+    /// failovers), with a connection per node it sends to.
+    Cluster(ClusterClient),
     /// New connections to the master the sentinels name when each is made: after a
     /// failover, the next connection goes to the promoted replica.
     Sentinel {
@@ -55,7 +61,7 @@ pub(crate) enum Source {
 pub(crate) struct Held {
     /// The pool's object, for a pooled connection: returned to the pool when dropped.
     object: Option<deadpool_redis::Connection>,
-    conn: MultiplexedConnection,
+    conn: Conn,
     generation: u64,
 }
 
@@ -63,7 +69,61 @@ pub(crate) struct Held {
 pub(crate) struct Lane {
     pub(crate) index: usize,
     generation: u64,
-    pub(crate) conn: MultiplexedConnection,
+    pub(crate) conn: Conn,
+}
+
+/// A multiplexed connection to one server, or a cluster connection.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    /// To one server.
+    Single(MultiplexedConnection),
+    /// To a Redis Cluster: each command goes to the master of its keys' slot.
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    /// Sends `cmd` to the master that serves the slot of `key` (on one server, to it): for
+    /// commands without keys that must reach a given node (`WAIT` after a write, `SCAN` of one
+    /// index shard).
+    pub(crate) async fn query_at<T: FromRedisValue>(&mut self, cmd: &Cmd, key: &[u8]) -> RedisResult<T> {
+        match self {
+            Self::Single(conn) => cmd.query_async(conn).await,
+            Self::Cluster(conn) => {
+                let route = Route::with_key(key, SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                let value = conn.route_command(cmd.clone(), routing).await?;
+                redis::from_redis_value(value).map_err(Into::into)
+            }
+        }
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(conn) => conn.req_packed_command(cmd),
+            Self::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(conn) => conn.get_db(),
+            Self::Cluster(conn) => conn.get_db(),
+        }
+    }
 }
 
 impl Lanes {
@@ -102,7 +162,14 @@ impl Lanes {
             Source::Pool(pool) => {
                 let object = pool.get().await.map_err(|e| error::pool(at, &e))?;
                 let conn = MultiplexedConnection::clone(&object);
-                (Some(object), conn)
+                (Some(object), Conn::Single(conn))
+            }
+            Source::Cluster(client) => {
+                let conn = client
+                    .get_async_connection()
+                    .await
+                    .map_err(|e| error::redis(at, "the cluster's nodes", &e))?;
+                (None, Conn::Cluster(conn))
             }
             Source::Sentinel { client, config } => {
                 let conn = client
@@ -111,7 +178,7 @@ impl Lanes {
                     .get_async_connection_with_config(config)
                     .await
                     .map_err(|e| error::redis(at, "the master the sentinels name", &e))?;
-                (None, conn)
+                (None, Conn::Single(conn))
             }
         };
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);

@@ -9,6 +9,7 @@ mod error;
 mod find;
 mod keys;
 mod lanes;
+mod layout;
 mod options;
 mod packed;
 mod records;
@@ -60,6 +61,8 @@ pub struct RedisBackend {
 #[derive(Debug)]
 struct Inner {
     keys: KeySpace,
+    /// Whether the connections go to a Redis Cluster.
+    cluster: bool,
     lanes: Lanes,
     /// The server's `proto-max-bulk-len`, in bytes: the largest argument it accepts.
     max_bulk_len: AtomicU64,
@@ -130,10 +133,72 @@ impl RedisBackend {
             .build()
             .map_err(|e| at.backend(format_args!("cannot build the pool: {e}")))?;
         let backend = Self::with_pool(pool, options, server, Some(database));
-        backend.ping(&at).await?;
-        backend.refuse_unsupported_server(&at).await?;
-        backend.read_max_bulk_len(&at).await;
-        backend.build_listing_indexes().await?;
+        backend.start(&at).await?;
+        Ok(backend)
+    }
+
+    /// Checks the server and the store, and brings the store's indexes up to date: what every
+    /// `connect_*` does before handing the backend out.
+    async fn start(&self, at: &At<'_>) -> Result<(), BackendError> {
+        self.ping(at).await?;
+        self.refuse_unsupported_server(at).await?;
+        self.read_max_bulk_len(at).await;
+        self.check_layout(at).await?;
+        self.build_listing_indexes().await
+    }
+
+    /// Connects to the Redis Cluster that `nodes` belong to (`redis://host:port` URLs of some of
+    /// its nodes, with the same credentials, TLS and protocol, e.g. `?protocol=resp3`), with
+    /// `options`. The store uses the sharded key layout ([`RedisOptions::index_shards`],
+    /// [`RedisOptions::DEFAULT_CLUSTER_SHARDS`] unless set): every script's keys are in one
+    /// hash slot. Each connection follows the cluster by itself: redirections after a
+    /// resharding, and failovers (calls that fail during the switch fail with the error of
+    /// the call, and the next calls reach the promoted replica). With
+    /// [`RedisOptions::wait_for_replicas`], `WAIT` goes to the master that ran the write.
+    ///
+    /// ```no_run
+    /// use sayiir_persistence_redis::{RedisBackend, RedisOptions};
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let nodes = ["redis://10.0.0.1:6379", "redis://10.0.0.2:6379", "redis://10.0.0.3:6379"];
+    /// let backend = RedisBackend::connect_cluster(nodes, RedisOptions::default().index_shards(32)).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `Backend` if a URL is invalid, no node answers, the options do not fit together, or the
+    /// store was written with another key layout or shard count.
+    pub async fn connect_cluster<I, U>(nodes: I, options: RedisOptions) -> Result<Self, BackendError>
+    where
+        I: IntoIterator<Item = U>,
+        U: AsRef<str>,
+    {
+        let at = at("connect");
+        let nodes: Vec<String> = nodes.into_iter().map(|url| url.as_ref().to_string()).collect();
+        let client = redis::cluster::ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+            .connection_timeout(options.connection_timeout)
+            .response_timeout(options.response_timeout)
+            .build()
+            .map_err(|e| error::redis(&at, &format!("the cluster nodes {nodes:?}"), &e))?;
+        Self::connect_cluster_client(client, options).await
+    }
+
+    /// [`RedisBackend::connect_cluster`] with a `ClusterClient` built by the caller (its nodes,
+    /// credentials, TLS, retries and timeouts; those of `options` do not apply).
+    ///
+    /// # Errors
+    /// As [`RedisBackend::connect_cluster`].
+    pub async fn connect_cluster_client(
+        client: redis::cluster::ClusterClient,
+        mut options: RedisOptions,
+    ) -> Result<Self, BackendError> {
+        let at = at("connect");
+        options.check().map_err(|problem| at.backend(format_args!("{problem}")))?;
+        options.index_shards =
+            Some(options.index_shards.unwrap_or(RedisOptions::DEFAULT_CLUSTER_SHARDS));
+        let lanes = options.pool_size.max(1);
+        let server = "the cluster".to_string();
+        let backend = Self::with_source(Source::Cluster(client), lanes, options, server, None);
+        backend.start(&at).await?;
         Ok(backend)
     }
 
@@ -173,10 +238,7 @@ impl RedisBackend {
         let lanes = options.pool_size.max(1);
         let server = "the master the sentinels name".to_string();
         let backend = Self::with_source(source, lanes, options, server, None);
-        backend.ping(&at).await?;
-        backend.refuse_unsupported_server(&at).await?;
-        backend.read_max_bulk_len(&at).await;
-        backend.build_listing_indexes().await?;
+        backend.start(&at).await?;
         Ok(backend)
     }
 
@@ -213,7 +275,8 @@ impl RedisBackend {
         };
         Self {
             inner: Arc::new(Inner {
-                keys: KeySpace::new(&options.key_prefix),
+                keys: KeySpace::new(&options.key_prefix, options.index_shards),
+                cluster: matches!(source, Source::Cluster(_)),
                 lanes: Lanes::new(source, lanes),
                 max_bulk_len: AtomicU64::new(DEFAULT_MAX_BULK_LEN),
                 patience: (options.response_timeout * 10).max(Duration::from_secs(30)),

@@ -17,6 +17,10 @@ pub struct RedisOptions {
     /// After each write, wait until this many replicas acknowledged it, at most this long
     /// (`WAIT`); `None` (the default) does not wait. See [`RedisOptions::wait_for_replicas`].
     pub wait_for_replicas: Option<(u32, Duration)>,
+    /// The number of index shards of the sharded key layout; `None` (the default) keeps the
+    /// single-node layout, except on a cluster, where it means
+    /// [`RedisOptions::DEFAULT_CLUSTER_SHARDS`]. See [`RedisOptions::index_shards`].
+    pub index_shards: Option<u16>,
 }
 
 impl Default for RedisOptions {
@@ -27,11 +31,15 @@ impl Default for RedisOptions {
             connection_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(10),
             wait_for_replicas: None,
+            index_shards: None,
         }
     }
 }
 
 impl RedisOptions {
+    /// The index shards a cluster store gets when [`RedisOptions::index_shards`] is not set.
+    pub const DEFAULT_CLUSTER_SHARDS: u16 = 16;
+
     /// Namespace of every key this backend writes (default `sayiir`). Backends with
     /// different prefixes on one server never see each other's data.
     #[must_use]
@@ -81,8 +89,37 @@ impl RedisOptions {
         self
     }
 
+    /// Splits the store's indexes into `shards` index shards (1 to 1024), each under a hash tag
+    /// of its own, and keeps every key of a workflow in the hash slot of its shard (the CRC16
+    /// of its instance id, modulo `shards`): the sharded key layout, which a Redis Cluster
+    /// needs, since a script may only touch keys of one slot.
+    ///
+    /// The trade-off: on a cluster, each shard lives on one master, so more shards spread the
+    /// indexes (and the scripts that update them) over more masters, while
+    /// `find_available_tasks`, `list_workflows`, `prune_finished` and `store_counts` read every
+    /// shard (one script or pipeline per shard, sent concurrently: their cost grows as
+    /// `limit × shards`). Pick at least the number of masters, a few times it to spread the
+    /// load evenly; the default on a cluster is [`RedisOptions::DEFAULT_CLUSTER_SHARDS`]. The
+    /// count is recorded in the store (key `{<prefix>}:layout`) when it is created: connecting
+    /// with another count, or with the single-node layout, fails with an error that names
+    /// both; moving a store to another layout is an export and an import (`sayiir-admin`).
+    /// On a single server the sharded layout works too, but gains nothing.
+    #[must_use]
+    pub fn index_shards(mut self, shards: u16) -> Self {
+        self.index_shards = Some(shards);
+        self
+    }
+
     /// Checks the settings together, when a backend connects.
     pub(crate) fn check(&self) -> Result<(), String> {
+        if let Some(shards) = self.index_shards
+            && !(1..=crate::keys::MAX_SHARDS).contains(&shards)
+        {
+            return Err(format!(
+                "index_shards is {shards}; it must be between 1 and {}",
+                crate::keys::MAX_SHARDS
+            ));
+        }
         match self.wait_for_replicas {
             Some((_, wait)) if wait >= self.response_timeout => Err(format!(
                 "wait_for_replicas waits up to {wait:?}, not shorter than response_timeout \

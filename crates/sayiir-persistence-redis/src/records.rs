@@ -173,27 +173,42 @@ impl WorkflowTransfer for RedisBackend {
         self.calls()
             .run(Call::ListUnstartedQueues(limit), async {
                 let at = at("list_unstarted_queues");
-                let scan_cursor: u64 = match cursor {
-                    None => 0,
-                    Some(text) => text.parse().map_err(|_| {
-                        at.backend(format_args!(
-                            "cursor {text:?} is not a cursor this backend wrote; pass the \
-                             `next` of the previous page"
-                        ))
-                    })?,
+                let keys = self.keys();
+                // `<shard>:<SCAN cursor>`: the keys of one index shard at a time, each scanned
+                // on the master that serves its slot.
+                let (shard, scan_cursor) = match cursor {
+                    None => (0, 0),
+                    Some(text) => text
+                        .split_once(':')
+                        .and_then(|(shard, scan)| Some((shard.parse().ok()?, scan.parse().ok()?)))
+                        .filter(|(shard, _): &(usize, u64)| *shard < keys.shard_count())
+                        .ok_or_else(|| {
+                            at.backend(format_args!(
+                                "cursor {text:?} is not a cursor this backend wrote; pass the \
+                                 `next` of the previous page"
+                            ))
+                        })?,
                 };
                 let mut scan = redis::cmd("SCAN");
                 scan.arg(scan_cursor)
                     .arg("MATCH")
-                    .arg(self.keys().workflow_key_pattern(Own::Events))
+                    .arg(keys.workflow_key_pattern(shard, Own::Events))
                     .arg("COUNT")
                     .arg(limit);
-                let (next, keys): (u64, Vec<String>) =
-                    self.query(&at, &scan, Retry::OnReconnect).await?;
-                let ids: Vec<String> = keys
-                    .iter()
-                    .filter_map(|key| self.keys().instance_of_key(key, Own::Events))
-                    .collect();
+                let shard_key = keys.instances(shard).as_bytes();
+                let (next, found): (u64, Vec<String>) = self
+                    .on_connection(&at, Retry::OnReconnect, |mut conn| {
+                        let scan = &scan;
+                        async move { conn.query_at(scan, shard_key).await }
+                    })
+                    .await?;
+                let next = match next {
+                    0 if shard + 1 < keys.shard_count() => Some(format!("{}:0", shard + 1)),
+                    0 => None,
+                    next => Some(format!("{shard}:{next}")),
+                };
+                let ids: Vec<String> =
+                    found.iter().filter_map(|key| keys.instance_of_key(key, Own::Events)).collect();
                 // Which of them have no snapshot and a queue: one pipeline of reads.
                 let mut reads = redis::pipe();
                 for id in &ids {
@@ -228,7 +243,7 @@ impl WorkflowTransfer for RedisBackend {
                         instance_ids.push(id);
                     }
                 }
-                Ok(QueuePage { instance_ids, next: (next != 0).then(|| next.to_string()) })
+                Ok(QueuePage { instance_ids, next })
             })
             .await
     }

@@ -396,17 +396,19 @@ impl SnapshotStore for RedisBackend {
             .run(Call::ListSnapshots, async {
                 let at = at("list_snapshots");
                 let mut ids = Vec::new();
-                let mut cursor = 0_u64;
-                loop {
-                    let mut cmd = redis::cmd("SSCAN");
-                    cmd.arg(self.keys().instances()).arg(cursor).arg("COUNT").arg(1000);
-                    let (next, page): (u64, Vec<String>) =
-                        self.query(&at, &cmd, Retry::OnReconnect).await?;
-                    ids.extend(page);
-                    if next == 0 {
-                        break;
+                for shard in self.keys().shard_numbers() {
+                    let mut cursor = 0_u64;
+                    loop {
+                        let mut cmd = redis::cmd("SSCAN");
+                        cmd.arg(self.keys().instances(shard)).arg(cursor).arg("COUNT").arg(1000);
+                        let (next, page): (u64, Vec<String>) =
+                            self.query(&at, &cmd, Retry::OnReconnect).await?;
+                        ids.extend(page);
+                        if next == 0 {
+                            break;
+                        }
+                        cursor = next;
                     }
-                    cursor = next;
                 }
                 // SSCAN may return an element twice when the set is rehashed meanwhile.
                 ids.sort_unstable();

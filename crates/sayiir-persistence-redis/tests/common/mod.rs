@@ -80,3 +80,58 @@ pub async fn cleanup(backend: &RedisBackend) {
         let _: () = conn.unlink(chunk).await.expect("UNLINK");
     }
 }
+
+/// URLs of the test cluster's nodes, as the conformance suite finds them.
+pub fn cluster_nodes() -> Vec<String> {
+    sayiir_persistence_conformance::servers::redis_cluster()
+}
+
+/// A backend on the test cluster, on `prefix`, with `options`.
+pub async fn connect_cluster(prefix: &str, options: RedisOptions) -> RedisBackend {
+    let nodes = cluster_nodes();
+    RedisBackend::connect_cluster(&nodes, options.key_prefix(prefix)).await.unwrap_or_else(|e| {
+        panic!("cannot connect to the Redis Cluster {nodes:?}: {e}; start it with scripts/redis-topologies.sh start cluster")
+    })
+}
+
+/// A cluster connection for raw commands.
+pub async fn raw_cluster() -> redis::cluster_async::ClusterConnection {
+    let client = redis::cluster::ClusterClient::new(cluster_nodes()).expect("cluster URLs");
+    client.get_async_connection().await.expect("cluster connection")
+}
+
+/// Deletes every key of the backend's prefix on every master of the test cluster.
+pub async fn cleanup_cluster(backend: &RedisBackend) {
+    for url in cluster_nodes() {
+        let client = redis::Client::open(url.as_str()).expect("node URL");
+        let mut conn = client.get_multiplexed_async_connection().await.expect("node connection");
+        let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut conn).await.expect("ROLE");
+        if !matches!(role.first(), Some(redis::Value::BulkString(role)) if role == b"master") {
+            continue;
+        }
+        let mut cursor = 0_u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(backend.key_pattern())
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .expect("SCAN");
+            // One key per UNLINK: the keys of one node are in several slots.
+            let mut unlink = redis::pipe();
+            for key in &keys {
+                unlink.cmd("UNLINK").arg(key).ignore();
+            }
+            if !keys.is_empty() {
+                let () = unlink.query_async(&mut conn).await.expect("UNLINK");
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+    }
+}

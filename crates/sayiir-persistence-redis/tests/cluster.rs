@@ -1,0 +1,57 @@
+//! The whole conformance suite on a Redis Cluster (3 masters with a replica each), in the
+//! sharded key layout, each case on a key prefix of its own. The nodes are found by
+//! `servers::redis_cluster` (`scripts/redis-topologies.sh start cluster` starts them; with
+//! `SAYIIR_REDIS_CLUSTER` URLs ending in `?protocol=resp3` it runs over RESP3).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use sayiir_persistence_conformance::{Harness, RuntimeHarness};
+use sayiir_persistence_redis::redis::AsyncCommands;
+use sayiir_persistence_redis::{RedisBackend, RedisOptions};
+
+/// Fewer shards than the default, so that several shards share a master and a poll reads
+/// shards of every master.
+const SHARDS: u16 = 5;
+
+struct ClusterHarness {
+    backend: RedisBackend,
+    prefix: String,
+}
+
+impl Harness for ClusterHarness {
+    type Backend = RedisBackend;
+
+    async fn setup() -> Self {
+        let prefix = common::fresh_prefix("cluster");
+        let options = RedisOptions::default().index_shards(SHARDS);
+        Self { backend: common::connect_cluster(&prefix, options).await, prefix }
+    }
+
+    fn backend(&self) -> &RedisBackend {
+        &self.backend
+    }
+
+    async fn write_raw_snapshot(&self, instance_id: &str, blob: &[u8]) {
+        let _: () = common::raw_cluster()
+            .await
+            .set(self.backend.snapshot_blob_key(instance_id), blob)
+            .await
+            .expect("SET of the raw blob");
+    }
+
+    async fn teardown(&self) {
+        common::cleanup_cluster(&self.backend).await;
+    }
+}
+
+impl RuntimeHarness for ClusterHarness {
+    /// A second client with its own cluster connections, on the same key prefix.
+    async fn open_handle(&self) -> RedisBackend {
+        common::connect_cluster(&self.prefix, RedisOptions::default().index_shards(SHARDS)).await
+    }
+}
+
+sayiir_persistence_conformance::conformance_suite!(ClusterHarness);
+sayiir_persistence_conformance::conformance_suite!(ClusterHarness; retention, transfer, statistics);
