@@ -7,8 +7,9 @@
 # Afterwards:
 #   PostgreSQL  postgres://postgres@127.0.0.1:5432/test   (trust authentication, database "test")
 #   Redis       redis://127.0.0.1:6379                      (no persistence)
+#   Cluster     redis://127.0.0.1:7000 … :7005              (3 masters with a replica each)
 #   Sentinel    redis://127.0.0.1:7020, :7021, :7022       (master "sayiir" on :7010, replica
-#               on :7011; scripts/redis-topologies.sh, which also starts a Redis Cluster)
+#               on :7011; both started by scripts/redis-topologies.sh)
 #
 # Where a server is missing it is installed from the Debian/Ubuntu packages (needs root and
 # apt-get). With Docker, `docker compose up -d --wait` in the repository root does the same.
@@ -64,7 +65,11 @@ answers 6379 || { echo "services: Redis did not start on 127.0.0.1:6379" >&2; ex
 say "PostgreSQL postgres://postgres@127.0.0.1:5432/test"
 say "Redis      redis://127.0.0.1:6379"
 
-# The Sentinel setup the Redis backend's Sentinel tests run on.
+# The Redis Cluster and the Sentinel setup the Redis backend's cluster and Sentinel tests run on.
+if ! answers 7000; then
+  bash "$(dirname "$0")/redis-topologies.sh" start cluster
+fi
+answers 7000 || { echo "services: the Redis Cluster did not start on 127.0.0.1:7000" >&2; exit 1; }
 if ! answers 7020; then
   bash "$(dirname "$0")/redis-topologies.sh" start sentinel
 fi
