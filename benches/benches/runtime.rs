@@ -122,6 +122,30 @@ impl RuntimeTarget for Redis {
     }
 }
 
+/// The Redis backend on the test Redis Cluster, in the sharded key layout.
+struct RedisCluster {
+    prefix: String,
+    admin: RedisBackend,
+}
+
+impl RuntimeTarget for RedisCluster {
+    type Backend = RedisBackend;
+    const NAME: &'static str = "redis-cluster";
+    async fn open() -> Self {
+        let prefix = unique_id("bench-runtime");
+        let options = RedisOptions::default().key_prefix(&prefix);
+        let admin = RedisBackend::connect_cluster(common::cluster_nodes(), options).await.unwrap();
+        RedisCluster { prefix, admin }
+    }
+    async fn connect(&self) -> RedisBackend {
+        let options = RedisOptions::default().key_prefix(&self.prefix);
+        RedisBackend::connect_cluster(common::cluster_nodes(), options).await.unwrap()
+    }
+    async fn cleanup(self) {
+        common::cluster_unlink_all(&self.admin.key_pattern()).await;
+    }
+}
+
 /// A fresh PostgreSQL backend on an up-to-date schema holding one ready workflow: how long
 /// `connect_with` takes, and then its first call (`find_available_tasks`), median of `runs`.
 async fn cold_start<const PLAIN: bool>(runs: usize) -> String {
@@ -171,12 +195,14 @@ fn main() {
             measure_round::<Postgres<false>>(&shape, round, &mut results).await;
             measure_round::<Postgres<true>>(&shape, round, &mut results).await;
             measure_round::<Redis>(&shape, round, &mut results).await;
+            measure_round::<RedisCluster>(&shape, round, &mut results).await;
         }
     });
     let targets = [
         ("postgres", DRAIN, 0.8),
         ("postgres (sslmode=disable)", DRAIN, 0.8),
         ("redis", DRAIN, 0.9),
+        ("redis-cluster", DRAIN, 0.9),
         ("sqlite", DRAIN, 0.8),
     ];
     let mut report = results.report("memory", &targets);

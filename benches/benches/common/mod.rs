@@ -39,3 +39,62 @@ pub async fn unlink_all(pattern: &str) {
         let _: () = conn.unlink(chunk).await.unwrap();
     }
 }
+
+/// The nodes of the test Redis Cluster.
+pub fn cluster_nodes() -> Vec<String> {
+    sayiir_persistence_conformance::servers::redis_cluster()
+}
+
+/// A cluster connection of its own to the test Redis Cluster.
+pub async fn cluster_connection() -> redis::cluster_async::ClusterConnection {
+    let client = redis::cluster::ClusterClient::new(cluster_nodes()).unwrap();
+    client.get_async_connection().await.unwrap()
+}
+
+/// A plain connection to each master of the test cluster.
+pub async fn cluster_masters() -> Vec<MultiplexedConnection> {
+    let mut masters = Vec::new();
+    for url in cluster_nodes() {
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut conn).await.unwrap();
+        if matches!(role.first(), Some(redis::Value::BulkString(role)) if role == b"master") {
+            masters.push(conn);
+        }
+    }
+    masters
+}
+
+/// Every key matching `pattern` on every master of the test cluster.
+pub async fn cluster_keys(pattern: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    for mut conn in cluster_masters().await {
+        let mut cursor = 0u64;
+        loop {
+            let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            keys.extend(page);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+    }
+    keys
+}
+
+/// Removes every key matching `pattern` from the test cluster, one key per `UNLINK` (the keys
+/// of one master are in several slots).
+pub async fn cluster_unlink_all(pattern: &str) {
+    let mut conn = cluster_connection().await;
+    for key in cluster_keys(pattern).await {
+        let _: () = conn.unlink(&key).await.unwrap();
+    }
+}
