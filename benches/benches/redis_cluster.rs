@@ -8,7 +8,9 @@
 
 mod common;
 
-use common::{cluster_connection, cluster_keys, cluster_masters, cluster_nodes, cluster_unlink_all};
+use common::{
+    cluster_connection, cluster_keys, cluster_masters, cluster_nodes, cluster_unlink_all,
+};
 use sayiir_persistence_benches::{RawLimit, Target, run};
 use sayiir_persistence_conformance::fixtures::unique_id;
 use sayiir_persistence_redis::redis::cluster_async::ClusterConnection;

@@ -96,7 +96,9 @@ pub fn redis_cluster() -> Vec<String> {
         return urls.split(',').map(|url| url.trim().to_string()).collect();
     }
     if answers(TOPOLOGY_CLUSTER_PORT) {
-        return (0..6).map(|i| format!("redis://127.0.0.1:{}", TOPOLOGY_CLUSTER_PORT + i)).collect();
+        return (0..6)
+            .map(|i| format!("redis://127.0.0.1:{}", TOPOLOGY_CLUSTER_PORT + i))
+            .collect();
     }
     panic!(
         "no Redis Cluster for the tests: {REDIS_CLUSTER_VAR} is not set and nothing answers on \

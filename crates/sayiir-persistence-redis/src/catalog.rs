@@ -116,8 +116,7 @@ impl RedisBackend {
         loop {
             let mut scan = redis::cmd("SSCAN");
             scan.arg(keys.instances(shard)).arg(cursor).arg("COUNT").arg(BACKFILL_PAGE);
-            let (next, ids): (u64, Vec<String>) =
-                self.query(at, &scan, Retry::OnReconnect).await?;
+            let (next, ids): (u64, Vec<String>) = self.query(at, &scan, Retry::OnReconnect).await?;
             if !ids.is_empty() {
                 let mut present = redis::cmd("HMGET");
                 present.arg(keys.listed(shard)).arg(&ids);

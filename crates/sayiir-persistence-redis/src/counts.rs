@@ -26,8 +26,7 @@ impl StoreStatistics for RedisBackend {
                     let keys = [keys.listed(shard), keys.ready(shard), keys.claim_expiry(shard)];
                     let statuses = &statuses;
                     async move {
-                        self.eval(&at, &scripts().counts, &keys, statuses, Retry::OnReconnect)
-                            .await
+                        self.eval(&at, &scripts().counts, &keys, statuses, Retry::OnReconnect).await
                     }
                 }))
                 .await;

@@ -10,6 +10,11 @@
 //! grows with `limit` (and the number of priority levels in use), not with the number of stored
 //! workflows.
 //!
+//! In the sharded key layout (Redis Cluster) each index shard has its own indexes: `poll.lua`
+//! runs on every shard, concurrently, and the candidates of all shards are merged with the same
+//! `RankKey`, which gives exactly the single-index result, since each shard proposes its own best
+//! `limit` per level by the same order; work per call grows with `limit × shards`.
+//!
 //! Delays, signal timeouts and retry backoffs wait in the `parked` index, scored by wake
 //! time (a buffered event scores 0). Due entries are advanced by `advance.lua`, which checks
 //! on the stored fields that the park is still due, so concurrent pollers advance it once.

@@ -158,7 +158,9 @@ impl KeySpace {
             }
         };
         match shards {
-            None => Self { shards: vec![globals(&format!("{{{prefix}}}"))], prefix, sharded: false },
+            None => {
+                Self { shards: vec![globals(&format!("{{{prefix}}}"))], prefix, sharded: false }
+            }
             Some(n) => Self {
                 shards: (0..n.clamp(1, MAX_SHARDS))
                     .map(|k| globals(&format!("{{{prefix}:s:{k}}}")))
@@ -290,7 +292,10 @@ impl KeySpace {
 
     /// The instance id of a `kind` key this key space names, `None` for another key.
     pub(crate) fn instance_of_key(&self, key: &str, kind: Own) -> Option<String> {
-        let rest = key.strip_prefix('{')?.strip_suffix(OWN[kind as usize])?.strip_prefix(self.prefix.as_str())?;
+        let rest = key
+            .strip_prefix('{')?
+            .strip_suffix(OWN[kind as usize])?
+            .strip_prefix(self.prefix.as_str())?;
         let encoded = if self.sharded {
             let (shard, rest) = rest.strip_prefix(":s:")?.split_once("}:w:")?;
             shard.parse::<usize>().ok().filter(|k| *k < self.shards.len())?;

@@ -8,7 +8,9 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::sentinel::SentinelClient;
-use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
+use redis::{
+    AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value,
+};
 use sayiir_persistence::BackendError;
 
 use crate::error::{self, At};
@@ -85,7 +87,11 @@ impl Conn {
     /// Sends `cmd` to the master that serves the slot of `key` (on one server, to it): for
     /// commands without keys that must reach a given node (`WAIT` after a write, `SCAN` of one
     /// index shard).
-    pub(crate) async fn query_at<T: FromRedisValue>(&mut self, cmd: &Cmd, key: &[u8]) -> RedisResult<T> {
+    pub(crate) async fn query_at<T: FromRedisValue>(
+        &mut self,
+        cmd: &Cmd,
+        key: &[u8],
+    ) -> RedisResult<T> {
         match self {
             Self::Single(conn) => cmd.query_async(conn).await,
             Self::Cluster(conn) => {

@@ -167,19 +167,30 @@ impl RedisBackend {
     /// # Errors
     /// `Backend` if a URL is invalid, no node answers, the options do not fit together, or the
     /// store was written with another key layout or shard count.
-    pub async fn connect_cluster<I, U>(nodes: I, options: RedisOptions) -> Result<Self, BackendError>
+    pub async fn connect_cluster<I, U>(
+        nodes: I,
+        options: RedisOptions,
+    ) -> Result<Self, BackendError>
     where
         I: IntoIterator<Item = U>,
         U: AsRef<str>,
     {
         let at = at("connect");
         let nodes: Vec<String> = nodes.into_iter().map(|url| url.as_ref().to_string()).collect();
+        // Addresses only: a URL may carry a password, and messages end up in logs.
+        let mut addresses = Vec::with_capacity(nodes.len());
+        for url in &nodes {
+            let info = redis::IntoConnectionInfo::into_connection_info(url.as_str())
+                .map_err(|e| error::redis(&at, "a cluster node the URLs name", &e))?;
+            addresses.push(info.addr().to_string());
+        }
+        let server = format!("a node of the cluster of {}", addresses.join(", "));
         let client = redis::cluster::ClusterClientBuilder::new(nodes.iter().map(String::as_str))
             .connection_timeout(options.connection_timeout)
             .response_timeout(options.response_timeout)
             .build()
-            .map_err(|e| error::redis(&at, &format!("the cluster nodes {nodes:?}"), &e))?;
-        Self::connect_cluster_client(client, options).await
+            .map_err(|e| error::redis(&at, &server, &e))?;
+        Self::start_cluster(client, options, server).await
     }
 
     /// [`RedisBackend::connect_cluster`] with a `ClusterClient` built by the caller (its nodes,
@@ -189,14 +200,22 @@ impl RedisBackend {
     /// As [`RedisBackend::connect_cluster`].
     pub async fn connect_cluster_client(
         client: redis::cluster::ClusterClient,
+        options: RedisOptions,
+    ) -> Result<Self, BackendError> {
+        let server = "a node of the cluster the ClusterClient names".to_string();
+        Self::start_cluster(client, options, server).await
+    }
+
+    async fn start_cluster(
+        client: redis::cluster::ClusterClient,
         mut options: RedisOptions,
+        server: String,
     ) -> Result<Self, BackendError> {
         let at = at("connect");
         options.check().map_err(|problem| at.backend(format_args!("{problem}")))?;
         options.index_shards =
             Some(options.index_shards.unwrap_or(RedisOptions::DEFAULT_CLUSTER_SHARDS));
         let lanes = options.pool_size.max(1);
-        let server = "the cluster".to_string();
         let backend = Self::with_source(Source::Cluster(client), lanes, options, server, None);
         backend.start(&at).await?;
         Ok(backend)

@@ -55,3 +55,30 @@ impl RuntimeHarness for ClusterHarness {
 
 sayiir_persistence_conformance::conformance_suite!(ClusterHarness);
 sayiir_persistence_conformance::conformance_suite!(ClusterHarness; retention, transfer, statistics);
+
+/// `wait_for_replicas` on a cluster: `WAIT` reaches the master that ran the write, which has
+/// one replica, so asking for one is met and asking for two fails with an error that says the
+/// write is on the master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_replicas_asks_the_master_that_wrote() {
+    use sayiir_persistence_conformance::fixtures::{at_task, unique_id};
+    use sayiir_persistence_redis::{BackendError, SnapshotStore};
+    use std::time::Duration;
+    let prefix = common::fresh_prefix("cluster-wait");
+    let one = RedisOptions::default().wait_for_replicas(1, Duration::from_secs(2));
+    let two = RedisOptions::default().wait_for_replicas(2, Duration::from_millis(200));
+    let met = common::connect_cluster(&prefix, one).await;
+    let unmet = common::connect_cluster(&prefix, two).await;
+    for n in 0..20 {
+        let id = unique_id(&format!("waited-{n}"));
+        met.save_snapshot(&at_task(&id, "t")).await.unwrap();
+        match unmet.save_snapshot(&at_task(&id, "t")).await {
+            Err(BackendError::Backend(message)) => assert!(
+                message.contains("1 of the 2 replicas") && message.contains("save_snapshot"),
+                "{message}"
+            ),
+            other => panic!("two replicas cannot acknowledge: {other:?}"),
+        }
+    }
+    common::cleanup_cluster(&met).await;
+}

@@ -848,3 +848,53 @@ async fn stale_listing_entries_do_not_block_prunes() {
     })
     .await;
 }
+
+/// A store keeps the key layout it was created in: a sharded store refuses another shard count
+/// and the single-node layout, a single-node store refuses the sharded layout, each with an
+/// error that names both; nothing is written by a refused connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_keeps_its_key_layout() {
+    use sayiir_persistence_redis::RedisOptions;
+    let refused = |result: Result<RedisBackend, BackendError>| match result {
+        Err(BackendError::Backend(message)) => message,
+        other => panic!("the connect must be refused, got {other:?}"),
+    };
+    let url = common::url();
+    let sharded_prefix = common::fresh_prefix("layout-sharded");
+    let options = RedisOptions::default().key_prefix(&sharded_prefix);
+    let sharded = RedisBackend::connect_with(&url, options.clone().index_shards(4)).await.unwrap();
+    let single_prefix = common::fresh_prefix("layout-single");
+    let single = common::connect(&single_prefix).await;
+    guarded(&[&sharded, &single], async {
+        let id = unique_id("kept");
+        sharded.save_snapshot(&at_task(&id, "t")).await.unwrap();
+        let other_count =
+            refused(RedisBackend::connect_with(&url, options.clone().index_shards(8)).await);
+        assert!(
+            other_count.contains("shards=4") && other_count.contains("shards=8"),
+            "{other_count}"
+        );
+        let unsharded = refused(RedisBackend::connect_with(&url, options.clone()).await);
+        assert!(
+            unsharded.contains("shards=4") && unsharded.contains("index_shards"),
+            "{unsharded}"
+        );
+        // The same count opens it, and finds what it holds.
+        let again =
+            RedisBackend::connect_with(&url, options.clone().index_shards(4)).await.unwrap();
+        assert_eq!(again.load_snapshot(&id).await.unwrap().instance_id, id);
+        let found = again.find_available_tasks("w", 10, aging(), &[]).await.unwrap();
+        assert_eq!(found.iter().map(|t| t.instance_id.as_str()).collect::<Vec<_>>(), [id.as_str()]);
+
+        single.save_snapshot(&at_task(&unique_id("single"), "t")).await.unwrap();
+        let keys_before = common::keys_of(&single).await.len();
+        let options = RedisOptions::default().key_prefix(&single_prefix).index_shards(4);
+        let sharded_on_single = refused(RedisBackend::connect_with(&url, options).await);
+        assert!(
+            sharded_on_single.contains("single-node") && sharded_on_single.contains("export"),
+            "{sharded_on_single}"
+        );
+        assert_eq!(common::keys_of(&single).await.len(), keys_before, "nothing written");
+    })
+    .await;
+}

@@ -96,7 +96,8 @@ impl Topologies {
                 let fields: Vec<&str> = line.split_whitespace().collect();
                 let flags = fields.get(2)?;
                 let healthy = flags.contains("master") && !flags.contains("fail");
-                let serves = fields.iter().skip(8).any(|range| range.starts_with("0-") || *range == "0");
+                let serves =
+                    fields.iter().skip(8).any(|range| range.starts_with("0-") || *range == "0");
                 let address = fields.get(1)?.split('@').next()?;
                 (healthy && serves).then(|| address.rsplit(':').next()?.parse().ok()).flatten()
             });
@@ -155,7 +156,10 @@ async fn only_a_master_is_accepted() {
     topologies.run(&["start", "all"]);
 
     let cluster = refused(&topologies.url(0)).await;
-    assert!(cluster.contains("Redis Cluster node") && cluster.contains("connect_cluster"), "{cluster}");
+    assert!(
+        cluster.contains("Redis Cluster node") && cluster.contains("connect_cluster"),
+        "{cluster}"
+    );
     let sentinel = refused(&topologies.url(20)).await;
     assert!(
         sentinel.contains("Sentinel") && sentinel.contains("GET-MASTER-ADDR-BY-NAME"),

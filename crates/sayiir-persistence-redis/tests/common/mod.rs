@@ -105,7 +105,8 @@ pub async fn cleanup_cluster(backend: &RedisBackend) {
     for url in cluster_nodes() {
         let client = redis::Client::open(url.as_str()).expect("node URL");
         let mut conn = client.get_multiplexed_async_connection().await.expect("node connection");
-        let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut conn).await.expect("ROLE");
+        let role: Vec<redis::Value> =
+            redis::cmd("ROLE").query_async(&mut conn).await.expect("ROLE");
         if !matches!(role.first(), Some(redis::Value::BulkString(role)) if role == b"master") {
             continue;
         }
