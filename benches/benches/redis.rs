@@ -4,12 +4,12 @@
 
 mod common;
 
-use common::{connection, keys, unlink_all};
-use sayiir_persistence_benches::{RawLimit, Target, run};
+use common::{Raw, connection, keys, memory_usage, unlink_all};
+use sayiir_persistence_benches::{Target, run};
 use sayiir_persistence_conformance::fixtures::unique_id;
 use sayiir_persistence_conformance::servers::redis_url;
+use sayiir_persistence_redis::redis;
 use sayiir_persistence_redis::redis::aio::MultiplexedConnection;
-use sayiir_persistence_redis::redis::{self, AsyncCommands};
 use sayiir_persistence_redis::{RedisBackend, RedisOptions};
 
 struct Redis {
@@ -18,24 +18,9 @@ struct Redis {
     raw_prefix: String,
 }
 
-/// One held multiplexed connection: SET and GET.
-struct Raw(MultiplexedConnection, String);
-
-impl RawLimit for Raw {
-    async fn write(&self, key: &str, value: &[u8]) {
-        let mut conn = self.0.clone();
-        let _: () = conn.set(format!("{}:{key}", self.1), value).await.unwrap();
-    }
-    async fn read(&self, key: &str) -> usize {
-        let mut conn = self.0.clone();
-        let v: Vec<u8> = conn.get(format!("{}:{key}", self.1)).await.unwrap();
-        v.len()
-    }
-}
-
 impl Target for Redis {
     type Backend = RedisBackend;
-    type Raw = Raw;
+    type Raw = Raw<MultiplexedConnection>;
     const NAME: &'static str = "redis";
 
     async fn open() -> Self {
@@ -47,24 +32,12 @@ impl Target for Redis {
     fn backend(&self) -> &RedisBackend {
         &self.backend
     }
-    async fn raw(&self) -> Option<Raw> {
+    async fn raw(&self) -> Option<Self::Raw> {
         Some(Raw(connection().await, self.raw_prefix.clone()))
     }
     async fn storage_bytes(&self, _: &[String]) -> Option<u64> {
-        let mut conn = connection().await;
-        let mut total = 0u64;
-        for key in keys(&self.backend.key_pattern()).await {
-            let bytes: Option<u64> = redis::cmd("MEMORY")
-                .arg("USAGE")
-                .arg(&key)
-                .arg("SAMPLES")
-                .arg(0)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            total += bytes.unwrap_or(0);
-        }
-        Some(total)
+        let keys = keys(&self.backend.key_pattern()).await;
+        Some(memory_usage(&mut connection().await, &keys).await)
     }
     async fn describe(&self) -> String {
         let mut conn = connection().await;

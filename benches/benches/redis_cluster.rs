@@ -9,12 +9,13 @@
 mod common;
 
 use common::{
-    cluster_connection, cluster_keys, cluster_masters, cluster_nodes, cluster_unlink_all,
+    Raw, cluster_connection, cluster_keys, cluster_masters, cluster_nodes, cluster_unlink_all,
+    memory_usage,
 };
-use sayiir_persistence_benches::{RawLimit, Target, run};
+use sayiir_persistence_benches::{Target, run};
 use sayiir_persistence_conformance::fixtures::unique_id;
+use sayiir_persistence_redis::redis;
 use sayiir_persistence_redis::redis::cluster_async::ClusterConnection;
-use sayiir_persistence_redis::redis::{self, AsyncCommands};
 use sayiir_persistence_redis::{RedisBackend, RedisOptions};
 
 struct RedisCluster {
@@ -23,24 +24,9 @@ struct RedisCluster {
     raw_prefix: String,
 }
 
-/// One cluster connection: SET and GET, each routed to the master of its key.
-struct Raw(ClusterConnection, String);
-
-impl RawLimit for Raw {
-    async fn write(&self, key: &str, value: &[u8]) {
-        let mut conn = self.0.clone();
-        let _: () = conn.set(format!("{}:{key}", self.1), value).await.unwrap();
-    }
-    async fn read(&self, key: &str) -> usize {
-        let mut conn = self.0.clone();
-        let v: Vec<u8> = conn.get(format!("{}:{key}", self.1)).await.unwrap();
-        v.len()
-    }
-}
-
 impl Target for RedisCluster {
     type Backend = RedisBackend;
-    type Raw = Raw;
+    type Raw = Raw<ClusterConnection>;
     const NAME: &'static str = "redis-cluster";
 
     async fn open() -> Self {
@@ -52,24 +38,12 @@ impl Target for RedisCluster {
     fn backend(&self) -> &RedisBackend {
         &self.backend
     }
-    async fn raw(&self) -> Option<Raw> {
+    async fn raw(&self) -> Option<Self::Raw> {
         Some(Raw(cluster_connection().await, self.raw_prefix.clone()))
     }
     async fn storage_bytes(&self, _: &[String]) -> Option<u64> {
-        let mut conn = cluster_connection().await;
-        let mut total = 0u64;
-        for key in cluster_keys(&self.backend.key_pattern()).await {
-            let bytes: Option<u64> = redis::cmd("MEMORY")
-                .arg("USAGE")
-                .arg(&key)
-                .arg("SAMPLES")
-                .arg(0)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            total += bytes.unwrap_or(0);
-        }
-        Some(total)
+        let keys = cluster_keys(&self.backend.key_pattern()).await;
+        Some(memory_usage(&mut cluster_connection().await, &keys).await)
     }
     async fn describe(&self) -> String {
         let masters = cluster_masters().await;

@@ -12,7 +12,11 @@ pub async fn connection() -> MultiplexedConnection {
 
 /// Every key matching `pattern` (SCAN, never KEYS: the server is shared).
 pub async fn keys(pattern: &str) -> Vec<String> {
-    let mut conn = connection().await;
+    scan(&mut connection().await, pattern).await
+}
+
+/// Every key matching `pattern` on the server `conn` leads to.
+async fn scan(conn: &mut MultiplexedConnection, pattern: &str) -> Vec<String> {
     let (mut cursor, mut keys) = (0u64, Vec::new());
     loop {
         let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -21,7 +25,7 @@ pub async fn keys(pattern: &str) -> Vec<String> {
             .arg(pattern)
             .arg("COUNT")
             .arg(1000)
-            .query_async(&mut conn)
+            .query_async(conn)
             .await
             .unwrap();
         keys.extend(page);
@@ -69,25 +73,48 @@ pub async fn cluster_masters() -> Vec<MultiplexedConnection> {
 pub async fn cluster_keys(pattern: &str) -> Vec<String> {
     let mut keys = Vec::new();
     for mut conn in cluster_masters().await {
-        let mut cursor = 0u64;
-        loop {
-            let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            keys.extend(page);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+        keys.extend(scan(&mut conn, pattern).await);
     }
     keys
+}
+
+/// The raw limit on a held connection `C` (one server's, or a cluster's): `SET` and `GET` of
+/// keys under a prefix of its own.
+pub struct Raw<C>(pub C, pub String);
+
+impl<C> sayiir_persistence_benches::RawLimit for Raw<C>
+where
+    C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
+{
+    async fn write(&self, key: &str, value: &[u8]) {
+        let mut conn = self.0.clone();
+        let _: () = conn.set(format!("{}:{key}", self.1), value).await.unwrap();
+    }
+    async fn read(&self, key: &str) -> usize {
+        let mut conn = self.0.clone();
+        let v: Vec<u8> = conn.get(format!("{}:{key}", self.1)).await.unwrap();
+        v.len()
+    }
+}
+
+/// The memory `MEMORY USAGE` reports for `keys`, in bytes, asked on `conn`.
+pub async fn memory_usage<C: redis::aio::ConnectionLike + Send>(
+    conn: &mut C,
+    keys: &[String],
+) -> u64 {
+    let mut total = 0u64;
+    for key in keys {
+        let bytes: Option<u64> = redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(key)
+            .arg("SAMPLES")
+            .arg(0)
+            .query_async(conn)
+            .await
+            .unwrap();
+        total += bytes.unwrap_or(0);
+    }
+    total
 }
 
 /// Removes every key matching `pattern` from the test cluster, one key per `UNLINK` (the keys

@@ -42,6 +42,14 @@ struct Cli {
     /// Redis key prefix (default: sayiir).
     #[arg(long, global = true)]
     key_prefix: Option<String>,
+    /// Redis: the URL names nodes of a Redis Cluster (several comma-separated:
+    /// redis://a:6379,redis://b:6379).
+    #[arg(long, global = true)]
+    cluster: bool,
+    /// Redis: the store's index shards, as the library's RedisOptions::index_shards (default:
+    /// 16 on a cluster, else the single-node layout).
+    #[arg(long, global = true)]
+    index_shards: Option<u16>,
     #[command(subcommand)]
     command: Command,
 }
@@ -53,6 +61,7 @@ const EXAMPLES: &str = "Examples:
   sayiir-admin --url sqlite:./workflows.db prune --before 30d
   sayiir-admin --url sqlite:./workflows.db export store.jsonl
   sayiir-admin --url postgres://app@db/prod import store.jsonl
+  sayiir-admin --url redis://10.0.0.1:6379,redis://10.0.0.2:6379 --cluster stats
   SAYIIR_STORE_URL=postgres://app@db/prod sayiir-admin migrate
 
 Exit status: 0 done, 1 the store refused or could not be reached or a file is not a complete
@@ -90,7 +99,13 @@ fn main() -> ExitCode {
         eprintln!("error: no store given; pass --url <URL> or set SAYIIR_STORE_URL");
         return ExitCode::from(2);
     };
-    let target = Target { url, schema: cli.schema.clone(), key_prefix: cli.key_prefix.clone() };
+    let target = Target {
+        url,
+        schema: cli.schema.clone(),
+        key_prefix: cli.key_prefix.clone(),
+        cluster: cli.cluster,
+        index_shards: cli.index_shards,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

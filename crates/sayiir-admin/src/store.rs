@@ -20,6 +20,11 @@ pub struct Target {
     pub schema: Option<String>,
     /// Redis key prefix (the library's default: `sayiir`).
     pub key_prefix: Option<String>,
+    /// Redis: the URL names nodes of a Redis Cluster (several, comma-separated).
+    pub cluster: bool,
+    /// Redis: the store's index shards (`RedisOptions::index_shards`; the library's default on
+    /// a cluster: 16, elsewhere the single-node layout).
+    pub index_shards: Option<u16>,
 }
 
 /// Which backend a [`Target`] names.
@@ -77,6 +82,15 @@ impl Target {
         }
         if self.key_prefix.is_some() && backend != Backend::Redis {
             return Err(unused("--key-prefix", name));
+        }
+        if self.cluster && backend != Backend::Redis {
+            return Err(unused("--cluster", name));
+        }
+        if self.index_shards.is_some() && backend != Backend::Redis {
+            return Err(unused("--index-shards", name));
+        }
+        if !self.cluster && url.contains(',') && backend == Backend::Redis {
+            return Err("several Redis URLs name the nodes of a cluster: add --cluster".into());
         }
         Ok(backend)
     }
@@ -141,7 +155,15 @@ impl Store {
                 if let Some(prefix) = &target.key_prefix {
                     options = options.key_prefix(prefix);
                 }
-                Ok(Self::Redis(RedisBackend::connect_with(url, options).await?))
+                if let Some(shards) = target.index_shards {
+                    options = options.index_shards(shards);
+                }
+                let backend = if target.cluster {
+                    RedisBackend::connect_cluster(url.split(',').map(str::trim), options).await?
+                } else {
+                    RedisBackend::connect_with(url, options).await?
+                };
+                Ok(Self::Redis(backend))
             }
         }
     }

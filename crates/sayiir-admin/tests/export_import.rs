@@ -229,3 +229,92 @@ async fn damaged_files_are_refused_and_interrupted_imports_resume() {
     let end = rest.lines().last().unwrap();
     assert!(end.starts_with("{\"end\":{\"workflows\":7,"), "{end}");
 }
+
+/// Deletes the keys of `prefix` on every master of the test cluster.
+async fn cleanup_cluster(pattern: &str) {
+    for url in sayiir_persistence_conformance::servers::redis_cluster() {
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut conn).await.unwrap();
+        if !matches!(role.first(), Some(redis::Value::BulkString(role)) if role == b"master") {
+            continue;
+        }
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg(pattern).query_async(&mut conn).await.unwrap();
+        for key in keys {
+            let _: () = redis::cmd("UNLINK").arg(&key).query_async(&mut conn).await.unwrap();
+        }
+    }
+}
+
+/// A store moves from one Redis server (the single-node key layout) to a Redis Cluster (the
+/// sharded layout) with `export` and `import`, as the error of a layout mismatch advises; the
+/// cluster's store serves the same records, and `--index-shards` on the single-node store is
+/// refused with that advice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_store_moves_to_a_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str| dir.path().join(name).display().to_string();
+    let prefix = unique_id("admin-single");
+    let single =
+        RedisBackend::connect_with(&redis_url(), RedisOptions::default().key_prefix(&prefix))
+            .await
+            .unwrap();
+    let ids = seed_every_state(&single).await;
+    let from = vec!["--url".to_string(), redis_url(), "--key-prefix".to_string(), prefix.clone()];
+
+    let mut sharded = from.clone();
+    sharded.extend(["--index-shards".to_string(), "4".to_string()]);
+    let refused = admin(&sharded, &["stats"]);
+    assert!(!refused.status.success());
+    let message = stderr(&refused);
+    assert!(message.contains("single-node") && message.contains("export"), "{message}");
+
+    ok(&from, &["export", &file("single.jsonl")]);
+    let nodes = sayiir_persistence_conformance::servers::redis_cluster().join(",");
+    let cluster_prefix = unique_id("admin-cluster");
+    let to = vec![
+        "--url".to_string(),
+        nodes.clone(),
+        "--cluster".to_string(),
+        "--key-prefix".to_string(),
+        cluster_prefix.clone(),
+    ];
+    let imported = ok(&to, &["import", &file("single.jsonl")]);
+    assert!(imported.contains(&format!("imported {} record(s)", ids.len())), "{imported}");
+    ok(&to, &["export", &file("cluster.jsonl")]);
+    // The same workflows per status on both stores (claims are not carried).
+    let workflows = |store: &[String]| -> serde_json::Value {
+        let stats: serde_json::Value =
+            serde_json::from_str(&ok(store, &["stats", "--json"])).unwrap();
+        stats["workflows"].clone()
+    };
+    let counted = workflows(&to);
+    assert_eq!(counted, workflows(&from));
+    let total: u64 = counted.as_object().unwrap().values().filter_map(|n| n.as_u64()).sum();
+    assert_eq!(total, ids.len() as u64);
+
+    let (source, before) = read_export(Path::new(&file("single.jsonl")));
+    let (cluster_source, after) = read_export(Path::new(&file("cluster.jsonl")));
+    assert_eq!((source.as_str(), cluster_source.as_str()), ("redis", "redis"));
+    assert_same_store(&after, &before);
+    let cluster = RedisBackend::connect_cluster(
+        nodes.split(','),
+        RedisOptions::default().key_prefix(&cluster_prefix),
+    )
+    .await
+    .unwrap();
+    for id in &ids {
+        let record = cluster.export_workflow(id).await.unwrap().unwrap();
+        assert_same_record(&record, &single.export_workflow(id).await.unwrap().unwrap());
+    }
+
+    cleanup_cluster(&cluster.key_pattern()).await;
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(single.key_pattern()).query_async(&mut conn).await.unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("UNLINK").arg(&keys).query_async(&mut conn).await.unwrap();
+    }
+}

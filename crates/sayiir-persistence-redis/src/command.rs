@@ -176,19 +176,55 @@ impl RedisBackend {
         retry: Retry,
     ) -> Result<Value, BackendError> {
         self.check_sizes(at, [evalsha])?;
-        let wait = self.wait_after(lua);
-        let (reply, acknowledged) = self
-            .on_connection(at, retry, |mut conn| async move {
-                let reply = match evalsha.query_async::<Value>(&mut conn).await {
-                    Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                        lua.eval_command(evalsha).query_async::<Value>(&mut conn).await
+        let Some((replicas, millis)) = self.wait_after(lua) else {
+            return self
+                .on_connection(at, retry, |mut conn| async move {
+                    match evalsha.query_async::<Value>(&mut conn).await {
+                        Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                            lua.eval_command(evalsha).query_async::<Value>(&mut conn).await
+                        }
+                        other => other,
                     }
-                    other => other,
-                }?;
-                Ok((reply, replicas_acknowledged(&mut conn, wait, evalsha).await))
+                })
+                .await;
+        };
+        // The script and its `WAIT` in one pipeline: one round trip, and on a cluster both go
+        // to the node that runs the script (`WAIT` has no key to route by).
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(replicas).arg(millis);
+        let waited = |script: redis::Cmd| {
+            let mut pipeline = redis::Pipeline::with_capacity(2);
+            pipeline.ignore_errors().add_command(script).add_command(wait.clone());
+            pipeline
+        };
+        let first = waited(evalsha.clone());
+        let (reply, acknowledged) = self
+            .on_connection(at, retry, |mut conn| {
+                let first = &first;
+                async move {
+                    let mut replies: Vec<Value> = first.query_async(&mut conn).await?;
+                    let no_script = matches!(
+                        replies.first(),
+                        Some(Value::ServerError(e)) if e.kind() == Some(ServerErrorKind::NoScript)
+                    );
+                    if no_script {
+                        replies = waited(lua.eval_command(evalsha)).query_async(&mut conn).await?;
+                    }
+                    let mut replies = replies.into_iter();
+                    let (Some(reply), Some(waited)) = (replies.next(), replies.next()) else {
+                        return Err(redis::RedisError::from((
+                            ErrorKind::Client,
+                            "the script and its WAIT got fewer than two replies",
+                        )));
+                    };
+                    let acknowledged = waited.extract_error().and_then(|count| {
+                        redis::from_redis_value::<i64>(count).map_err(Into::into)
+                    });
+                    Ok((reply.extract_error()?, acknowledged))
+                }
             })
             .await?;
-        self.check_acknowledged(at, wait, acknowledged)?;
+        self.check_acknowledged(at, Some((replicas, millis)), Some(acknowledged))?;
         Ok(reply)
     }
 
@@ -330,6 +366,10 @@ impl RedisBackend {
             Err(error) => error,
         };
         lanes.observe(&lane, &error);
+        if self.inner.cluster && retry != Retry::UntilAnswered && error::refused_by_cluster(&error)
+        {
+            return self.send_again_when_routed(at, &call, lane.index, error).await;
+        }
         match retry {
             Retry::No => Err(error::redis(at, &self.inner.server, &error)),
             Retry::OnReconnect if !error::worth_reconnecting(&error) => {
@@ -350,6 +390,29 @@ impl RedisBackend {
         }
     }
 
+    /// Sends `call` again after a cluster node refused it without running it (a redirection
+    /// during a failover or a resharding, a slot not served yet), until a node runs it or
+    /// [`Inner::patience`] runs out: the cluster connection refreshes its slot map after each
+    /// such answer, so the call reaches the right master once the cluster has settled. Safe for
+    /// every call, since nothing was applied. (The cluster client itself is built without
+    /// retries: it would also send a call again after a lost connection, which may apply a
+    /// write twice.)
+    async fn send_again_when_routed<T, F, Fut>(
+        &self,
+        at: &At<'_>,
+        call: &F,
+        index: usize,
+        error: redis::RedisError,
+    ) -> Result<T, BackendError>
+    where
+        F: Fn(Conn) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        self.send_again(at, call, index, error, error::refused_by_cluster)
+            .await
+            .map_err(|error| error::redis(at, &self.inner.server, &error))
+    }
+
     /// Sends `call` again, on a fresh connection when the last one broke, until it gets an
     /// answer or [`Inner::patience`] runs out: for calls that carry their own request id, so
     /// that asking again returns the first answer instead of applying the call twice.
@@ -358,25 +421,49 @@ impl RedisBackend {
         at: &At<'_>,
         call: &F,
         index: usize,
-        mut error: redis::RedisError,
+        error: redis::RedisError,
     ) -> Result<T, BackendError>
+    where
+        F: Fn(Conn) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let unanswered = |error: &redis::RedisError| {
+            error.is_timeout()
+                || error::worth_reconnecting(error)
+                || error::refused_by_cluster(error)
+        };
+        self.send_again(at, call, index, error, unanswered).await.map_err(|error| {
+            at.backend(format_args!(
+                "the server at {} gave no answer within {:?} of asking ({error}); the call may \
+                 have been applied on the server without its answer reaching this process",
+                self.inner.server, self.inner.patience
+            ))
+        })
+    }
+
+    /// Sends `call` again on lane `index` (refilled when its connection broke), pausing 10 ms,
+    /// then twice as long each time up to 1 s, while `error` is one `worth` sending again for
+    /// and [`Inner::patience`] lasts: the first answer, or the last error.
+    async fn send_again<T, F, Fut>(
+        &self,
+        at: &At<'_>,
+        call: &F,
+        index: usize,
+        mut error: redis::RedisError,
+        worth: impl Fn(&redis::RedisError) -> bool,
+    ) -> Result<T, redis::RedisError>
     where
         F: Fn(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let lanes = &self.inner.lanes;
         let started = std::time::Instant::now();
-        let mut pause = Duration::from_millis(20);
-        while (error.is_timeout() || error::worth_reconnecting(&error))
-            && started.elapsed() < self.inner.patience
-        {
-            tracing::debug!(error = %error, "no answer from redis; asking again");
+        let mut pause = Duration::from_millis(10);
+        while worth(&error) && started.elapsed() < self.inner.patience {
+            tracing::debug!(error = %error, "no answer from redis, or refused unrun; sending again");
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(1));
-            let lane = match lanes.get_slot(at, index).await {
-                Ok(lane) => lane,
-                Err(_) => continue,
-            };
+            let Ok(lane) = lanes.get_slot(at, index).await else { continue };
             match call(lane.conn.clone()).await {
                 Ok(value) => return Ok(value),
                 Err(next) => {
@@ -385,11 +472,7 @@ impl RedisBackend {
                 }
             }
         }
-        Err(at.backend(format_args!(
-            "the server at {} gave no answer within {:?} of asking ({error}); the call may \
-             have been applied on the server without its answer reaching this process",
-            self.inner.server, self.inner.patience
-        )))
+        Err(error)
     }
 }
 

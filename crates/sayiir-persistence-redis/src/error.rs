@@ -71,3 +71,20 @@ pub(crate) fn read_only(error: &RedisError) -> bool {
     matches!(error.kind(), redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly))
         || error.to_string().contains("READONLY")
 }
+
+/// Whether a cluster node refused the call without running it: a redirection (`MOVED`, `ASK`:
+/// the slot is served elsewhere now, or is migrating), a slot or cluster not ready (`TRYAGAIN`,
+/// `CLUSTERDOWN`, `MASTERDOWN`), or a write that reached a demoted master (`READONLY`); also
+/// inside an aborted transaction. Nothing was applied, so any call may be sent again.
+pub(crate) fn refused_by_cluster(error: &RedisError) -> bool {
+    use redis::ServerErrorKind::{Ask, ClusterDown, MasterDown, Moved, ReadOnly, TryAgain};
+    if let redis::ErrorKind::Server(Moved | Ask | TryAgain | ClusterDown | MasterDown | ReadOnly) =
+        error.kind()
+    {
+        return true;
+    }
+    let text = error.to_string();
+    ["MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY"]
+        .iter()
+        .any(|code| text.contains(code))
+}

@@ -154,13 +154,30 @@ impl RedisBackend {
             join_all(shards.map(|shard| self.poll_shard(at, shard, worker_id, limit, worker_tags)))
                 .await;
         let mut all = Poll { due: Vec::new(), expired: Vec::new(), candidates: Vec::new() };
+        let mut failed = None;
         for poll in polls {
-            let poll = poll?;
-            all.due.extend(poll.due);
-            all.expired.extend(poll.expired);
-            all.candidates.extend(poll.candidates);
+            match poll {
+                Ok(poll) => {
+                    all.due.extend(poll.due);
+                    all.expired.extend(poll.expired);
+                    all.candidates.extend(poll.candidates);
+                }
+                // One master out of reach (a failover under way) holds up only the tasks of
+                // its shards: the others are served, and the next call asks it again.
+                Err(error) => {
+                    tracing::warn!(%error, "find_available_tasks skips an index shard it cannot read");
+                    failed = Some(error);
+                }
+            }
         }
-        Ok(all)
+        match failed {
+            Some(error)
+                if all.candidates.is_empty() && all.due.is_empty() && all.expired.is_empty() =>
+            {
+                Err(error)
+            }
+            _ => Ok(all),
+        }
     }
 
     /// `poll.lua` on the indexes of one shard.
@@ -175,7 +192,8 @@ impl RedisBackend {
         let keys = self.keys();
         let now = now_millis().to_string();
         let limit = limit.to_string();
-        let batch = DUE_BATCH.to_string();
+        // The batch is shared by the shards, so one call settles at most DUE_BATCH of each kind.
+        let batch = DUE_BATCH.div_ceil(keys.shard_count()).to_string();
         let mut args: Vec<&[u8]> =
             vec![now.as_bytes(), limit.as_bytes(), worker_id.as_bytes(), batch.as_bytes()];
         args.extend(worker_tags.iter().map(|tag| tag.as_bytes()));

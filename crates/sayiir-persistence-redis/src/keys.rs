@@ -4,8 +4,9 @@
 //! the hash tag `{<prefix>:<instance>}`, and the global indexes share `{<prefix>}`: one script
 //! touches two hash slots, which only a single server accepts. In the sharded layout (for Redis
 //! Cluster, [`crate::RedisOptions::index_shards`]) the indexes are split into `n` shards, each
-//! under its own hash tag `{<prefix>:s:<k>}`, and every key of a workflow carries the tag of its
-//! shard (`{<prefix>:s:<k>}:w:<instance>:<kind>`), so each script's keys are in one slot. The
+//! under its own hash tag `{<prefix>:s:<k>:<salt>}` (the salt spreads the shards' slots evenly,
+//! see `shard_tag`), and every key of a workflow carries the tag of its shard
+//! (`{<prefix>:s:<k>:<salt>}:w:<instance>:<kind>`), so each script's keys are in one slot. The
 //! shard of a workflow is the CRC16 of its encoded instance id (Redis Cluster's slot function),
 //! modulo `n`: it never changes for a store, which records `n` in `{<prefix>}:layout`.
 //!
@@ -29,6 +30,8 @@ pub(crate) struct KeySpace {
 /// keys: ready, parked, meta, instances, claim expiries, revision counter, listing entries.
 #[derive(Debug, Clone)]
 struct Shard {
+    /// The shard's hash tag, braces included: `{<prefix>:s:<k>:<salt>}`.
+    tag: String,
     globals: [String; 7],
 }
 
@@ -143,31 +146,26 @@ impl KeySpace {
     /// sharded layout with that many index shards (1 to [`MAX_SHARDS`]).
     pub(crate) fn new(prefix: &str, shards: Option<u16>) -> Self {
         let prefix = encode(prefix);
-        let globals = |tag: &str| {
+        let globals = |tag: String| {
             let global = |name: &str| format!("{tag}:{name}");
-            Shard {
-                globals: [
-                    global("ready"),
-                    global("parked"),
-                    global("meta"),
-                    global("instances"),
-                    global("claim-expiry"),
-                    global("revision"),
-                    global("listed"),
-                ],
-            }
+            let globals = [
+                global("ready"),
+                global("parked"),
+                global("meta"),
+                global("instances"),
+                global("claim-expiry"),
+                global("revision"),
+                global("listed"),
+            ];
+            Shard { tag, globals }
         };
         match shards {
-            None => {
-                Self { shards: vec![globals(&format!("{{{prefix}}}"))], prefix, sharded: false }
+            None => Self { shards: vec![globals(format!("{{{prefix}}}"))], prefix, sharded: false },
+            Some(n) => {
+                let n = n.clamp(1, MAX_SHARDS);
+                let shards = (0..n).map(|k| globals(shard_tag(&prefix, k, n))).collect();
+                Self { shards, prefix, sharded: true }
             }
-            Some(n) => Self {
-                shards: (0..n.clamp(1, MAX_SHARDS))
-                    .map(|k| globals(&format!("{{{prefix}:s:{k}}}")))
-                    .collect(),
-                prefix,
-                sharded: true,
-            },
         }
     }
 
@@ -185,7 +183,7 @@ impl KeySpace {
         encode_into(&mut tag, instance_id);
         let shard = usize::from(slot(tag.as_bytes())) % self.shards.len();
         let encoded = std::mem::take(&mut tag);
-        let _ = write!(tag, "{{{}:s:{shard}}}:w:{encoded}", self.prefix);
+        let _ = write!(tag, "{}:w:{encoded}", self.shards[shard].tag);
         WorkflowKeys { tag, shard }
     }
 
@@ -279,11 +277,14 @@ impl KeySpace {
     /// A glob (for `SCAN MATCH`) that matches the `kind` key of every instance of `shard` (of
     /// every instance, in the single-node layout).
     pub(crate) fn workflow_key_pattern(&self, shard: usize, kind: Own) -> String {
-        let mut out = String::from("\\{");
-        push_escaped(&mut out, &self.prefix);
+        let mut out = String::new();
         if self.sharded {
-            let _ = write!(out, ":s:{shard}}}:w:*:");
+            out.push('\\');
+            push_escaped(&mut out, &self.shards[shard].tag);
+            out.push_str(":w:*:");
         } else {
+            out.push_str("\\{");
+            push_escaped(&mut out, &self.prefix);
             out.push_str(":*}:");
         }
         out.push_str(OWN[kind as usize]);
@@ -298,7 +299,13 @@ impl KeySpace {
             .strip_prefix(self.prefix.as_str())?;
         let encoded = if self.sharded {
             let (shard, rest) = rest.strip_prefix(":s:")?.split_once("}:w:")?;
-            shard.parse::<usize>().ok().filter(|k| *k < self.shards.len())?;
+            let (shard, _salt) = shard.split_once(':')?;
+            let shard = shard.parse::<usize>().ok()?;
+            let expected = self.shards.get(shard)?;
+            // The whole tag, salt included, is this shard's.
+            if !key.starts_with(expected.tag.as_str()) {
+                return None;
+            }
             rest.strip_suffix(':')?
         } else {
             rest.strip_prefix(':')?.strip_suffix("}:")?
@@ -320,6 +327,27 @@ impl KeySpace {
         out
     }
 }
+
+/// The hash tag of shard `k` of `n`: `{<prefix>:s:<k>:<salt>}`, with the smallest salt that
+/// puts its slot in the `k`-th `n`-th of the slot range. A cluster's masters usually serve equal
+/// ranges of slots (as `redis-cli --cluster create` assigns them), so the shards spread evenly
+/// over them, whatever the prefix. Found at connect: about `n` hashes per shard.
+fn shard_tag(prefix: &str, k: u16, n: u16) -> String {
+    let (k, n) = (u32::from(k), u32::from(n));
+    let wanted = (k * SLOTS / n)..((k + 1) * SLOTS / n);
+    let mut tag = String::with_capacity(prefix.len() + 16);
+    for salt in 0_u32.. {
+        tag.clear();
+        let _ = write!(tag, "{prefix}:s:{k}:{salt}");
+        if wanted.contains(&u32::from(slot(tag.as_bytes()))) {
+            break;
+        }
+    }
+    format!("{{{tag}}}")
+}
+
+/// The number of hash slots of a Redis Cluster.
+const SLOTS: u32 = 16384;
 
 /// The Redis Cluster hash slot of a key without a hash tag: CRC16 (XMODEM) modulo 16384.
 fn slot(key: &[u8]) -> u16 {
@@ -472,7 +500,8 @@ mod tests {
                     _ => Vec::new(),
                 })
                 .collect();
-            let expected = format!("{{p%3Aq:s:{}}}", keys.shard()).into_bytes();
+            let expected = space.shards[keys.shard()].tag.clone().into_bytes();
+            assert!(expected.starts_with(format!("{{p%3Aq:s:{}:", keys.shard()).as_bytes()));
             assert!(tags.iter().all(|tag| *tag == expected), "{id}: {tags:?}");
             for kind in [Own::Events, Own::Claims] {
                 let key = if matches!(kind, Own::Events) { keys.events() } else { keys.claims() };
@@ -483,13 +512,53 @@ mod tests {
         let keys = space.workflow("a");
         assert_eq!(
             space.workflow_key_pattern(keys.shard(), Own::Events),
-            format!("\\{{p%3Aq:s:{}}}:w:*:events", keys.shard())
+            format!("\\{}:w:*:events", space.shards[keys.shard()].tag)
         );
         // A key of the single-node layout, or of a shard this space does not have, is not one.
         assert_eq!(space.instance_of_key("{p%3Aq:a}:events", Own::Events), None);
-        assert_eq!(space.instance_of_key("{p%3Aq:s:9}:w:a:events", Own::Events), None);
+        assert_eq!(space.instance_of_key("{p%3Aq:s:9:0}:w:a:events", Own::Events), None);
+        let other_salt = format!("{{p%3Aq:s:{}:99999}}:w:a:events", keys.shard());
+        assert_eq!(space.instance_of_key(&other_salt, Own::Events), None);
         // The shard of an id never changes: it is the slot function of the encoded id.
         assert_eq!(slot(b"123456789"), 0x31C3, "CRC16/XMODEM check value");
         assert_eq!(KeySpace::new("p", None).workflow("a").shard(), 0);
+    }
+
+    /// The shards' slots fall one in each `n`-th of the slot range, for any prefix, so masters
+    /// serving equal slot ranges hold equal numbers of shards.
+    #[test]
+    fn shard_tags_spread_evenly_over_the_slots() {
+        for prefix in ["sayiir", "app", "orders"] {
+            for n in [1_u16, 3, 16, 1024] {
+                let space = KeySpace::new(prefix, Some(n));
+                for (k, shard) in space.shards.iter().enumerate() {
+                    let inner = &shard.tag[1..shard.tag.len() - 1];
+                    let slot = u32::from(slot(inner.as_bytes()));
+                    let k = u32::try_from(k).unwrap_or(0);
+                    let n = u32::from(n);
+                    assert!(
+                        slot >= k * SLOTS / n && slot < (k + 1) * SLOTS / n,
+                        "{prefix} {k}/{n}"
+                    );
+                }
+            }
+            // Three masters with the ranges `redis-cli --cluster create` gives them, 16 shards:
+            // at most one shard from an even split (the shard whose range a boundary cuts).
+            let space = KeySpace::new(prefix, Some(16));
+            let mut per_master = [0; 3];
+            for shard in &space.shards {
+                let inner = &shard.tag[1..shard.tag.len() - 1];
+                let master = match slot(inner.as_bytes()) {
+                    0..=5460 => 0,
+                    5461..=10922 => 1,
+                    _ => 2,
+                };
+                per_master[master] += 1;
+            }
+            assert!(
+                per_master.iter().all(|count| (4..=6).contains(count)),
+                "{prefix}: {per_master:?}"
+            );
+        }
     }
 }

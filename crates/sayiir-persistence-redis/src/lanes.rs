@@ -174,7 +174,7 @@ impl Lanes {
                 let conn = client
                     .get_async_connection()
                     .await
-                    .map_err(|e| error::redis(at, "the cluster's nodes", &e))?;
+                    .map_err(|e| error::redis(at, "a node of the cluster", &e))?;
                 (None, Conn::Cluster(conn))
             }
             Source::Sentinel { client, config } => {
@@ -210,7 +210,10 @@ impl Lanes {
         if !error::breaks_connection(error) {
             return;
         }
-        let dropped: Vec<Held> = if error::read_only(error) {
+        // A cluster connection follows the slot map itself: a demoted node's `READONLY` makes
+        // it refresh the map, and its other node connections are fine.
+        let cluster = matches!(self.source, Source::Cluster(_));
+        let dropped: Vec<Held> = if error::read_only(error) && !cluster {
             (0..self.slots.len()).filter_map(|index| self.slot(index).take()).collect()
         } else {
             let mut slot = self.slot(lane.index);

@@ -52,7 +52,12 @@ impl RedisBackend {
                 let mut get = redis::cmd("GET");
                 get.arg(&layout);
                 let recorded: Option<String> = self.query(at, &get, Retry::OnReconnect).await?;
-                recorded.unwrap_or_default()
+                recorded.ok_or_else(|| {
+                    at.backend(format_args!(
+                        "the layout key {layout} was written by another backend and removed \
+                         again while this one connected; connect again"
+                    ))
+                })?
             }
         };
         if recorded == wanted {

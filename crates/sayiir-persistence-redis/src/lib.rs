@@ -185,16 +185,32 @@ impl RedisBackend {
             addresses.push(info.addr().to_string());
         }
         let server = format!("a node of the cluster of {}", addresses.join(", "));
+        if nodes.is_empty() {
+            return Err(at.backend(format_args!(
+                "no cluster node given; pass the URLs of some of the cluster's nodes, e.g. \
+                 [\"redis://10.0.0.1:6379\", \"redis://10.0.0.2:6379\"]"
+            )));
+        }
+        // No retries in the client: it would send a call again after a lost connection, and a
+        // write the master ran before the loss would be applied twice. The backend sends calls
+        // again itself, by the same rules as on one server, and every call refused unrun
+        // (redirections, a slot not served yet).
         let client = redis::cluster::ClusterClientBuilder::new(nodes.iter().map(String::as_str))
             .connection_timeout(options.connection_timeout)
             .response_timeout(options.response_timeout)
+            .retries(0)
             .build()
             .map_err(|e| error::redis(&at, &server, &e))?;
         Self::start_cluster(client, options, server).await
     }
 
     /// [`RedisBackend::connect_cluster`] with a `ClusterClient` built by the caller (its nodes,
-    /// credentials, TLS, retries and timeouts; those of `options` do not apply).
+    /// credentials, TLS and timeouts; `connection_timeout` and `response_timeout` of `options`
+    /// then bound only the backend's own waits: `wait_for_replicas` and how long a call refused
+    /// by a node is sent again). Build it with `.retries(0)`, as `connect_cluster` does: with
+    /// retries, redis-rs sends a command again after a lost connection, and a write the master
+    /// ran before the loss (a claim, an event) would be applied twice. The backend itself
+    /// sends again every call a node refused without running it.
     ///
     /// # Errors
     /// As [`RedisBackend::connect_cluster`].
@@ -264,7 +280,9 @@ impl RedisBackend {
     /// Uses connections of `pool` (a `deadpool_redis::Pool` built by the caller, e.g. shared with
     /// the rest of the application). The backend keeps up to `options.pool_size` of them checked
     /// out for its lifetime and multiplexes every request over them; the timeouts of `options` do
-    /// not apply (the pool's connections carry their own).
+    /// not apply (the pool's connections carry their own). It makes no call, so the store's key
+    /// layout is neither checked nor recorded: use it only on a store of the single-node layout,
+    /// without [`RedisOptions::index_shards`].
     #[must_use]
     pub fn from_pool(pool: deadpool_redis::Pool, options: RedisOptions) -> Self {
         Self::with_pool(pool, options, "the pool's server".to_string(), None)

@@ -50,7 +50,8 @@ impl RedisOptions {
 
     /// Number of multiplexed connections (default 2, at least 1). Each carries any number
     /// of concurrent requests; more than one helps when large payloads would otherwise
-    /// queue small requests behind them.
+    /// queue small requests behind them. On a cluster each is a cluster connection, which
+    /// holds a socket to every node it sends to.
     #[must_use]
     pub fn pool_size(mut self, connections: usize) -> Self {
         self.pool_size = connections.max(1);
@@ -90,9 +91,10 @@ impl RedisOptions {
     }
 
     /// Splits the store's indexes into `shards` index shards (1 to 1024), each under a hash tag
-    /// of its own, and keeps every key of a workflow in the hash slot of its shard (the CRC16
-    /// of its instance id, modulo `shards`): the sharded key layout, which a Redis Cluster
-    /// needs, since a script may only touch keys of one slot.
+    /// of its own, and keeps every key of a workflow in the hash slot of its shard (shard =
+    /// the Redis Cluster hash slot of its percent-encoded instance id, CRC16 modulo 16384,
+    /// modulo `shards`): the sharded key layout, which a Redis Cluster needs, since a script
+    /// may only touch keys of one slot.
     ///
     /// The trade-off: on a cluster, each shard lives on one master, so more shards spread the
     /// indexes (and the scripts that update them) over more masters, while

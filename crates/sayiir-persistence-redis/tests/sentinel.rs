@@ -66,24 +66,9 @@ impl Harness for SentinelHarness {
 
     async fn teardown(&self) {
         let mut conn = master().await;
-        let mut cursor = 0_u64;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(self.backend.key_pattern())
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .expect("SCAN");
-            if !keys.is_empty() {
-                let _: () = conn.unlink(keys).await.expect("UNLINK");
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
+        let keys = common::scan(&mut conn, &self.backend.key_pattern()).await;
+        for chunk in keys.chunks(500) {
+            let _: () = conn.unlink(chunk).await.expect("UNLINK");
         }
     }
 }

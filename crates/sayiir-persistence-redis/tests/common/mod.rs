@@ -50,26 +50,30 @@ pub async fn raw() -> MultiplexedConnection {
 
 /// Every key of the backend's prefix.
 pub async fn keys_of(backend: &RedisBackend) -> Vec<String> {
-    let mut conn = raw().await;
+    scan(&mut raw().await, &backend.key_pattern()).await
+}
+
+/// Every key matching `pattern` on the server `conn` leads to (`SCAN`, never `KEYS`: servers
+/// are shared).
+pub async fn scan(conn: &mut MultiplexedConnection, pattern: &str) -> Vec<String> {
     let mut keys = Vec::new();
     let mut cursor = 0_u64;
     loop {
         let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
-            .arg(backend.key_pattern())
+            .arg(pattern)
             .arg("COUNT")
             .arg(1000)
-            .query_async(&mut conn)
+            .query_async(conn)
             .await
             .expect("SCAN");
         keys.extend(page);
         if next == 0 {
-            break;
+            return keys;
         }
         cursor = next;
     }
-    keys
 }
 
 /// Deletes every key of the backend's prefix (never the whole database: it is shared).
@@ -110,29 +114,14 @@ pub async fn cleanup_cluster(backend: &RedisBackend) {
         if !matches!(role.first(), Some(redis::Value::BulkString(role)) if role == b"master") {
             continue;
         }
-        let mut cursor = 0_u64;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(backend.key_pattern())
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .expect("SCAN");
-            // One key per UNLINK: the keys of one node are in several slots.
-            let mut unlink = redis::pipe();
-            for key in &keys {
-                unlink.cmd("UNLINK").arg(key).ignore();
-            }
-            if !keys.is_empty() {
-                let () = unlink.query_async(&mut conn).await.expect("UNLINK");
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
+        // One key per UNLINK: the keys of one node are in several slots.
+        let keys = scan(&mut conn, &backend.key_pattern()).await;
+        let mut unlink = redis::pipe();
+        for key in &keys {
+            unlink.cmd("UNLINK").arg(key).ignore();
+        }
+        if !keys.is_empty() {
+            let () = unlink.query_async(&mut conn).await.expect("UNLINK");
         }
     }
 }
