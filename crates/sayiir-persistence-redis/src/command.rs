@@ -433,6 +433,10 @@ impl RedisBackend {
                 || error::refused_by_cluster(error)
         };
         self.send_again(at, call, index, error, unanswered).await.map_err(|error| {
+            if !unanswered(&error) {
+                // An answer after all, an error one: the call was refused, not left unanswered.
+                return error::redis(at, &self.inner.server, &error);
+            }
             at.backend(format_args!(
                 "the server at {} gave no answer within {:?} of asking ({error}); the call may \
                  have been applied on the server without its answer reaching this process",

@@ -68,8 +68,7 @@ pub(crate) fn worth_reconnecting(error: &RedisError) -> bool {
 /// server aborted (`EXECABORT` after a refused `MULTI` command) and of a script whose write
 /// was refused (Redis before 7 wraps it in `ERR Error running script`).
 pub(crate) fn read_only(error: &RedisError) -> bool {
-    matches!(error.kind(), redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly))
-        || error.to_string().contains("READONLY")
+    carries(error, &["READONLY"])
 }
 
 /// Whether a cluster node refused the call without running it: a redirection (`MOVED`, `ASK`:
@@ -77,14 +76,84 @@ pub(crate) fn read_only(error: &RedisError) -> bool {
 /// `CLUSTERDOWN`, `MASTERDOWN`), or a write that reached a demoted master (`READONLY`); also
 /// inside an aborted transaction. Nothing was applied, so any call may be sent again.
 pub(crate) fn refused_by_cluster(error: &RedisError) -> bool {
-    use redis::ServerErrorKind::{Ask, ClusterDown, MasterDown, Moved, ReadOnly, TryAgain};
-    if let redis::ErrorKind::Server(Moved | Ask | TryAgain | ClusterDown | MasterDown | ReadOnly) =
-        error.kind()
+    carries(error, &["MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY"])
+}
+
+/// Whether a refusal ([`refused_by_cluster`]) came inside an aborted transaction: redis-rs then
+/// leaves its slot map as it is, so the connection that met it should be replaced.
+pub(crate) fn refused_in_transaction(error: &RedisError) -> bool {
+    matches!(error.kind(), redis::ErrorKind::Server(redis::ServerErrorKind::ExecAbort))
+        && refused_by_cluster(error)
+}
+
+/// Whether the server answered `error` (or, for an aborted transaction, one of its commands)
+/// with one of the error `codes`, or with a script error wrapping one of them (Redis before 7:
+/// `ERR Error running script … -READONLY …`). Only errors the server sent count: a client-side
+/// message that quotes a reply never does.
+fn carries(error: &RedisError, codes: &[&str]) -> bool {
+    if let redis::ErrorKind::Server(kind) = error.kind()
+        && kind_code(kind).is_some_and(|code| codes.contains(&code))
     {
         return true;
     }
-    let text = error.to_string();
-    ["MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY"]
-        .iter()
-        .any(|code| text.contains(code))
+    let Some(errors) = error.clone().into_server_errors() else { return false };
+    errors.iter().any(|(_, server)| {
+        codes.contains(&server.code())
+            || (server.code() == "ERR"
+                && server.details().is_some_and(|details| {
+                    details.starts_with("Error running script")
+                        && codes.iter().any(|code| details.contains(&format!("-{code} ")))
+                }))
+    })
+}
+
+/// The wire code of the server error kinds [`carries`] looks for.
+fn kind_code(kind: redis::ServerErrorKind) -> Option<&'static str> {
+    use redis::ServerErrorKind::{Ask, ClusterDown, MasterDown, Moved, ReadOnly, TryAgain};
+    match kind {
+        Moved => Some("MOVED"),
+        Ask => Some("ASK"),
+        TryAgain => Some("TRYAGAIN"),
+        ClusterDown => Some("CLUSTERDOWN"),
+        MasterDown => Some("MASTERDOWN"),
+        ReadOnly => Some("READONLY"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error a server reply `wire` (RESP) makes.
+    fn server_error(wire: &str) -> RedisError {
+        match redis::parse_redis_value(wire.as_bytes()) {
+            Ok(value) => value.extract_error().err().unwrap_or_else(|| {
+                RedisError::from((redis::ErrorKind::Client, "not an error reply"))
+            }),
+            Err(error) => error,
+        }
+    }
+
+    #[test]
+    fn refusals_are_told_by_the_server_code_only() {
+        assert!(refused_by_cluster(&server_error("-MOVED 3999 127.0.0.1:7001\r\n")));
+        assert!(refused_by_cluster(&server_error("-ASK 3999 127.0.0.1:7001\r\n")));
+        assert!(refused_by_cluster(&server_error("-TRYAGAIN Multiple keys request\r\n")));
+        assert!(refused_by_cluster(&server_error("-CLUSTERDOWN The cluster is down\r\n")));
+        let readonly = server_error("-READONLY You can't write against a read only replica.\r\n");
+        assert!(read_only(&readonly) && refused_by_cluster(&readonly));
+        // Redis before 7 wraps a script's refused write.
+        let wrapped = server_error(
+            "-ERR Error running script (call to f_0): @user_script:5: @user_script: 5: \
+             -READONLY You can't write against a read only replica. \r\n",
+        );
+        assert!(read_only(&wrapped) && refused_by_cluster(&wrapped));
+        // Text that merely mentions a code is not a refusal: a script error, a client error.
+        let mentions = server_error("-ERR claim of TASK MOVED READONLY refused\r\n");
+        assert!(!read_only(&mentions) && !refused_by_cluster(&mentions));
+        let client = RedisError::from((redis::ErrorKind::Client, "reply was MOVED 1 READONLY"));
+        assert!(!read_only(&client) && !refused_by_cluster(&client));
+        assert!(!refused_by_cluster(&server_error("-NOSCRIPT No matching script\r\n")));
+    }
 }

@@ -207,12 +207,15 @@ impl Lanes {
     /// taken out of its pool rather than handed back: a demoted master still answers the
     /// pool's `PING`.
     pub(crate) fn observe(&self, lane: &Lane, error: &redis::RedisError) {
-        if !error::breaks_connection(error) {
+        let cluster = matches!(self.source, Source::Cluster(_));
+        // After a refusal inside an aborted transaction a cluster connection keeps its stale slot
+        // map (redis-rs acts only on a refused command): a fresh connection reads the map anew.
+        let stale_map = cluster && error::refused_in_transaction(error);
+        if !error::breaks_connection(error) && !stale_map {
             return;
         }
         // A cluster connection follows the slot map itself: a demoted node's `READONLY` makes
         // it refresh the map, and its other node connections are fine.
-        let cluster = matches!(self.source, Source::Cluster(_));
         let dropped: Vec<Held> = if error::read_only(error) && !cluster {
             (0..self.slots.len()).filter_map(|index| self.slot(index).take()).collect()
         } else {
