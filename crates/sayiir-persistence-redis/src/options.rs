@@ -73,9 +73,11 @@ impl RedisOptions {
     }
 
     /// After each call that writes, wait until `replicas` replicas have acknowledged the write,
-    /// at most `timeout` (Redis `WAIT replicas timeout`, on the same connection: one more
-    /// round trip per write). Redis replicates asynchronously, so without it a write the
-    /// master acknowledged just before it failed can be lost in a failover; with it, a call
+    /// at most `timeout` (Redis `WAIT replicas timeout`, pipelined with the write's script on
+    /// the same connection, so on a cluster it reaches the master that ran it; after a save with
+    /// results, a transaction, in a round trip of its own). Redis replicates asynchronously, so
+    /// without it a write the master acknowledged just before it failed can be lost in a
+    /// failover; with it, a call
     /// returns `Ok` only once the write is on `replicas` replicas as well. When fewer
     /// acknowledge in time, the call fails with `Backend` saying the write was applied on the
     /// master but may be lost in a failover (sending it again is safe for saves). Off by
