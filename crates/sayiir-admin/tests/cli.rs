@@ -148,19 +148,13 @@ async fn postgres_walk_through() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_walk_through() {
-    use sayiir_persistence_redis::{RedisBackend, RedisOptions, redis};
+    use sayiir_persistence_redis::{RedisBackend, RedisOptions};
     let prefix = unique_id("admin-cli");
     let options = RedisOptions::default().key_prefix(&prefix);
     let backend = RedisBackend::connect_with(&redis_url(), options).await.unwrap();
     let store = vec!["--url".to_string(), redis_url(), "--key-prefix".to_string(), prefix.clone()];
     walk_through(&store, &backend).await;
-    let client = redis::Client::open(redis_url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> =
-        redis::cmd("KEYS").arg(backend.key_pattern()).query_async(&mut conn).await.unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("UNLINK").arg(&keys).query_async(&mut conn).await.unwrap();
-    }
+    common::unlink_redis_keys(&redis_url(), &backend.key_pattern()).await;
 }
 
 /// Errors a person can act on: no store, an unknown scheme, an option of another backend,

@@ -146,13 +146,7 @@ async fn sqlite_to_postgres_to_redis_to_sqlite_gives_the_same_store() {
         RedisBackend::connect_with(&redis_url(), RedisOptions::default().key_prefix(&prefix))
             .await
             .unwrap();
-    let client = redis::Client::open(redis_url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> =
-        redis::cmd("KEYS").arg(redis_backend.key_pattern()).query_async(&mut conn).await.unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("UNLINK").arg(&keys).query_async(&mut conn).await.unwrap();
-    }
+    common::unlink_redis_keys(&redis_url(), &redis_backend.key_pattern()).await;
 }
 
 /// A file cut short is refused after importing what it holds, and the full file run again
@@ -230,19 +224,14 @@ async fn damaged_files_are_refused_and_interrupted_imports_resume() {
     assert!(end.starts_with("{\"end\":{\"workflows\":7,"), "{end}");
 }
 
-/// Deletes the keys of `prefix` on every master of the test cluster.
+/// Deletes the keys matching `pattern` on every master of the test cluster.
 async fn cleanup_cluster(pattern: &str) {
     for url in sayiir_persistence_conformance::servers::redis_cluster() {
         let client = redis::Client::open(url.as_str()).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
         let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut conn).await.unwrap();
-        if !matches!(role.first(), Some(redis::Value::BulkString(role)) if role == b"master") {
-            continue;
-        }
-        let keys: Vec<String> =
-            redis::cmd("KEYS").arg(pattern).query_async(&mut conn).await.unwrap();
-        for key in keys {
-            let _: () = redis::cmd("UNLINK").arg(&key).query_async(&mut conn).await.unwrap();
+        if matches!(role.first(), Some(redis::Value::BulkString(role)) if role == b"master") {
+            common::unlink_redis_keys(&url, pattern).await;
         }
     }
 }
@@ -310,11 +299,5 @@ async fn a_redis_store_moves_to_a_cluster() {
     }
 
     cleanup_cluster(&cluster.key_pattern()).await;
-    let client = redis::Client::open(redis_url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> =
-        redis::cmd("KEYS").arg(single.key_pattern()).query_async(&mut conn).await.unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("UNLINK").arg(&keys).query_async(&mut conn).await.unwrap();
-    }
+    common::unlink_redis_keys(&redis_url(), &single.key_pattern()).await;
 }

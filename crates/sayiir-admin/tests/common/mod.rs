@@ -27,3 +27,16 @@ pub fn ok(store: &[String], args: &[&str]) -> String {
     assert!(output.status.success(), "{args:?} failed: {}", stderr(&output));
     stdout(&output)
 }
+
+/// Deletes every key matching `pattern` (a backend's `key_pattern()`) on the Redis server at
+/// `url`, one key per `UNLINK` (on a cluster node the keys are in several slots).
+pub async fn unlink_redis_keys(url: &str, pattern: &str) {
+    use sayiir_persistence_redis::redis;
+    let client = redis::Client::open(url).expect("Redis URL");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("Redis connection");
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(pattern).query_async(&mut conn).await.expect("KEYS");
+    for key in keys {
+        let _: () = redis::cmd("UNLINK").arg(&key).query_async(&mut conn).await.expect("UNLINK");
+    }
+}
