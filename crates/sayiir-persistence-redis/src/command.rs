@@ -47,7 +47,7 @@ impl RedisBackend {
     /// is what to connect to), a Sentinel (it stores nothing; its master is what to connect to)
     /// or a read-only replica. A cluster connection is not checked: it only sends to masters.
     pub(crate) async fn refuse_unsupported_server(&self, at: &At<'_>) -> Result<(), BackendError> {
-        if self.inner.cluster {
+        if self.inner.lanes.is_cluster() {
             return Ok(());
         }
         // Plain `INFO`: naming several sections needs Redis 7. Sentinel answers it too.
@@ -366,9 +366,19 @@ impl RedisBackend {
             Err(error) => error,
         };
         lanes.observe(&lane, &error);
-        if self.inner.cluster && retry != Retry::UntilAnswered && error::refused_by_cluster(&error)
+        // A cluster node refused the call without running it (a redirection during a failover
+        // or a resharding, a slot not served yet): safe for every call, it is sent again until a
+        // node runs it, the cluster connection having refreshed its slot map meanwhile. (The
+        // cluster client itself never resends: after a lost connection it could apply a write
+        // twice.) `UntilAnswered` calls ask again by their own, wider rule.
+        if self.inner.lanes.is_cluster()
+            && retry != Retry::UntilAnswered
+            && error::refused_by_cluster(&error)
         {
-            return self.send_again_when_routed(at, &call, lane.index, error).await;
+            return self
+                .send_again(at, &call, lane.index, error, error::refused_by_cluster)
+                .await
+                .map_err(|error| error::redis(at, &self.inner.server, &error));
         }
         match retry {
             Retry::No => Err(error::redis(at, &self.inner.server, &error)),
@@ -388,29 +398,6 @@ impl RedisBackend {
             }
             Retry::UntilAnswered => self.ask_again(at, &call, lane.index, error).await,
         }
-    }
-
-    /// Sends `call` again after a cluster node refused it without running it (a redirection
-    /// during a failover or a resharding, a slot not served yet), until a node runs it or
-    /// [`Inner::patience`] runs out: the cluster connection refreshes its slot map after each
-    /// such answer, so the call reaches the right master once the cluster has settled. Safe for
-    /// every call, since nothing was applied. (The cluster client itself is built without
-    /// retries: it would also send a call again after a lost connection, which may apply a
-    /// write twice.)
-    async fn send_again_when_routed<T, F, Fut>(
-        &self,
-        at: &At<'_>,
-        call: &F,
-        index: usize,
-        error: redis::RedisError,
-    ) -> Result<T, BackendError>
-    where
-        F: Fn(Conn) -> Fut,
-        Fut: Future<Output = RedisResult<T>>,
-    {
-        self.send_again(at, call, index, error, error::refused_by_cluster)
-            .await
-            .map_err(|error| error::redis(at, &self.inner.server, &error))
     }
 
     /// Sends `call` again, on a fresh connection when the last one broke, until it gets an

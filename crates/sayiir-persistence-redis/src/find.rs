@@ -154,10 +154,11 @@ impl RedisBackend {
             join_all(shards.map(|shard| self.poll_shard(at, shard, worker_id, limit, worker_tags)))
                 .await;
         let mut all = Poll { due: Vec::new(), expired: Vec::new(), candidates: Vec::new() };
-        let mut failed = None;
+        let (mut failed, mut read) = (None, 0_usize);
         for poll in polls {
             match poll {
                 Ok(poll) => {
+                    read += 1;
                     all.due.extend(poll.due);
                     all.expired.extend(poll.expired);
                     all.candidates.extend(poll.candidates);
@@ -170,12 +171,9 @@ impl RedisBackend {
                 }
             }
         }
+        // Only when no shard answered is there nothing to serve.
         match failed {
-            Some(error)
-                if all.candidates.is_empty() && all.due.is_empty() && all.expired.is_empty() =>
-            {
-                Err(error)
-            }
+            Some(error) if read == 0 => Err(error),
             _ => Ok(all),
         }
     }

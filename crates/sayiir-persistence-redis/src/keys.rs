@@ -233,24 +233,9 @@ impl KeySpace {
         &self.shards[shard].globals[6]
     }
 
-    /// The listing index of `status` in `shard`: members `<updated_at, 20 digits>:<instance
-    /// id>`, all of score 0, so they sort by `updated_at`, then instance id.
-    pub(crate) fn listing(&self, shard: usize, status: &str) -> String {
-        format!("{}:{status}", self.listed(shard))
-    }
-
-    /// The listing index of `status` and `definition` in `shard`, members as in
-    /// [`Self::listing`].
-    pub(crate) fn listing_by_definition(
-        &self,
-        shard: usize,
-        status: &str,
-        definition: &str,
-    ) -> String {
-        format!("{}:{status}:{definition}", self.listed(shard))
-    }
-
-    /// The listing index of `status` in `shard`, of one definition when given.
+    /// The listing index of `status` in `shard`, of one definition when given: members
+    /// `<updated_at, 20 digits>:<instance id>`, all of score 0, so they sort by `updated_at`,
+    /// then instance id (`relist` in `lua/index.lua` names them alike).
     pub(crate) fn listing_of(
         &self,
         shard: usize,
@@ -258,8 +243,8 @@ impl KeySpace {
         definition: Option<&str>,
     ) -> String {
         match definition {
-            Some(definition) => self.listing_by_definition(shard, status, definition),
-            None => self.listing(shard, status),
+            Some(definition) => format!("{}:{status}:{definition}", self.listed(shard)),
+            None => format!("{}:{status}", self.listed(shard)),
         }
     }
 

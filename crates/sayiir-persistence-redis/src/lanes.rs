@@ -143,6 +143,11 @@ impl Lanes {
         }
     }
 
+    /// Whether the connections go to a Redis Cluster.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.source, Source::Cluster(_))
+    }
+
     pub(crate) fn slot(&self, index: usize) -> MutexGuard<'_, Option<Held>> {
         // A panic while the lock was held cannot leave the slot inconsistent: it holds a
         // whole value or nothing.
@@ -207,7 +212,7 @@ impl Lanes {
     /// taken out of its pool rather than handed back: a demoted master still answers the
     /// pool's `PING`.
     pub(crate) fn observe(&self, lane: &Lane, error: &redis::RedisError) {
-        let cluster = matches!(self.source, Source::Cluster(_));
+        let cluster = self.is_cluster();
         // After a refusal inside an aborted transaction a cluster connection keeps its stale slot
         // map (redis-rs acts only on a refused command): a fresh connection reads the map anew.
         let stale_map = cluster && error::refused_in_transaction(error);

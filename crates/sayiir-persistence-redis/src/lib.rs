@@ -61,8 +61,6 @@ pub struct RedisBackend {
 #[derive(Debug)]
 struct Inner {
     keys: KeySpace,
-    /// Whether the connections go to a Redis Cluster.
-    cluster: bool,
     lanes: Lanes,
     /// The server's `proto-max-bulk-len`, in bytes: the largest argument it accepts.
     max_bulk_len: AtomicU64,
@@ -151,9 +149,10 @@ impl RedisBackend {
     /// its nodes, with the same credentials, TLS and protocol, e.g. `?protocol=resp3`), with
     /// `options`. The store uses the sharded key layout ([`RedisOptions::index_shards`],
     /// [`RedisOptions::DEFAULT_CLUSTER_SHARDS`] unless set): every script's keys are in one
-    /// hash slot. Each connection follows the cluster by itself: redirections after a
-    /// resharding, and failovers (calls that fail during the switch fail with the error of
-    /// the call, and the next calls reach the promoted replica). With
+    /// hash slot. Each connection keeps the cluster's slot map and refreshes it when a node
+    /// redirects a call, and the backend sends every call a node refused without running it
+    /// again (after a resharding or a failover) until the cluster has settled; calls that may
+    /// have run on a master that died fail with the error of the call. With
     /// [`RedisOptions::wait_for_replicas`], `WAIT` goes to the master that ran the write.
     ///
     /// ```no_run
@@ -177,6 +176,12 @@ impl RedisBackend {
     {
         let at = at("connect");
         let nodes: Vec<String> = nodes.into_iter().map(|url| url.as_ref().to_string()).collect();
+        if nodes.is_empty() {
+            return Err(at.backend(format_args!(
+                "no cluster node given; pass the URLs of some of the cluster's nodes, e.g. \
+                 [\"redis://10.0.0.1:6379\", \"redis://10.0.0.2:6379\"]"
+            )));
+        }
         // Addresses only: a URL may carry a password, and messages end up in logs.
         let mut addresses = Vec::with_capacity(nodes.len());
         for url in &nodes {
@@ -185,12 +190,6 @@ impl RedisBackend {
             addresses.push(info.addr().to_string());
         }
         let server = format!("a node of the cluster of {}", addresses.join(", "));
-        if nodes.is_empty() {
-            return Err(at.backend(format_args!(
-                "no cluster node given; pass the URLs of some of the cluster's nodes, e.g. \
-                 [\"redis://10.0.0.1:6379\", \"redis://10.0.0.2:6379\"]"
-            )));
-        }
         // No retries in the client: it would send a call again after a lost connection, and a
         // write the master ran before the loss would be applied twice. The backend sends calls
         // again itself, by the same rules as on one server, and every call refused unrun
@@ -313,7 +312,6 @@ impl RedisBackend {
         Self {
             inner: Arc::new(Inner {
                 keys: KeySpace::new(&options.key_prefix, options.index_shards),
-                cluster: matches!(source, Source::Cluster(_)),
                 lanes: Lanes::new(source, lanes),
                 max_bulk_len: AtomicU64::new(DEFAULT_MAX_BULK_LEN),
                 patience: (options.response_timeout * 10).max(Duration::from_secs(30)),
